@@ -1,0 +1,236 @@
+"""`generate`: Hugging Face's greedy and sampling decoding for any torch model that returns logits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import GenerationConfig
+
+from lightning_gen.adapters import AdapterName, ModelAdapter, resolve_adapter
+from lightning_gen.config import resolve_config
+from lightning_gen.processors import build_logits_processors, build_stopping_criteria
+
+__all__ = ["eval_mode", "generate", "model_device"]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, and restore each one's own previous mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def model_device(model: nn.Module, default: torch.device) -> torch.device:
+    """The device of the model's first parameter or buffer, or ``default`` for a module without tensors."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return default
+
+
+def _check_input_ids(input_ids: Any, vocab_size: int | None) -> None:
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"`input_ids` must be a torch.LongTensor of shape (batch, length), got {type(input_ids).__name__}")
+    if input_ids.dtype not in (torch.long, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise TypeError(f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"`input_ids` must be 2-D (batch, length) and non-empty, got shape {tuple(input_ids.shape)}")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        raise ValueError(f"`input_ids` must be token ids in [0, {vocab_size}), got values in [{low}, {high}]")
+
+
+def _infer_vocab_size(model: nn.Module, vocab_size: int | None) -> int | None:
+    if vocab_size is not None:
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
+            raise ValueError(f"`vocab_size` must be a positive integer or None, got {vocab_size!r}")
+        return vocab_size
+    for owner in (model, getattr(model, "config", None)):
+        for attr in ("vocab_size", "padded_vocab_size"):
+            value = getattr(owner, attr, None) if owner is not None else None
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def generate(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    generation_config: GenerationConfig | None = None,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    logits_processor: Sequence[Any] | None = None,
+    stopping_criteria: Sequence[Any] | None = None,
+    generator: torch.Generator | None = None,
+    adapter: ModelAdapter | AdapterName | type[ModelAdapter] | None = None,
+    tokenizer: Any = None,
+    vocab_size: int | None = None,
+    context_length: int | None = None,
+    **kwargs: Any,
+) -> torch.LongTensor:
+    """Complete ``input_ids`` with ``model``, with the semantics of `transformers`' ``model.generate``.
+
+    Greedy decoding or multinomial sampling, with every logits processor of `GenerationConfig` built from
+    transformers' own classes in HF's order, logits cast to float32 first. For the same model, configuration
+    and seed the tokens are identical to HF's (seed ``torch.manual_seed(s)`` there, ``generator=
+    torch.Generator().manual_seed(s)`` here). The model runs in eval mode under `torch.no_grad` and every
+    submodule's mode is restored afterwards; the global RNG is never used.
+
+    Args:
+        model: Any module returning next-token logits; see `lightning_gen.adapters` for the protocols.
+        input_ids: Prompt token ids, `(B, T)`. Left-pad a batch and pass ``attention_mask`` for models that
+            take one (transformers models); for others use `generate_completions`, which groups by length.
+        generation_config: Base configuration; ``kwargs`` override its fields. For a transformers model its own
+            ``generation_config`` supplies defaults, as in HF.
+        attention_mask: `(B, T)`, 1 for tokens and 0 for left padding (transformers models only).
+        logits_processor: Extra processors, merged as HF merges them.
+        stopping_criteria: Extra stopping criteria, merged as HF merges them.
+        generator: The only source of randomness for sampling (on the model's device).
+        adapter: How to call the model: ``"auto"`` (default: detect), ``"plain"``, ``"litgpt"``, ``"gpt-fast"``,
+            ``"hf"``, or your own `ModelAdapter`.
+        tokenizer: A Hugging Face tokenizer, needed for ``stop_strings``.
+        vocab_size: Keep only the first ``vocab_size`` logits (models whose vocabulary is padded, e.g. 50304).
+        context_length: Context length of a plain model, used to crop its input; discovered when omitted.
+        **kwargs: `GenerationConfig` fields (``max_new_tokens``, ``do_sample``, ``top_p`` ...). Unknown names raise.
+
+    Returns:
+        Prompt plus new tokens, `(B * num_return_sequences, length)`; rows that ended early are filled with the
+        pad id (``pad_token_id``, else the first EOS id), as in HF.
+
+    Raises:
+        ValueError: An unknown field, a value out of range, ids outside the vocabulary, or a prompt that
+            leaves no room in the context.
+        TypeError: ``input_ids`` is not an integer tensor.
+        NotImplementedError: Beam search and other search modes.
+
+    Example::
+
+        >>> class Bigram(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.table = nn.Embedding(16, 16)
+        ...     def forward(self, ids):          # (B, T) -> (B, T, V)
+        ...         return self.table(ids)
+        >>> out = generate(Bigram(), torch.tensor([[1, 2, 3]]), max_new_tokens=5, do_sample=True,
+        ...                generator=torch.Generator().manual_seed(0))
+        >>> out.shape
+        torch.Size([1, 8])
+    """
+    vocab = _infer_vocab_size(model, vocab_size)
+    _check_input_ids(input_ids, vocab)
+    device = model_device(model, input_ids.device)
+    ids = input_ids.to(device=device, dtype=torch.long)
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != ids.shape:
+            shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            raise ValueError(f"`attention_mask` must be a tensor of the same shape as `input_ids` {tuple(ids.shape)}, got {shape}")
+        attention_mask = attention_mask.to(device=device, dtype=torch.long)
+
+    model_config = getattr(model, "config", None)
+    max_positions = getattr(model_config, "max_position_embeddings", None) if model_config is not None else None
+    gen_defaults = getattr(model, "generation_config", None)
+    resolved = resolve_config(
+        generation_config, kwargs,
+        model_generation_config=gen_defaults if isinstance(gen_defaults, GenerationConfig) else None,
+        prompt_length=ids.shape[1], max_position_embeddings=max_positions, device=device,
+    )
+    cfg, eos, pad = resolved.config, resolved.eos, resolved.pad
+    runner = resolve_adapter(model, adapter, use_cache=bool(cfg.use_cache), context_length=context_length)
+    if attention_mask is not None and not runner.supports_attention_mask and not bool((attention_mask == 1).all()):
+        raise ValueError(
+            f"`attention_mask` marks padding, but {type(runner).__name__} cannot mask padded positions; "
+            "use `generate_completions` to group prompts by length instead"
+        )
+    if attention_mask is None and runner.supports_attention_mask and pad is not None and eos is not None:
+        # HF infers the mask from pad tokens when the pad id is not also an EOS id.
+        if bool((ids == pad).any()) and not bool((eos == pad).any()):
+            attention_mask = ids.ne(pad).long()
+    _check_context(runner, ids.shape[1], cfg.max_length)
+
+    prompt_ids = ids
+    if cfg.num_return_sequences > 1:
+        ids = ids.repeat_interleave(cfg.num_return_sequences, dim=0)
+        if attention_mask is not None:
+            attention_mask = attention_mask.repeat_interleave(cfg.num_return_sequences, dim=0)
+    padded_mask = attention_mask if attention_mask is not None and not bool((attention_mask == 1).all()) else None
+    processors = build_logits_processors(
+        cfg, eos=eos, prompt_ids=prompt_ids, attention_mask=padded_mask, user_processors=logits_processor, device=device
+    )
+    criteria = build_stopping_criteria(
+        cfg, eos=eos, tokenizer=tokenizer, user_criteria=stopping_criteria, max_position_embeddings=max_positions
+    )
+    pad_finished = pad is not None and any(hasattr(c, "eos_token_id") for c in criteria)
+    with torch.no_grad(), eval_mode(model):
+        return _decode_loop(
+            runner, ids, attention_mask, processors, criteria,
+            do_sample=bool(cfg.do_sample), max_length=cfg.max_length, vocab_size=vocab_size,
+            pad=pad if pad_finished else None, generator=generator,
+        )
+
+
+def _check_context(runner: ModelAdapter, prompt_length: int, max_length: int) -> None:
+    context = runner.context_length
+    if context is None:
+        return
+    if runner.needs_room_for_new_tokens and max_length > context:
+        raise ValueError(
+            f"prompt length {prompt_length} plus new tokens ({max_length - prompt_length}) is {max_length}, more than "
+            f"the context length {context} of this KV-cache model; lower `max_new_tokens` or crop the prompt"
+        )
+
+
+def _decode_loop(
+    runner: ModelAdapter,
+    ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    processors: Any,
+    criteria: Any,
+    *,
+    do_sample: bool,
+    max_length: int,
+    vocab_size: int | None,
+    pad: torch.Tensor | None,
+    generator: torch.Generator | None,
+) -> torch.LongTensor:
+    """The loop of HF's ``_sample``, over a preallocated `(B, max_length)` buffer."""
+    batch, length = ids.shape
+    tokens = ids.new_empty((batch, max_length))  # (B, L_max), filled as we go
+    tokens[:, :length] = ids
+    mask = None
+    if attention_mask is not None:
+        mask = attention_mask.new_ones((batch, max_length))
+        mask[:, :length] = attention_mask
+    unfinished = torch.ones(batch, dtype=torch.long, device=ids.device)
+    try:
+        logits = runner.prefill(ids, attention_mask, max_length=max_length)
+        while True:
+            scores = logits.to(dtype=torch.float32, copy=True)  # (B, V)
+            if vocab_size is not None:
+                scores = scores[:, :vocab_size]
+            scores = processors(tokens[:, :length], scores)
+            if do_sample:
+                probs = torch.softmax(scores, dim=-1)
+                next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+            else:
+                next_tokens = torch.argmax(scores, dim=-1)
+            if pad is not None:
+                next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
+            tokens[:, length] = next_tokens
+            length += 1
+            unfinished = unfinished & ~criteria(tokens[:, :length], None)
+            if unfinished.max() == 0:
+                break
+            logits = runner.decode(tokens[:, :length], None if mask is None else mask[:, :length])
+    finally:
+        runner.close()
+    return tokens[:, :length] if length < max_length else tokens
