@@ -1,0 +1,236 @@
+"""Turn whatever tokenizer the user gave into one tokenizer interface.
+
+`load_tokenizer` returns a `LoadedTokenizer`: plain ids in (no special tokens added), verbatim text
+out (special tokens kept, so a sampled ``<eos>`` shows in the logs). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+__all__ = ["LoadedTokenizer", "TextTokenizer", "load_tokenizer"]
+
+_ACCEPTED_PATHS = (
+    "a tokenizer.json (any *.json) file, a sentencepiece *.model file, or a local Hugging Face "
+    "tokenizer folder containing tokenizer.json or tokenizer_config.json"
+)
+_HF_FOLDER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+@runtime_checkable
+class TextTokenizer(Protocol):
+    """What the rest of the library relies on: text to ids and back."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclass(frozen=True)
+class LoadedTokenizer:
+    """One tokenizer interface over Hugging Face, ``tokenizers``, sentencepiece and custom objects.
+
+    Args:
+        encode_fn: Text to plain token ids, without adding special tokens.
+        decode_fn: Token ids to text, keeping special tokens verbatim.
+        eos_token_id: End-of-sequence id(s), or ``None`` when the tokenizer does not define one.
+        pad_token_id: Padding id, or ``None``.
+        vocab_size: Number of ids the tokenizer can produce (added tokens included), or ``None``.
+        hf_tokenizer: The Hugging Face tokenizer behind it, if any (needed for ``stop_strings``).
+
+    Example::
+
+        >>> tok = LoadedTokenizer(encode_fn=lambda s: [ord(c) for c in s],
+        ...                       decode_fn=lambda ids: "".join(map(chr, ids)), vocab_size=256)
+        >>> tok.decode(tok.encode("hi"))
+        'hi'
+    """
+
+    encode_fn: Callable[[str], list[int]] = field(repr=False)
+    decode_fn: Callable[[list[int]], str] = field(repr=False)
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    vocab_size: int | None = None
+    hf_tokenizer: PreTrainedTokenizerBase | None = None
+
+    def encode(self, text: str) -> list[int]:
+        """Encodes ``text`` to plain ids (no BOS/EOS added)."""
+        return self.encode_fn(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Decodes ``ids`` to text, special tokens included."""
+        return self.decode_fn(_as_ids(ids, "ids"))
+
+
+def load_tokenizer(tokenizer: object, *, argument: str = "tokenizer") -> LoadedTokenizer:
+    """Wraps a tokenizer, or loads one from a local path, behind the `LoadedTokenizer` interface.
+
+    Args:
+        tokenizer: A ``str``/``os.PathLike`` path to a ``*.json`` (``tokenizers`` serialization),
+            a sentencepiece ``*.model`` or a local Hugging Face tokenizer folder; a Hugging Face
+            ``PreTrainedTokenizerBase``; a ``tokenizers.Tokenizer``; a
+            ``sentencepiece.SentencePieceProcessor``; a `LoadedTokenizer` (returned as is); or any
+            object with callable ``encode(text)`` and ``decode(ids)``, whose optional
+            ``eos_token_id``, ``pad_token_id`` and ``vocab_size`` (or ``__len__``) are read.
+        argument: Name used for ``tokenizer`` in error messages, e.g. ``"tokenizer"``.
+
+    Returns:
+        The wrapped tokenizer.
+
+    Raises:
+        FileNotFoundError: If a path does not exist.
+        ValueError: If a path exists but is not a supported kind, or fails to load.
+        ImportError: If a ``*.model`` path is given and sentencepiece is not installed.
+        TypeError: If an object lacks a callable ``encode`` or ``decode``.
+
+    Example::
+
+        >>> class Chars:
+        ...     eos_token_id = 0
+        ...     def encode(self, text): return [ord(c) for c in text]
+        ...     def decode(self, ids): return "".join(chr(i) for i in ids)
+        >>> tok = load_tokenizer(Chars())
+        >>> tok.encode("hi"), tok.decode([104, 105]), tok.eos_token_id
+        ([104, 105], 'hi', 0)
+    """
+    if isinstance(tokenizer, LoadedTokenizer):
+        return tokenizer
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return _load_path(Path(tokenizer), argument)
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return _wrap_hf(tokenizer)
+    if isinstance(tokenizer, tokenizers.Tokenizer):
+        # The HF wrapper copies the backend (the user's object stays untouched); it enables
+        # `stop_strings` in generation.
+        return _wrap_hf(PreTrainedTokenizerFast(tokenizer_object=tokenizer))
+    spm = sys.modules.get("sentencepiece")  # a processor implies the module is already imported
+    if spm is not None and isinstance(tokenizer, spm.SentencePieceProcessor):
+        return _wrap_sentencepiece(tokenizer)
+    return _wrap_custom(tokenizer, argument)
+
+
+def _load_path(path: Path, argument: str) -> LoadedTokenizer:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"`{argument}` must be an existing local path (nothing is downloaded), "
+            f"got '{path}', which does not exist"
+        )
+    is_hf_folder = path.is_dir() and any((path / name).is_file() for name in _HF_FOLDER_FILES)
+    if not (is_hf_folder or path.is_file() and path.suffix in (".json", ".model")):
+        raise ValueError(f"`{argument}` path must be {_ACCEPTED_PATHS}; got '{path}'")
+    spm = _sentencepiece() if path.suffix == ".model" and not is_hf_folder else None
+    try:
+        if is_hf_folder:
+            return _wrap_hf(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+        if spm is not None:
+            return _wrap_sentencepiece(spm.SentencePieceProcessor(model_file=str(path)))
+        backend = tokenizers.Tokenizer.from_file(str(path))
+        return _wrap_hf(PreTrainedTokenizerFast(tokenizer_object=backend))
+    except Exception as err:  # tokenizers raises a bare `Exception` on a malformed file
+        message = f"`{argument}` path '{path}' could not be loaded as a tokenizer: {err}"
+        raise ValueError(message) from err
+
+
+def _sentencepiece() -> Any:
+    try:
+        import sentencepiece
+    except ImportError as err:
+        message = "Loading a sentencepiece *.model needs sentencepiece: `pip install sentencepiece`"
+        raise ImportError(message) from err
+    return sentencepiece
+
+
+def _wrap_hf(hf: PreTrainedTokenizerBase) -> LoadedTokenizer:
+    return LoadedTokenizer(
+        encode_fn=lambda text: list(hf.encode(text, add_special_tokens=False)),
+        decode_fn=lambda ids: hf.decode(ids, skip_special_tokens=False),
+        eos_token_id=hf.eos_token_id,
+        pad_token_id=hf.pad_token_id,
+        vocab_size=len(hf),
+        hf_tokenizer=hf,
+    )
+
+
+def _wrap_sentencepiece(sp: Any) -> LoadedTokenizer:
+    def decode(ids: list[int]) -> str:
+        # sentencepiece drops control pieces (</s>, <pad>, ...) when decoding; keep them visible by
+        # decoding the runs between them and writing the control pieces themselves in between.
+        text, run = "", []
+        for i in [*ids, None]:
+            if i is not None and not sp.is_control(i):
+                run.append(i)
+                continue
+            if run:
+                chunk = sp.decode(run)
+                # A run after a control piece loses its leading space, as a text start would.
+                lost_space = sp.id_to_piece(run[0]).startswith("\u2581") and chunk[:1] != " "
+                text, run = text + (" " if text and lost_space else "") + chunk, []
+            if i is not None:
+                text += sp.id_to_piece(i)
+        return text
+
+    return LoadedTokenizer(
+        encode_fn=lambda text: list(sp.encode(text)),
+        decode_fn=decode,
+        eos_token_id=sp.eos_id() if sp.eos_id() >= 0 else None,
+        pad_token_id=sp.pad_id() if sp.pad_id() >= 0 else None,
+        vocab_size=sp.get_piece_size(),
+    )
+
+
+def _wrap_custom(obj: Any, argument: str) -> LoadedTokenizer:
+    missing = [name for name in ("encode", "decode") if not callable(getattr(obj, name, None))]
+    if missing:
+        raise TypeError(
+            f"`{argument}` must be a path, a Hugging Face / tokenizers / sentencepiece tokenizer, "
+            f"or an object with callable `encode` and `decode`; got {type(obj).__qualname__}, "
+            f"which lacks "
+            f"{' and '.join(f'`{name}`' for name in missing)}"
+        )
+    vocab_size = getattr(obj, "vocab_size", None)
+    if callable(vocab_size):  # some tokenizers expose it as a method
+        vocab_size = vocab_size()
+    if vocab_size is None and hasattr(obj, "__len__"):
+        vocab_size = len(obj)
+    eos = getattr(obj, "eos_token_id", None)
+    pad = getattr(obj, "pad_token_id", None)
+    return LoadedTokenizer(
+        encode_fn=lambda text: _as_ids(obj.encode(text), f"{argument}.encode(text)"),
+        decode_fn=obj.decode,
+        eos_token_id=_optional_ids(eos, f"{argument}.eos_token_id"),
+        pad_token_id=None if pad is None else _as_id(pad, f"{argument}.pad_token_id"),
+        vocab_size=None if vocab_size is None else _as_id(vocab_size, f"{argument}.vocab_size"),
+    )
+
+
+def _optional_ids(value: object, name: str) -> int | list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, Sequence) or getattr(value, "ndim", 0) > 0:  # list, tuple, tensor
+        return _as_ids(value, name)
+    return _as_id(value, name)
+
+
+def _as_id(value: object, name: str) -> int:
+    try:
+        return operator.index(value)  # takes numpy ints and 0-d int tensors; not floats
+    except TypeError:
+        raise TypeError(f"`{name}` must be an integer token id, got {value!r}") from None
+
+
+def _as_ids(values: object, name: str) -> list[int]:
+    if hasattr(values, "tolist"):  # torch.Tensor / numpy array
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        kind = type(values).__qualname__
+        raise TypeError(f"`{name}` must be a flat sequence of integer ids, got {kind}")
+    return [_as_id(v, name) for v in values]
