@@ -12,14 +12,27 @@ from lightning_gen.adapters import (
     PlainAdapter,
     last_logits,
 )
+from lightning_gen.batching import generate_completions
 from lightning_gen.generation import generate
+from lightning_gen.monitor import GenerationMonitor
+from lightning_gen.prompts import Prompt, load_prompts
+from lightning_gen.rendering import Sample
+from lightning_gen.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
 
 __all__ = [
+    "GenerationMonitor",
     "GptFastAdapter",
     "HFAdapter",
     "LitGPTAdapter",
+    "LoadedTokenizer",
     "ModelAdapter",
     "PlainAdapter",
+    "Prompt",
+    "Sample",
+    "TextTokenizer",
     "generate",
+    "generate_completions",
     "last_logits",
+    "load_prompts",
+    "load_tokenizer",
 ]

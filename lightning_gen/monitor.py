@@ -1,0 +1,303 @@
+"""`GenerationMonitor`: sample fixed prompts during training and log what the model writes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+from transformers import GenerationConfig, LogitsProcessor
+from typing_extensions import override
+
+from lightning_gen.adapters import find_context_length, resolve_adapter
+from lightning_gen.config import validate_generation_kwargs
+from lightning_gen.prompts import load_prompts
+from lightning_gen.sampling import EncodedPrompts, encode_prompts, sample_round
+from lightning_gen.sinks import SampleSink, sinks_for
+from lightning_gen.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
+
+__all__ = ["GenerationMonitor"]
+
+DEFAULT_MAX_NEW_TOKENS = 64
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}")
+
+
+def _resolve_attr(root: nn.Module, dotted: str) -> Any:
+    obj: Any = root
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"`model_attr`={dotted!r}: {type(obj).__name__} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+class GenerationMonitor(pl.Callback):
+    """Complete the same prompts at scheduled steps and log the samples, without disturbing training.
+
+    Each round runs `lightning_gen.generate` (Hugging Face's decoding) in eval mode under `torch.no_grad`, with
+    a generator seeded with ``seed`` on the model's device: the same noise every round, so samples are
+    comparable across steps, and no other random stream is touched, so training is bit-identical with or
+    without the monitor. Everything checkable is checked in ``__init__`` (bad configuration) or in ``setup``
+    (tokenizer, model, prompts' ids), before the first training step.
+
+    Args:
+        prompts: Prompt strings, or a path to a ``.txt`` (one a line) or ``.jsonl`` file (``{"prompt": ...,
+            "reference": ...}``).
+        tokenizer: None to use ``pl_module.tokenizer``, then ``trainer.datamodule.tokenizer``; an object with
+            ``encode``/``decode``; or a path to a ``tokenizer.json``, a local HF tokenizer folder, or a
+            sentencepiece ``.model``.
+        every_n_train_steps: Sample when ``global_step`` is a multiple of this.
+        every_n_epochs: Sample at the end of every n-th training epoch.
+        train_time_interval: Sample when this much time has passed since the last round.
+        sample_on_train_start: Sample before the first step (step 0, a baseline).
+        sample_on_train_end: Sample after the last step.
+        generation: `GenerationConfig` fields (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
+            ``top_p`` ...). ``max_new_tokens`` defaults to 64; EOS and pad ids default to the tokenizer's.
+        logits_processors: Extra transformers `LogitsProcessor` objects, merged as HF merges them.
+        seed: Seed of the sampling generator, reset at every round.
+        model_attr: Dotted attribute of the LightningModule to call (e.g. ``"model"``); None calls the
+            LightningModule itself.
+        batch_size: Most prompts per forward; None puts them all in one batch (per length group).
+        context_length: Context length of the model; discovered from the model when None.
+        tag: Prefix of the logged tags.
+        on_error: What a failure while sampling does: ``"warn"`` warns and training goes on, ``"raise"`` re-raises.
+
+    Raises:
+        ValueError: A bad value for any argument, naming it.
+        FileNotFoundError: ``prompts`` or ``tokenizer`` names a file that does not exist.
+        NotImplementedError: ``generation`` asks for beam search or another search mode.
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> monitor = GenerationMonitor(["Once upon a time"], every_n_train_steps=100,
+        ...                             generation={"max_new_tokens": 32, "do_sample": True, "top_p": 0.9})
+        >>> trainer = Trainer(callbacks=[monitor], logger=False, enable_progress_bar=False)
+    """
+
+    def __init__(
+        self,
+        prompts: list[str] | str,
+        tokenizer: str | TextTokenizer | None = None,
+        *,
+        every_n_train_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        train_time_interval: timedelta | None = None,
+        sample_on_train_start: bool = True,
+        sample_on_train_end: bool = True,
+        generation: dict[str, Any] | None = None,
+        logits_processors: list[LogitsProcessor] | None = None,
+        seed: int = 0,
+        model_attr: str | None = None,
+        batch_size: int | None = None,
+        context_length: int | None = None,
+        tag: str = "samples",
+        on_error: Literal["warn", "raise"] = "warn",
+    ) -> None:
+        super().__init__()
+        self.prompts = load_prompts(prompts)
+        if isinstance(tokenizer, (str, os.PathLike)) and not os.path.exists(tokenizer):
+            raise FileNotFoundError(f"`tokenizer` path does not exist (nothing is downloaded): {str(tokenizer)!r}")
+        if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = load_tokenizer(tokenizer)  # checks encode/decode now
+        self._tokenizer_arg = tokenizer
+        schedule = {"every_n_train_steps": every_n_train_steps, "every_n_epochs": every_n_epochs,
+                    "train_time_interval": train_time_interval}
+        chosen = [name for name, value in schedule.items() if value is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"set at most one of `every_n_train_steps`, `every_n_epochs`, `train_time_interval`, got {chosen}")
+        _positive_int("every_n_train_steps", every_n_train_steps)
+        _positive_int("every_n_epochs", every_n_epochs)
+        if train_time_interval is not None and (
+            not isinstance(train_time_interval, timedelta) or train_time_interval.total_seconds() <= 0
+        ):
+            raise ValueError(f"`train_time_interval` must be a positive timedelta or None, got {train_time_interval!r}")
+        fields = dict(generation or {})
+        fields.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+        validate_generation_kwargs(fields, argument="generation")
+        self.generation = fields
+        for i, processor in enumerate(logits_processors or []):
+            if not isinstance(processor, LogitsProcessor):
+                raise TypeError(
+                    f"`logits_processors[{i}]` must be a transformers LogitsProcessor, got {type(processor).__name__}"
+                )
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"`seed` must be an integer, got {seed!r}")
+        if model_attr is not None and (not isinstance(model_attr, str) or not all(model_attr.split("."))):
+            raise ValueError(f"`model_attr` must be a dotted attribute name like 'model' or 'net.decoder', got {model_attr!r}")
+        _positive_int("batch_size", batch_size)
+        _positive_int("context_length", context_length)
+        if not isinstance(tag, str) or not tag.strip():
+            raise ValueError(f"`tag` must be a non-empty string, got {tag!r}")
+        if on_error not in ("warn", "raise"):
+            raise ValueError(f"`on_error` must be 'warn' or 'raise', got {on_error!r}")
+        self.logits_processors = list(logits_processors or [])
+        self.every_n_train_steps = every_n_train_steps
+        self.every_n_epochs = every_n_epochs
+        self.train_time_interval = train_time_interval
+        self.sample_on_train_start = sample_on_train_start
+        self.sample_on_train_end = sample_on_train_end
+        self.seed = seed
+        self.model_attr = model_attr
+        self.batch_size = batch_size
+        self.context_length = context_length
+        self.tag = tag
+        self.on_error = on_error
+        # Resume state: the last step sampled, and when (for `train_time_interval`).
+        self.last_sampled_step: int | None = None
+        self._last_time = time.monotonic()
+        # Resolved in `setup`.
+        self._model: nn.Module | None = None
+        self._tokenizer: LoadedTokenizer | None = None
+        self._encoded: EncodedPrompts | None = None
+        self._config: GenerationConfig | None = None
+        self._sinks: list[SampleSink] = []
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(tag=self.tag)
+
+    # ----------------------------------------------------------------- setup: every check before training
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        model = pl_module if self.model_attr is None else _resolve_attr(pl_module, self.model_attr)
+        if not callable(model):
+            raise TypeError(f"`model_attr`={self.model_attr!r} is a {type(model).__name__}, which is not callable")
+        self._model = model
+        self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
+        fields = dict(self.generation)
+        if fields.get("eos_token_id") is None and self._tokenizer.eos_token_id is not None:
+            fields["eos_token_id"] = self._tokenizer.eos_token_id
+        if fields.get("pad_token_id") is None and self._tokenizer.pad_token_id is not None:
+            fields["pad_token_id"] = self._tokenizer.pad_token_id
+        self._config = GenerationConfig(**fields)
+        if self._config.stop_strings and self._tokenizer.hf_tokenizer is None:
+            raise ValueError("`generation.stop_strings` needs a Hugging Face tokenizer; this tokenizer is not one")
+
+        vocab = self._vocab_size(pl_module, model)
+        adapter = resolve_adapter(model, use_cache=self._config.use_cache is not False, context_length=self.context_length)
+        context = adapter.context_length or find_context_length(pl_module)
+        budget = None
+        if context is not None:
+            budget = context - self._config.max_new_tokens if adapter.needs_room_for_new_tokens else context
+            if budget < 1:
+                raise ValueError(
+                    f"`generation.max_new_tokens`={self._config.max_new_tokens} leaves no room for a prompt in the "
+                    f"model's context length {context}"
+                )
+        self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=vocab, max_prompt_tokens=budget)
+        if self._encoded.cropped:
+            rank_zero_warn(
+                f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens that fit the "
+                "context; they are cropped from the left"
+            )
+        self._sinks, skipped = sinks_for(trainer.loggers)
+        if not self._sinks:
+            rank_zero_warn(
+                f"GenerationMonitor: no attached logger can show text (loggers: {skipped or 'none'}); samples are "
+                "generated but not logged. Attach a TensorBoardLogger to see them."
+            )
+
+    def _resolve_tokenizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LoadedTokenizer:
+        if self._tokenizer_arg is not None:
+            return load_tokenizer(self._tokenizer_arg)
+        for owner, name in ((pl_module, "pl_module.tokenizer"), (trainer.datamodule, "trainer.datamodule.tokenizer")):
+            found = getattr(owner, "tokenizer", None) if owner is not None else None
+            if found is not None:
+                return load_tokenizer(found, argument=name)
+        raise ValueError(
+            "`tokenizer` is None and neither `pl_module.tokenizer` nor `trainer.datamodule.tokenizer` is set; "
+            "pass `tokenizer=` (an object with encode/decode, or a path)"
+        )
+
+    @staticmethod
+    def _vocab_size(pl_module: pl.LightningModule, model: Any) -> int | None:
+        for owner in (model, getattr(model, "config", None), pl_module):
+            value = getattr(owner, "vocab_size", None) if owner is not None else None
+            if isinstance(value, int) and value > 0:
+                return value
+        value = pl_module.hparams.get("vocab_size") if hasattr(pl_module, "hparams") else None
+        return value if isinstance(value, int) and value > 0 else None
+
+    # ----------------------------------------------------------------- schedule
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_time = time.monotonic()
+        if self.sample_on_train_start:
+            self._maybe_sample(trainer, pl_module)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        due = False
+        if self.every_n_train_steps is not None:
+            due = step > 0 and step % self.every_n_train_steps == 0
+        elif self.train_time_interval is not None:
+            elapsed = time.monotonic() - self._last_time
+            # Clocks differ across processes: rank 0 decides for everyone.
+            due = bool(trainer.strategy.broadcast(elapsed >= self.train_time_interval.total_seconds()))
+        if due:
+            self._maybe_sample(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._maybe_sample(trainer, pl_module)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.sample_on_train_end:
+            self._maybe_sample(trainer, pl_module)
+
+    # ----------------------------------------------------------------- one round
+    def _maybe_sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        if trainer.sanity_checking or self.last_sampled_step == step or self._encoded is None:
+            return
+        self.last_sampled_step = step
+        self._last_time = time.monotonic()
+        try:
+            if trainer.is_global_zero:
+                self.sample_now(trainer, step)
+        except Exception as err:  # noqa: BLE001 - a failed round must not end the run (KeyboardInterrupt still does)
+            if self.on_error == "raise":
+                raise
+            rank_zero_warn(f"GenerationMonitor: sampling at step {step} failed with {type(err).__name__}: {err}; "
+                           "training continues")
+
+    def sample_now(self, trainer: pl.Trainer, step: int) -> list[Any]:
+        """Run one round now and hand the samples to the loggers; returns the samples."""
+        assert self._model is not None and self._tokenizer is not None and self._encoded is not None
+        with trainer.precision_plugin.forward_context():
+            samples = sample_round(
+                self._model, self._encoded, self._tokenizer, self._config,
+                seed=self.seed, batch_size=self.batch_size, logits_processors=self.logits_processors,
+                context_length=self.context_length,
+            )
+        for sink in self._sinks:
+            sink.write(step, samples, tag=self.tag)
+        return samples
+
+    # ----------------------------------------------------------------- resume
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_sampled_step": self.last_sampled_step}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_sampled_step = state_dict.get("last_sampled_step")

@@ -1,0 +1,96 @@
+"""Model text as TensorBoard shows it: verbatim, prompt set apart from completion.
+
+TensorBoard's text plugin renders markdown (tables, fenced code) and then sanitises the HTML. Model output is
+full of characters that markdown or HTML would eat: ``<eos>`` disappears as an unknown tag, ``#`` makes a
+heading, ``*`` emphasis, ``|`` a table cell, leading spaces vanish, newlines fold. `escape` turns every ASCII
+punctuation character into a numeric character reference and keeps spaces and newlines visible, so what the
+model wrote is exactly what the reader sees.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Sample", "escape", "overview_table", "sample_markdown"]
+
+_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+# Spaces at a line start, and all but the first of a run, would be collapsed by the browser.
+_SIGNIFICANT_SPACES = re.compile(r"(?m)^ +| {2,}")
+
+
+def _keep_spaces(match: re.Match[str]) -> str:
+    run = len(match.group())
+    at_line_start = match.start() == 0 or match.string[match.start() - 1] == "\n"
+    return "&#160;" * run if at_line_start else " " + "&#160;" * (run - 1)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completed prompt.
+
+    Attributes:
+        prompt: The prompt text as the model saw it (after any cropping).
+        completion: The decoded new tokens.
+        prompt_ids: Token ids of the prompt.
+        completion_ids: Token ids of the completion, up to and including the first EOS.
+        reference: The reference continuation, when the prompt has one.
+    """
+
+    prompt: str
+    completion: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    reference: str | None = None
+
+
+def escape(text: str) -> str:
+    """Markdown/HTML-inert text that TensorBoard displays character for character.
+
+    Example::
+
+        >>> escape("a|b <eos>")
+        'a&#124;b &#60;eos&#62;'
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _PUNCTUATION.sub(lambda m: f"&#{ord(m.group())};", text)
+    # Non-breaking spaces survive whitespace collapsing; single spaces stay breakable so long lines wrap.
+    text = _SIGNIFICANT_SPACES.sub(_keep_spaces, text.replace("\t", "    "))
+    return text.replace("\n", "<br>")
+
+
+def sample_markdown(sample: Sample) -> str:
+    """One prompt's entry: the prompt in bold running into the completion, then the reference if any.
+
+    Example::
+
+        >>> sample_markdown(Sample("Hi", " there", [1], [2]))
+        '<strong>Hi</strong> there'
+    """
+    text = f"<strong>{escape(sample.prompt)}</strong>{escape(sample.completion)}"
+    if sample.reference is not None:
+        text += f"<br><br><em>reference:</em> {escape(sample.reference)}"
+    return text
+
+
+def overview_table(samples: Sequence[Sample]) -> str:
+    """A markdown table of all prompts at one step: number, prompt, completion (and reference).
+
+    Example::
+
+        >>> print(overview_table([Sample("a", "b", [0], [1])]))
+        | # | prompt | completion |
+        |---|---|---|
+        | 0 | a | b |
+    """
+    with_reference = any(s.reference is not None for s in samples)
+    header = "| # | prompt | completion |" + (" reference |" if with_reference else "")
+    rule = "|---|---|---|" + ("---|" if with_reference else "")
+    rows = []
+    for i, s in enumerate(samples):
+        row = f"| {i} | {escape(s.prompt)} | {escape(s.completion)} |"
+        if with_reference:
+            row += f" {escape(s.reference or '')} |"
+        rows.append(row)
+    return "\n".join([header, rule, *rows])
