@@ -40,11 +40,16 @@ def encode_prompts(
     """Tokenize prompts once, check every id fits the vocabulary, crop long prompts from the left.
 
     Raises:
-        ValueError: A prompt encodes to no tokens, or to ids outside ``[0, vocab_size)``.
+        ValueError: The tokenizer fails on a prompt, a prompt encodes to no tokens, or to ids outside ``[0, vocab_size)``.
     """
     ids, cropped = [], []
     for i, prompt in enumerate(prompts):
-        tokens = tokenizer.encode(prompt.text)
+        try:
+            tokens = tokenizer.encode(prompt.text)
+        except Exception as err:
+            raise ValueError(
+                f"`prompts[{i}]` {prompt.text!r} could not be encoded by the tokenizer: {type(err).__name__}: {err}"
+            ) from err
         if not tokens:
             raise ValueError(f"`prompts[{i}]` {prompt.text!r} encodes to no tokens")
         bad = [t for t in tokens if t < 0 or (vocab_size is not None and t >= vocab_size)]

@@ -1,0 +1,81 @@
+"""Tiny real models and data for callback tests: a char tokenizer and a LightningModule that trains in ms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+VOCAB = "abcdefghijklmnopqrstuvwxyz .,<>|#*`_\n"
+
+
+class CharTokenizer:
+    """Character-level tokenizer over `VOCAB`; id 36 ('\\n') doubles as EOS when asked."""
+
+    def __init__(self, eos: bool = False) -> None:
+        self.vocab_size = len(VOCAB)
+        self.eos_token_id = VOCAB.index("\n") if eos else None
+
+    def encode(self, text: str) -> list[int]:
+        return [VOCAB.index(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(VOCAB[i] for i in ids)
+
+
+class TinyLM(pl.LightningModule):
+    """Embedding → dropout → MLP → logits `(B, T, V)`; a plain `forward(ids)` model with a context of 16."""
+
+    def __init__(self, dropout: float = 0.1, block_size: int = 16, fail_forward: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        v = len(VOCAB)
+        self.tokenizer = CharTokenizer()
+        self.block_size = block_size
+        self.emb = nn.Embedding(v, 24)
+        self.pos = nn.Embedding(block_size, 24)
+        self.drop = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(24, 48), nn.GELU(), nn.Linear(48, v))
+        self.fail_forward = fail_forward
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.fail_forward and not self.training:
+            raise RuntimeError("forward exploded")
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        return self.mlp(self.drop(self.emb(ids) + self.pos(positions)))  # (B, T, V)
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        (x,) = batch
+        logits = self(x[:, :-1])
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=1e-2)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        data = torch.randint(0, len(VOCAB), (96, self.block_size + 1), generator=torch.Generator().manual_seed(0))
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=8, shuffle=True)
+
+
+def trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
+    """A real CPU Trainer with a TensorBoardLogger under ``tmp_path``."""
+    options = dict(max_steps=6, accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False,
+                   enable_checkpointing=False, log_every_n_steps=1,
+                   logger=TensorBoardLogger(str(tmp_path), name="tb", version=0))
+    options.update(kwargs)
+    return pl.Trainer(callbacks=list(callbacks), **options)
+
+
+def text_events(log_dir: str) -> dict[str, dict[int, str]]:
+    """TensorBoard text events: tag → {step: text} (tags without TensorBoard's `/text_summary` suffix)."""
+    acc = EventAccumulator(log_dir, size_guidance={"tensors": 0})
+    acc.Reload()
+    out: dict[str, dict[int, str]] = {}
+    for tag in acc.Tags()["tensors"]:
+        events = {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(tag)}
+        out[tag.removesuffix("/text_summary")] = events
+    return out
