@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ from lightning_gen.adapters import AdapterName, ModelAdapter, resolve_adapter
 from lightning_gen.config import resolve_config
 from lightning_gen.processors import build_logits_processors, build_stopping_criteria
 
-__all__ = ["eval_mode", "generate", "model_device"]
+__all__ = ["eval_mode", "generate", "model_device", "select_tokens"]
 
 
 @contextmanager
@@ -76,6 +76,7 @@ def generate(
     tokenizer: Any = None,
     vocab_size: int | None = None,
     context_length: int | None = None,
+    all_finished: Callable[[bool], bool] | None = None,
     **kwargs: Any,
 ) -> torch.LongTensor:
     """Complete ``input_ids`` with ``model``, with the semantics of `transformers`' ``model.generate``.
@@ -101,6 +102,10 @@ def generate(
         tokenizer: A Hugging Face tokenizer, needed for ``stop_strings``.
         vocab_size: Keep only the first ``vocab_size`` logits (models whose vocabulary is padded, e.g. 50304).
         context_length: Context length of a plain model, used to crop its input; discovered when omitted.
+        all_finished: For sharded models whose forward is a collective (FSDP, DeepSpeed stage 3): a function
+            that receives whether this process is done and returns whether every process is (an all-reduce).
+            A process that is done keeps calling the model, as HF's ``synced_gpus``, so all make the same
+            number of forwards.
         **kwargs: `GenerationConfig` fields (``max_new_tokens``, ``do_sample``, ``top_p`` ...). Unknown names raise.
 
     Returns:
@@ -174,7 +179,7 @@ def generate(
         return _decode_loop(
             runner, ids, attention_mask, processors, criteria,
             do_sample=bool(cfg.do_sample), max_length=cfg.max_length, vocab_size=vocab_size,
-            pad=pad if pad_finished else None, generator=generator,
+            pad=pad if pad_finished else None, generator=generator, all_finished=all_finished,
         )
 
 
@@ -189,6 +194,17 @@ def _check_context(runner: ModelAdapter, prompt_length: int, max_length: int) ->
         )
 
 
+def select_tokens(
+    processors: Any, input_ids: torch.Tensor, scores: torch.Tensor, *, do_sample: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    """HF's token choice: the processor chain, then a multinomial draw (sampling) or the argmax (greedy)."""
+    scores = processors(input_ids, scores)  # (B, V)
+    if do_sample:
+        probs = torch.softmax(scores, dim=-1)
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+    return torch.argmax(scores, dim=-1)
+
+
 def _decode_loop(
     runner: ModelAdapter,
     ids: torch.Tensor,
@@ -201,8 +217,13 @@ def _decode_loop(
     vocab_size: int | None,
     pad: torch.Tensor | None,
     generator: torch.Generator | None,
+    all_finished: Callable[[bool], bool] | None = None,
 ) -> torch.LongTensor:
-    """The loop of HF's ``_sample``, over a preallocated `(B, max_length)` buffer."""
+    """The loop of HF's ``_sample``, over a preallocated `(B, max_length)` buffer.
+
+    With ``all_finished`` (a collective across processes), a process whose rows have all ended keeps calling
+    the model on its last tokens, without extending them, until every process is done, as HF's ``synced_gpus``.
+    """
     batch, length = ids.shape
     tokens = ids.new_empty((batch, max_length))  # (B, L_max), filled as we go
     tokens[:, :length] = ids
@@ -211,24 +232,23 @@ def _decode_loop(
         mask = attention_mask.new_ones((batch, max_length))
         mask[:, :length] = attention_mask
     unfinished = torch.ones(batch, dtype=torch.long, device=ids.device)
+    done = False
     try:
         logits = runner.prefill(ids, attention_mask, max_length=max_length)
         while True:
-            scores = logits.to(dtype=torch.float32, copy=True)  # (B, V)
-            if vocab_size is not None:
-                scores = scores[:, :vocab_size]
-            scores = processors(tokens[:, :length], scores)
-            if do_sample:
-                probs = torch.softmax(scores, dim=-1)
-                next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-            else:
-                next_tokens = torch.argmax(scores, dim=-1)
-            if pad is not None:
-                next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
-            tokens[:, length] = next_tokens
-            length += 1
-            unfinished = unfinished & ~criteria(tokens[:, :length], None)
-            if unfinished.max() == 0:
+            if not done:
+                scores = logits.to(dtype=torch.float32, copy=True)  # (B, V)
+                if vocab_size is not None:
+                    scores = scores[:, :vocab_size]
+                next_tokens = select_tokens(processors, tokens[:, :length], scores, do_sample=do_sample,
+                                            generator=generator)
+                if pad is not None:
+                    next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
+                tokens[:, length] = next_tokens
+                length += 1
+                unfinished = unfinished & ~criteria(tokens[:, :length], None)
+                done = bool(unfinished.max() == 0)
+            if all_finished(done) if all_finished is not None else done:
                 break
             logits = runner.decode(tokens[:, :length], None if mask is None else mask[:, :length])
     finally:

@@ -20,9 +20,9 @@ _PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
 _SIGNIFICANT_SPACES = re.compile(r"(?m)^ +| {2,}")
 
 
-def _keep_spaces(match: re.Match[str]) -> str:
+def _keep_spaces(match: re.Match[str], starts_line: bool) -> str:
     run = len(match.group())
-    at_line_start = match.start() == 0 or match.string[match.start() - 1] == "\n"
+    at_line_start = (match.start() == 0 and starts_line) or match.string[match.start() - 1: match.start()] == "\n"
     return "&#160;" * run if at_line_start else " " + "&#160;" * (run - 1)
 
 
@@ -45,8 +45,13 @@ class Sample:
     reference: str | None = None
 
 
-def escape(text: str) -> str:
+def escape(text: str, *, starts_line: bool = True) -> str:
     """Markdown/HTML-inert text that TensorBoard displays character for character.
+
+    Args:
+        text: Any text.
+        starts_line: Whether the text starts a line; False when it continues other text (a completion after
+            its prompt), where a single leading space is an ordinary space.
 
     Example::
 
@@ -56,7 +61,7 @@ def escape(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _PUNCTUATION.sub(lambda m: f"&#{ord(m.group())};", text)
     # Non-breaking spaces survive whitespace collapsing; single spaces stay breakable so long lines wrap.
-    text = _SIGNIFICANT_SPACES.sub(_keep_spaces, text.replace("\t", "    "))
+    text = _SIGNIFICANT_SPACES.sub(lambda m: _keep_spaces(m, starts_line), text.replace("\t", "    "))
     return text.replace("\n", "<br>")
 
 
@@ -68,7 +73,8 @@ def sample_markdown(sample: Sample) -> str:
         >>> sample_markdown(Sample("Hi", " there", [1], [2]))
         '<strong>Hi</strong> there'
     """
-    text = f"<strong>{escape(sample.prompt)}</strong>{escape(sample.completion)}"
+    continues = not sample.prompt.endswith("\n")
+    text = f"<strong>{escape(sample.prompt)}</strong>{escape(sample.completion, starts_line=not continues)}"
     if sample.reference is not None:
         text += f"<br><br><em>reference:</em> {escape(sample.reference)}"
     return text
