@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Sample", "escape", "overview_table", "sample_markdown"]
 
@@ -36,6 +36,8 @@ class Sample:
         prompt_ids: Token ids of the prompt.
         completion_ids: Token ids of the completion, up to and including the first EOS.
         reference: The reference continuation, when the prompt has one.
+        greedy: The greedy completion beside the sampled one, when asked for (``also_greedy``).
+        metrics: Per-sample measurements (length, EOS, mean log-prob ...), filled by the monitor.
     """
 
     prompt: str
@@ -43,6 +45,8 @@ class Sample:
     prompt_ids: list[int]
     completion_ids: list[int]
     reference: str | None = None
+    greedy: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def escape(text: str, *, starts_line: bool = True) -> str:
@@ -75,6 +79,9 @@ def sample_markdown(sample: Sample) -> str:
     """
     continues = not sample.prompt.endswith("\n")
     text = f"<strong>{escape(sample.prompt)}</strong>{escape(sample.completion, starts_line=not continues)}"
+    if sample.greedy is not None:
+        text += f"<br><br><em>greedy:</em> <strong>{escape(sample.prompt)}</strong>"
+        text += escape(sample.greedy, starts_line=not continues)
     if sample.reference is not None:
         text += f"<br><br><em>reference:</em> {escape(sample.reference)}"
     return text
@@ -90,13 +97,15 @@ def overview_table(samples: Sequence[Sample]) -> str:
         |---|---|---|
         | 0 | a | b |
     """
-    with_reference = any(s.reference is not None for s in samples)
-    header = "| # | prompt | completion |" + (" reference |" if with_reference else "")
-    rule = "|---|---|---|" + ("---|" if with_reference else "")
+    columns = ["completion"]
+    if any(s.greedy is not None for s in samples):
+        columns.append("greedy")
+    if any(s.reference is not None for s in samples):
+        columns.append("reference")
+    header = "| # | prompt | " + " | ".join(columns) + " |"
+    rule = "|---|---|" + "---|" * len(columns)
     rows = []
     for i, s in enumerate(samples):
-        row = f"| {i} | {escape(s.prompt)} | {escape(s.completion)} |"
-        if with_reference:
-            row += f" {escape(s.reference or '')} |"
-        rows.append(row)
+        cells = [escape(getattr(s, column) or "") for column in columns]
+        rows.append(f"| {i} | {escape(s.prompt)} | " + " | ".join(cells) + " |")
     return "\n".join([header, rule, *rows])
