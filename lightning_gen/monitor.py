@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -17,8 +18,10 @@ from typing_extensions import override
 
 from lightning_gen.adapters import find_context_length, resolve_adapter
 from lightning_gen.config import validate_generation_kwargs
+from lightning_gen.distributed import DistributedMode, all_finished_fn, choose_mode, gather_to_zero, is_fsdp1
 from lightning_gen.prompts import load_prompts
 from lightning_gen.sampling import EncodedPrompts, encode_prompts, sample_round
+from lightning_gen.rendering import Sample
 from lightning_gen.sinks import SampleSink, sinks_for
 from lightning_gen.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
 
@@ -39,6 +42,19 @@ def _resolve_attr(root: nn.Module, dotted: str) -> Any:
             raise ValueError(f"`model_attr`={dotted!r}: {type(obj).__name__} has no attribute {part!r}")
         obj = getattr(obj, part)
     return obj
+
+
+@contextmanager
+def _gradient_checkpointing_off(model: nn.Module) -> Iterator[None]:
+    """Switch off every submodule's ``gradient_checkpointing`` flag (HF and most custom models) for sampling."""
+    flagged = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for module in flagged:
+        module.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for module in flagged:
+            module.gradient_checkpointing = True
 
 
 class GenerationMonitor(pl.Callback):
@@ -71,6 +87,13 @@ class GenerationMonitor(pl.Callback):
         context_length: Context length of the model; discovered from the model when None.
         tag: Prefix of the logged tags.
         on_error: What a failure while sampling does: ``"warn"`` warns and training goes on, ``"raise"`` re-raises.
+        also_greedy: Also decode greedily and show the greedy completion beside the sampled one.
+        distributed: With several processes: ``"shard"`` splits the prompt batches over processes and gathers
+            the samples to rank 0 (data-parallel strategies); ``"lockstep"`` runs every batch on every process
+            with a synchronised stop (needed when the model is sharded: FSDP, DeepSpeed stage 3);
+            ``"rank_zero"`` samples on global rank 0 only (safe only if the forward is no collective);
+            ``"auto"`` picks lockstep for sharded strategies, else shard.
+        empty_cache: Release cached GPU memory after each round (``torch.cuda.empty_cache``).
 
     Raises:
         ValueError: A bad value for any argument, naming it.
@@ -103,6 +126,9 @@ class GenerationMonitor(pl.Callback):
         context_length: int | None = None,
         tag: str = "samples",
         on_error: Literal["warn", "raise"] = "warn",
+        also_greedy: bool = False,
+        distributed: DistributedMode = "auto",
+        empty_cache: bool = False,
     ) -> None:
         super().__init__()
         self.prompts = load_prompts(prompts)
@@ -141,6 +167,8 @@ class GenerationMonitor(pl.Callback):
             raise ValueError(f"`tag` must be a non-empty string, got {tag!r}")
         if on_error not in ("warn", "raise"):
             raise ValueError(f"`on_error` must be 'warn' or 'raise', got {on_error!r}")
+        if distributed not in ("auto", "shard", "lockstep", "rank_zero"):
+            raise ValueError(f"`distributed` must be one of 'auto', 'shard', 'lockstep', 'rank_zero', got {distributed!r}")
         self.logits_processors = list(logits_processors or [])
         self.every_n_train_steps = every_n_train_steps
         self.every_n_epochs = every_n_epochs
@@ -153,6 +181,9 @@ class GenerationMonitor(pl.Callback):
         self.context_length = context_length
         self.tag = tag
         self.on_error = on_error
+        self.also_greedy = also_greedy
+        self.distributed = distributed
+        self.empty_cache = empty_cache
         # Resume state: the last step sampled, and when (for `train_time_interval`).
         self.last_sampled_step: int | None = None
         self._last_time = time.monotonic()
@@ -162,6 +193,7 @@ class GenerationMonitor(pl.Callback):
         self._encoded: EncodedPrompts | None = None
         self._config: GenerationConfig | None = None
         self._sinks: list[SampleSink] = []
+        self._mode = "single"
 
     @property
     @override
@@ -176,7 +208,10 @@ class GenerationMonitor(pl.Callback):
         model = pl_module if self.model_attr is None else _resolve_attr(pl_module, self.model_attr)
         if not callable(model):
             raise TypeError(f"`model_attr`={self.model_attr!r} is a {type(model).__name__}, which is not callable")
+        # A compiled module would recompile for every new sequence length: sample the original.
+        model = getattr(model, "_orig_mod", model) if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else model
         self._model = model
+        self._mode = choose_mode(trainer.strategy, self.distributed)
         self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
         fields = dict(self.generation)
         if fields.get("eos_token_id") is None and self._tokenizer.eos_token_id is not None:
@@ -272,26 +307,69 @@ class GenerationMonitor(pl.Callback):
         self.last_sampled_step = step
         self._last_time = time.monotonic()
         try:
-            if trainer.is_global_zero:
-                self.sample_now(trainer, step)
+            self.sample_now(trainer, step)
         except Exception as err:  # noqa: BLE001 - a failed round must not end the run (KeyboardInterrupt still does)
             if self.on_error == "raise":
                 raise
             rank_zero_warn(f"GenerationMonitor: sampling at step {step} failed with {type(err).__name__}: {err}; "
                            "training continues")
 
-    def sample_now(self, trainer: pl.Trainer, step: int) -> list[Any]:
-        """Run one round now and hand the samples to the loggers; returns the samples."""
+    def sample_now(self, trainer: pl.Trainer, step: int) -> list[Sample]:
+        """Run one round now, on every process as the mode requires, and hand the samples to the loggers.
+
+        Returns the samples on global rank 0 (an empty list elsewhere). A failure on any process is raised on
+        every process, after the collectives, so that no process is left waiting.
+        """
         assert self._model is not None and self._tokenizer is not None and self._encoded is not None
-        with trainer.precision_plugin.forward_context():
-            samples = sample_round(
-                self._model, self._encoded, self._tokenizer, self._config,
-                seed=self.seed, batch_size=self.batch_size, logits_processors=self.logits_processors,
-                context_length=self.context_length,
-            )
-        for sink in self._sinks:
-            sink.write(step, samples, tag=self.tag)
-        return samples
+        strategy = trainer.strategy
+        mine: list[tuple[int, Sample]] | BaseException = []
+        try:
+            if self._mode != "rank_zero" or trainer.is_global_zero:
+                mine = self._run_round(trainer)
+        except Exception as err:  # noqa: BLE001 - shared below, so every process fails together
+            mine = err
+        if self._mode in ("shard", "rank_zero"):
+            gathered = gather_to_zero(strategy, mine)
+            failure = next((r for r in gathered or [] if isinstance(r, BaseException)), None)
+            message = strategy.broadcast(f"{type(failure).__name__}: {failure}" if failure is not None else None)
+            if isinstance(mine, BaseException):
+                raise mine
+            if message is not None:
+                raise RuntimeError(f"sampling failed on another process: {message}")
+            pairs = [pair for part in gathered or [] for pair in part]
+        elif isinstance(mine, BaseException):
+            raise mine
+        else:
+            pairs = mine
+        samples = [sample for _, sample in sorted(pairs, key=lambda pair: pair[0])]
+        if trainer.is_global_zero:
+            for sink in self._sinks:
+                sink.write(step, samples, tag=self.tag)
+        return samples if trainer.is_global_zero else []
+
+    def _run_round(self, trainer: pl.Trainer) -> list[tuple[int, Sample]]:
+        strategy = trainer.strategy
+        model = self._model
+        if self._mode == "lockstep" and is_fsdp1(strategy) and self.model_attr is None:
+            model = strategy.model  # FSDP1 gathers the root's parameters only when the root module is called
+        shard = (strategy.global_rank, strategy.world_size) if self._mode == "shard" else (0, 1)
+        try:
+            with trainer.precision_plugin.forward_context(), _gradient_checkpointing_off(model):
+                return sample_round(
+                    model, self._encoded, self._tokenizer, self._config,
+                    seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
+                    context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
+                    all_finished=all_finished_fn(strategy) if self._mode == "lockstep" else None,
+                )
+        finally:
+            if self.empty_cache and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _batch_size(self, strategy: Any) -> int | None:
+        if self.batch_size is None and self._mode == "shard":
+            # One batch per process; set `batch_size` to get samples identical to a single-process run.
+            return -(-len(self._encoded.ids) // strategy.world_size)
+        return self.batch_size
 
     # ----------------------------------------------------------------- resume
     @override

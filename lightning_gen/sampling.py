@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from torch import nn
 from transformers import GenerationConfig
 
 from lightning_gen.adapters import ModelAdapter
-from lightning_gen.batching import generate_completions
+from lightning_gen.batching import complete_batch, plan_completions
 from lightning_gen.prompts import Prompt
 from lightning_gen.rendering import Sample
 from lightning_gen.tokenization import LoadedTokenizer
@@ -65,6 +66,16 @@ def encode_prompts(
     return EncodedPrompts(list(prompts), ids, cropped)
 
 
+def _greedy(config: GenerationConfig) -> GenerationConfig:
+    """The same configuration without sampling (and without the sampling-only fields HF would warn about)."""
+    greedy = copy.deepcopy(config)
+    greedy.do_sample = False
+    greedy.num_return_sequences = 1
+    for name in ("temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff"):
+        setattr(greedy, name, None)
+    return greedy
+
+
 def sample_round(
     model: nn.Module,
     encoded: EncodedPrompts,
@@ -76,29 +87,46 @@ def sample_round(
     adapter: ModelAdapter | None = None,
     logits_processors: Sequence[Any] | None = None,
     context_length: int | None = None,
-) -> list[Sample]:
-    """Complete every prompt with the same noise as every other round, and decode the results.
+    also_greedy: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    all_finished: Callable[[bool], bool] | None = None,
+) -> list[tuple[int, Sample]]:
+    """Complete the prompts with the same noise as every other round, and decode the results.
 
-    A fresh generator seeded with ``seed`` on the model's device makes rounds comparable across training
-    steps and leaves every other random stream alone.
+    The prompts are cut into batches once (`plan_completions`); batch ``b`` draws from a fresh generator seeded
+    with ``seed + b`` on the model's device. So every round uses the same noise (samples are comparable across
+    steps), no other random stream is touched, and a batch gives the same tokens whichever process runs it.
+
+    Args:
+        shard: ``(rank, world_size)``: this process runs batches ``b`` with ``b % world_size == rank``.
+        all_finished: Passed to `generate` (lockstep decoding for sharded models); every process then runs
+            every batch, and ``shard`` must be ``(0, 1)``.
+
+    Returns:
+        ``(position, sample)`` pairs, position being the sample's place in the full round (prompt-major, then
+        each of ``num_return_sequences``), so shards can be merged in order.
     """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    generator = torch.Generator(device=device).manual_seed(seed)
-    completions = generate_completions(
-        model, encoded.ids, generation_config,
-        batch_size=batch_size, generator=generator, adapter=adapter,
-        logits_processor=list(logits_processors or []), context_length=context_length,
-        tokenizer=tokenizer.hf_tokenizer if generation_config.stop_strings else None,
-    )
-    copies = len(completions) // len(encoded.ids)
-    samples = []
-    for n, completion in enumerate(completions):
-        i = n // copies
-        samples.append(Sample(
-            prompt=tokenizer.decode(encoded.ids[i]),
-            completion=tokenizer.decode(completion),
-            prompt_ids=encoded.ids[i],
-            completion_ids=completion,
-            reference=encoded.prompts[i].reference,
-        ))
-    return samples
+    plan = plan_completions(model, encoded.ids, generation_config, batch_size=batch_size, adapter=adapter,
+                            context_length=context_length)
+    hf_tokenizer = tokenizer.hf_tokenizer if generation_config.stop_strings else None
+    options = dict(logits_processor=list(logits_processors or []), tokenizer=hf_tokenizer, all_finished=all_finished)
+    rank, world = shard
+    out = []
+    for number, batch in enumerate(plan.batches):
+        if number % world != rank:
+            continue
+        generator = torch.Generator(device=device).manual_seed(seed + number)
+        sampled = complete_batch(model, plan, batch, generation_config, generator=generator, **options)
+        greedy = complete_batch(model, plan, batch, _greedy(generation_config), **options) if also_greedy else None
+        for row, completion in enumerate(sampled):
+            i = batch[row // plan.copies]
+            out.append((i * plan.copies + row % plan.copies, Sample(
+                prompt=tokenizer.decode(encoded.ids[i]),
+                completion=tokenizer.decode(completion),
+                prompt_ids=encoded.ids[i],
+                completion_ids=completion,
+                reference=encoded.prompts[i].reference,
+                greedy=tokenizer.decode(greedy[row // plan.copies]) if greedy is not None else None,
+            )))
+    return out
