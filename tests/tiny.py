@@ -79,3 +79,34 @@ def text_events(log_dir: str) -> dict[str, dict[int, str]]:
         events = {e.step: e.tensor_proto.string_val[0].decode() for e in acc.Tensors(tag)}
         out[tag.removesuffix("/text_summary")] = events
     return out
+
+
+class TinyCacheLM(TinyLM):
+    """TinyLM plus one causal attention layer with a litgpt-style KV cache (`set_kv_cache`, `input_pos`)."""
+
+    def __init__(self, block_size: int = 32) -> None:
+        super().__init__(dropout=0.0, block_size=block_size)
+        self.max_seq_length = block_size
+        self.qkv = nn.Linear(24, 72)
+        self.kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def set_kv_cache(self, batch_size: int, max_seq_length: int | None = None, device=None, dtype=None) -> None:
+        length = max_seq_length or self.max_seq_length
+        self.kv_cache = (torch.zeros(batch_size, length, 24, device=device), torch.zeros(batch_size, length, 24, device=device))
+
+    def clear_kv_cache(self) -> None:
+        self.kv_cache = None
+
+    def forward(self, ids: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1], device=ids.device) if input_pos is None else input_pos
+        x = self.emb(ids) + self.pos(positions)  # (B, T, C)
+        q, k, v = self.qkv(x).split(24, dim=-1)
+        if input_pos is None:
+            mask = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool, device=ids.device).tril()
+        else:
+            keys, values = self.kv_cache
+            keys[:, input_pos], values[:, input_pos] = k, v
+            k, v = keys, values
+            mask = torch.arange(keys.shape[1], device=ids.device)[None, :] <= input_pos[:, None]  # (T, S)
+        att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.mlp(x + att)  # (B, T, V)
