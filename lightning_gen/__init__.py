@@ -14,10 +14,24 @@ from lightning_gen.adapters import (
 )
 from lightning_gen.batching import generate_completions
 from lightning_gen.generation import generate
-from lightning_gen.monitor import GenerationMonitor
 from lightning_gen.prompts import Prompt, load_prompts
 from lightning_gen.rendering import Sample
 from lightning_gen.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lightning_gen.monitor import GenerationMonitor
+
+
+def __getattr__(name: str) -> Any:
+    # The callback imports Lightning; `generate` users and the `lightning-gen` viewer should not pay for that.
+    if name == "GenerationMonitor":
+        from lightning_gen.monitor import GenerationMonitor
+
+        return GenerationMonitor
+    raise AttributeError(f"module 'lightning_gen' has no attribute {name!r}")
+
 
 __all__ = [
     "GenerationMonitor",
