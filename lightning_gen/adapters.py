@@ -37,6 +37,7 @@ __all__ = [
     "PlainAdapter",
     "find_context_length",
     "last_logits",
+    "output_logits",
     "resolve_adapter",
 ]
 
@@ -47,17 +48,9 @@ _CONTEXT_ATTRS = ("max_seq_length", "block_size", "context_length", "max_seq_len
                   "max_position_embeddings", "n_ctx", "seq_len")
 
 
-def last_logits(output: Any) -> torch.Tensor:
-    """The next-token logits `(B, V)` from whatever a model's forward returned.
-
-    Accepts a tensor `(B, T, V)` / `(B, 1, V)` / `(B, V)`, a tuple or list (first item), or a mapping / HF
-    `ModelOutput` with ``logits``.
-
-    Example::
-
-        >>> last_logits(torch.zeros(2, 5, 7)).shape
-        torch.Size([2, 7])
-    """
+def output_logits(output: Any) -> torch.Tensor:
+    """The logits tensor in whatever a model's forward returned: a tensor, a tuple or list (first item), or a
+    mapping / HF `ModelOutput` with ``logits``."""
     if isinstance(output, Mapping) or hasattr(output, "logits"):
         logits = output["logits"] if isinstance(output, Mapping) else output.logits
     elif isinstance(output, (tuple, list)):
@@ -66,6 +59,20 @@ def last_logits(output: Any) -> torch.Tensor:
         logits = output
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"the model must return logits as a tensor, a tuple, or a dict with 'logits'; got {type(logits).__name__}")
+    return logits
+
+
+def last_logits(output: Any) -> torch.Tensor:
+    """The next-token logits `(B, V)` from whatever a model's forward returned (see `output_logits`).
+
+    Accepts logits `(B, T, V)`, `(B, 1, V)` (nanoGPT) or `(B, V)`.
+
+    Example::
+
+        >>> last_logits(torch.zeros(2, 5, 7)).shape
+        torch.Size([2, 7])
+    """
+    logits = output_logits(output)
     if logits.dim() == 3:
         return logits[:, -1]
     if logits.dim() == 2:

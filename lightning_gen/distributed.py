@@ -14,7 +14,15 @@ from typing import Any, Literal
 
 import torch
 
-__all__ = ["DistributedMode", "all_finished_fn", "choose_mode", "gather_to_zero", "is_fsdp1", "is_sharded"]
+__all__ = [
+    "DistributedMode",
+    "all_finished_fn",
+    "choose_mode",
+    "gather_to_zero",
+    "is_fsdp1",
+    "is_sharded",
+    "run_everywhere",
+]
 
 DistributedMode = Literal["auto", "shard", "lockstep", "rank_zero"]
 
@@ -65,3 +73,34 @@ def all_finished_fn(strategy: Any) -> Callable[[bool], bool]:
         return float(strategy.reduce(unfinished, reduce_op="sum")) == 0.0
 
     return all_finished
+
+
+def run_everywhere(strategy: Any, mode: str, fn: Callable[[], list[Any]], *, is_global_zero: bool) -> list[Any]:
+    """Run one round's ``fn`` on the processes ``mode`` needs and collect its items on global rank 0.
+
+    ``"single"`` and ``"lockstep"``: every process runs ``fn`` (in lockstep each one has every item; rank 0's
+    are used). ``"shard"``: every process runs ``fn`` on its share and rank 0 receives all shares.
+    ``"rank_zero"``: only rank 0 runs ``fn``. A failure on any process is raised on every process, after the
+    collectives, so that none is left waiting in one.
+
+    Returns:
+        The items on global rank 0 (all shares concatenated in rank order), an empty list elsewhere.
+    """
+    mine: list[Any] | BaseException = []
+    try:
+        if mode != "rank_zero" or is_global_zero:
+            mine = fn()
+    except Exception as err:  # noqa: BLE001 - shared below, so every process fails together
+        mine = err
+    if mode in ("shard", "rank_zero"):
+        gathered = gather_to_zero(strategy, mine)
+        failure = next((r for r in gathered or [] if isinstance(r, BaseException)), None)
+        message = strategy.broadcast(f"{type(failure).__name__}: {failure}" if failure is not None else None)
+        if isinstance(mine, BaseException):
+            raise mine
+        if message is not None:
+            raise RuntimeError(f"sampling failed on another process: {message}")
+        return [item for part in gathered or [] for item in part]
+    if isinstance(mine, BaseException):
+        raise mine
+    return mine if is_global_zero else []

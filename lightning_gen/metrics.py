@@ -10,15 +10,17 @@ generation settings: every one of them depends on ``max_new_tokens``, the tokeni
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from lightning_gen.adapters import output_logits
 from lightning_gen.rendering import Sample
 
 __all__ = [
+    "LastPositionOnlyError",
     "completion_length",
     "distinct_n",
     "eos_rate",
@@ -132,14 +134,8 @@ def repeated_ngram_rate(samples: Sequence[Sample], n: int = DEFAULT_REPEAT_N) ->
 
 
 # ----------------------------------------------------------------- log-probabilities under the model
-def _logits_of(output: Any) -> torch.Tensor:
-    if isinstance(output, Mapping) or hasattr(output, "logits"):
-        output = output["logits"] if isinstance(output, Mapping) else output.logits
-    elif isinstance(output, (tuple, list)):
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(f"the model must return logits as a tensor, a tuple, or a dict with 'logits'; got {type(output).__name__}")
-    return output
+class LastPositionOnlyError(ValueError):
+    """The model returned logits for the last position only, so sequences cannot be scored."""
 
 
 def _device_of(model_fn: Callable[..., Any]) -> torch.device:
@@ -199,11 +195,11 @@ def token_logprobs(
         return torch.empty(0)
     device = torch.device(device) if device is not None else _device_of(model_fn)
     inputs = torch.tensor([ids[:-1]], dtype=torch.long, device=device)  # (1, T)
-    logits = _logits_of(model_fn(inputs))
+    logits = output_logits(model_fn(inputs))
     length = inputs.shape[1]
     if logits.dim() != 3 or logits.shape[0] != 1 or logits.shape[1] != length:
         if length > 1 and (logits.dim() == 2 or (logits.dim() == 3 and logits.shape[1] == 1)):
-            raise ValueError(
+            raise LastPositionOnlyError(
                 f"scoring needs full-sequence logits (1, T, V) with T={length}, but the model returned only the last "
                 f"position, shape {tuple(logits.shape)}; pass a callable that returns logits for every position"
             )

@@ -18,7 +18,9 @@ from typing_extensions import override
 
 from lightning_gen.adapters import find_context_length, resolve_adapter
 from lightning_gen.config import validate_generation_kwargs
-from lightning_gen.distributed import DistributedMode, all_finished_fn, choose_mode, gather_to_zero, is_fsdp1
+from lightning_gen.data_prompts import prompts_from_batches
+from lightning_gen.distributed import DistributedMode, all_finished_fn, choose_mode, is_fsdp1, run_everywhere
+from lightning_gen.metrics import LastPositionOnlyError, summarize
 from lightning_gen.prompts import load_prompts
 from lightning_gen.sampling import EncodedPrompts, encode_prompts, sample_round
 from lightning_gen.rendering import Sample
@@ -94,6 +96,12 @@ class GenerationMonitor(pl.Callback):
             ``"rank_zero"`` samples on global rank 0 only (safe only if the forward is no collective);
             ``"auto"`` picks lockstep for sharded strategies, else shard.
         empty_cache: Release cached GPU memory after each round (``torch.cuda.empty_cache``).
+        log_metrics: Log sample-quality scalars under ``{tag}/...`` to every logger: length, EOS rate,
+            distinct-1/2, repeated 4-gram rate, tokens per second, and (when the model returns logits for every
+            position) the samples' mean log-prob / perplexity and the reference loss.
+        prompts_from_data: Also take this many prompts from the validation dataloader (the first examples, once).
+        data_prompt_tokens: Tokens of each data example used as the prompt.
+        data_reference_tokens: Tokens after that shown as the reference (the true continuation).
 
     Raises:
         ValueError: A bad value for any argument, naming it.
@@ -129,9 +137,17 @@ class GenerationMonitor(pl.Callback):
         also_greedy: bool = False,
         distributed: DistributedMode = "auto",
         empty_cache: bool = False,
+        log_metrics: bool = True,
+        prompts_from_data: int = 0,
+        data_prompt_tokens: int = 32,
+        data_reference_tokens: int = 32,
     ) -> None:
         super().__init__()
-        self.prompts = load_prompts(prompts)
+        _positive_int("data_prompt_tokens", data_prompt_tokens)
+        _positive_int("data_reference_tokens", data_reference_tokens)
+        if not isinstance(prompts_from_data, int) or isinstance(prompts_from_data, bool) or prompts_from_data < 0:
+            raise ValueError(f"`prompts_from_data` must be an integer >= 0, got {prompts_from_data!r}")
+        self.prompts = load_prompts(prompts) if prompts or not prompts_from_data else []
         if isinstance(tokenizer, (str, os.PathLike)) and not os.path.exists(tokenizer):
             raise FileNotFoundError(f"`tokenizer` path does not exist (nothing is downloaded): {str(tokenizer)!r}")
         if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
@@ -184,6 +200,11 @@ class GenerationMonitor(pl.Callback):
         self.also_greedy = also_greedy
         self.distributed = distributed
         self.empty_cache = empty_cache
+        self.log_metrics = log_metrics
+        self.prompts_from_data = prompts_from_data
+        self.data_prompt_tokens = data_prompt_tokens
+        self.data_reference_tokens = data_reference_tokens
+        self._score = log_metrics
         # Resume state: the last step sampled, and when (for `train_time_interval`).
         self.last_sampled_step: int | None = None
         self._last_time = time.monotonic()
@@ -211,6 +232,7 @@ class GenerationMonitor(pl.Callback):
         # A compiled module would recompile for every new sequence length: sample the original.
         model = getattr(model, "_orig_mod", model) if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else model
         self._model = model
+        self._trainer = trainer
         self._mode = choose_mode(trainer.strategy, self.distributed)
         self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
         fields = dict(self.generation)
@@ -234,17 +256,31 @@ class GenerationMonitor(pl.Callback):
                     f"model's context length {context}"
                 )
         self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=vocab, max_prompt_tokens=budget)
+        if self.prompts_from_data:
+            self._encoded = self._encoded + self._data_prompts(trainer, pl_module)
         if self._encoded.cropped:
             rank_zero_warn(
                 f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens that fit the "
                 "context; they are cropped from the left"
             )
-        self._sinks, skipped = sinks_for(trainer.loggers)
-        if not self._sinks:
+        log_dir = trainer.log_dir or trainer.default_root_dir  # on every rank: `log_dir` is a collective
+        self._sinks, skipped = sinks_for(trainer.loggers, log_dir=log_dir)
+        if len(skipped) == len(trainer.loggers):
             rank_zero_warn(
-                f"GenerationMonitor: no attached logger can show text (loggers: {skipped or 'none'}); samples are "
-                "generated but not logged. Attach a TensorBoardLogger to see them."
+                f"GenerationMonitor: no attached logger can show text (loggers: {skipped or 'none'}); samples go only "
+                f"to {os.path.join(log_dir, 'samples.jsonl')}. Attach a TensorBoard, W&B, MLflow or CSV logger to see them."
             )
+        elif skipped:
+            rank_zero_warn(f"GenerationMonitor: {skipped} cannot show text; they get only the scalars")
+
+    def _data_prompts(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> EncodedPrompts:
+        source = trainer.datamodule if trainer.datamodule is not None else pl_module
+        try:
+            loader = source.val_dataloader()
+        except Exception as err:
+            raise ValueError(f"`prompts_from_data`={self.prompts_from_data} needs a validation dataloader: {err}") from err
+        return prompts_from_batches(loader, self._tokenizer, count=self.prompts_from_data,
+                                    prompt_tokens=self.data_prompt_tokens, reference_tokens=self.data_reference_tokens)
 
     def _resolve_tokenizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LoadedTokenizer:
         if self._tokenizer_arg is not None:
@@ -317,37 +353,32 @@ class GenerationMonitor(pl.Callback):
     def sample_now(self, trainer: pl.Trainer, step: int) -> list[Sample]:
         """Run one round now, on every process as the mode requires, and hand the samples to the loggers.
 
-        Returns the samples on global rank 0 (an empty list elsewhere). A failure on any process is raised on
-        every process, after the collectives, so that no process is left waiting.
+        Returns the samples on global rank 0 (an empty list elsewhere).
         """
         assert self._model is not None and self._tokenizer is not None and self._encoded is not None
-        strategy = trainer.strategy
-        mine: list[tuple[int, Sample]] | BaseException = []
+        start = time.perf_counter()
         try:
-            if self._mode != "rank_zero" or trainer.is_global_zero:
-                mine = self._run_round(trainer)
-        except Exception as err:  # noqa: BLE001 - shared below, so every process fails together
-            mine = err
-        if self._mode in ("shard", "rank_zero"):
-            gathered = gather_to_zero(strategy, mine)
-            failure = next((r for r in gathered or [] if isinstance(r, BaseException)), None)
-            message = strategy.broadcast(f"{type(failure).__name__}: {failure}" if failure is not None else None)
-            if isinstance(mine, BaseException):
-                raise mine
-            if message is not None:
-                raise RuntimeError(f"sampling failed on another process: {message}")
-            pairs = [pair for part in gathered or [] for pair in part]
-        elif isinstance(mine, BaseException):
-            raise mine
-        else:
-            pairs = mine
+            pairs = run_everywhere(trainer.strategy, self._mode, self._run_round, is_global_zero=trainer.is_global_zero)
+        except LastPositionOnlyError:
+            rank_zero_warn("GenerationMonitor: the model returns logits for the last position only, so samples are "
+                           "not scored (mean log-prob, reference loss); the other scalars are still logged")
+            self._score = False
+            pairs = run_everywhere(trainer.strategy, self._mode, self._run_round, is_global_zero=trainer.is_global_zero)
+        if not trainer.is_global_zero:
+            return []
         samples = [sample for _, sample in sorted(pairs, key=lambda pair: pair[0])]
-        if trainer.is_global_zero:
-            for sink in self._sinks:
-                sink.write(step, samples, tag=self.tag)
-        return samples if trainer.is_global_zero else []
+        for sink in self._sinks:
+            sink.write(step, samples, tag=self.tag)
+        if self.log_metrics:
+            eos = self._config.eos_token_id
+            eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+            scalars = summarize(samples, eos_ids=eos_ids, seconds=time.perf_counter() - start)
+            for logger in trainer.loggers:
+                logger.log_metrics({f"{self.tag}/{name}": value for name, value in scalars.items()}, step=step)
+        return samples
 
-    def _run_round(self, trainer: pl.Trainer) -> list[tuple[int, Sample]]:
+    def _run_round(self) -> list[tuple[int, Sample]]:
+        trainer = self._trainer
         strategy = trainer.strategy
         model = self._model
         if self._mode == "lockstep" and is_fsdp1(strategy) and self.model_attr is None:
@@ -359,7 +390,7 @@ class GenerationMonitor(pl.Callback):
                     model, self._encoded, self._tokenizer, self._config,
                     seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
                     context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
-                    all_finished=all_finished_fn(strategy) if self._mode == "lockstep" else None,
+                    all_finished=all_finished_fn(strategy) if self._mode == "lockstep" else None, score=self._score,
                 )
         finally:
             if self.empty_cache and torch.cuda.is_available():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -13,6 +13,8 @@ from transformers import GenerationConfig
 
 from lightning_gen.adapters import ModelAdapter
 from lightning_gen.batching import complete_batch, plan_completions
+from lightning_gen.generation import eval_mode
+from lightning_gen.metrics import reference_loss, sequence_logprobs
 from lightning_gen.prompts import Prompt
 from lightning_gen.rendering import Sample
 from lightning_gen.tokenization import LoadedTokenizer
@@ -28,11 +30,18 @@ class EncodedPrompts:
         prompts: The prompts.
         ids: Token ids of each prompt, cropped from the left to fit the context.
         cropped: Indices of the prompts that were cropped.
+        references: Token ids of each prompt's reference continuation, or None.
     """
 
     prompts: list[Prompt]
     ids: list[list[int]]
     cropped: list[int]
+    references: list[list[int] | None] = field(default_factory=list)
+
+    def __add__(self, other: EncodedPrompts) -> EncodedPrompts:
+        offset = len(self.ids)
+        return EncodedPrompts(self.prompts + other.prompts, self.ids + other.ids,
+                              self.cropped + [i + offset for i in other.cropped], self.references + other.references)
 
 
 def encode_prompts(
@@ -63,7 +72,8 @@ def encode_prompts(
             tokens = tokens[-max_prompt_tokens:]
             cropped.append(i)
         ids.append(tokens)
-    return EncodedPrompts(list(prompts), ids, cropped)
+    references = [tokenizer.encode(p.reference) if p.reference else None for p in prompts]
+    return EncodedPrompts(list(prompts), ids, cropped, references)
 
 
 def _greedy(config: GenerationConfig) -> GenerationConfig:
@@ -90,6 +100,7 @@ def sample_round(
     also_greedy: bool = False,
     shard: tuple[int, int] = (0, 1),
     all_finished: Callable[[bool], bool] | None = None,
+    score: bool = False,
 ) -> list[tuple[int, Sample]]:
     """Complete the prompts with the same noise as every other round, and decode the results.
 
@@ -101,6 +112,11 @@ def sample_round(
         shard: ``(rank, world_size)``: this process runs batches ``b`` with ``b % world_size == rank``.
         all_finished: Passed to `generate` (lockstep decoding for sharded models); every process then runs
             every batch, and ``shard`` must be ``(0, 1)``.
+        score: Also measure each sample under the model, teacher-forced: ``metrics["mean_logprob"]`` of the
+            completion and, for prompts with a reference, ``metrics["reference_loss"]``.
+
+    Raises:
+        LastPositionOnlyError: ``score`` is set but the model returns logits for the last position only.
 
     Returns:
         ``(position, sample)`` pairs, position being the sample's place in the full round (prompt-major, then
@@ -128,5 +144,19 @@ def sample_round(
                 completion_ids=completion,
                 reference=encoded.prompts[i].reference,
                 greedy=tokenizer.decode(greedy[row // plan.copies]) if greedy is not None else None,
+                metrics=_score(model, encoded, i, completion, context_length or plan.runner.context_length)
+                if score else {},
             )))
     return out
+
+
+def _score(model: nn.Module, encoded: EncodedPrompts, i: int, completion: list[int], context: int | None) -> dict:
+    """Teacher-forced measurements of one sample (eval mode, no gradients, so training is untouched)."""
+    metrics = {}
+    with torch.no_grad(), eval_mode(model):
+        if completion:
+            metrics["mean_logprob"] = sequence_logprobs(model, [encoded.ids[i]], [completion], context_length=context)[0]
+        reference = encoded.references[i] if encoded.references else None
+        if reference:
+            metrics["reference_loss"] = reference_loss(model, encoded.ids[i], reference, context_length=context)
+    return metrics

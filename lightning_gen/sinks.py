@@ -1,21 +1,111 @@
-"""Where samples go: one small writer per logger kind that can show text."""
+"""Where samples go: one small writer per logger kind that can show text, and a JSON Lines file beside them.
+
+Each sink shows the samples with its logger's native text API (TensorBoard text, a W&B table, MLflow artifacts,
+a CSV file next to ``metrics.csv``); `sinks_for` picks them for the trainer's loggers. Scalars are not a sink's
+business: the monitor logs those through ``logger.log_metrics`` for every logger.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+import math
+import os
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from lightning_gen.rendering import Sample, overview_table, sample_markdown
 
-__all__ = ["SampleSink", "TensorBoardSink", "sinks_for"]
+__all__ = [
+    "CSVSink",
+    "JsonlSink",
+    "MLflowSink",
+    "SampleSink",
+    "TensorBoardSink",
+    "WandbSink",
+    "markdown_table",
+    "sample_record",
+    "sinks_for",
+]
+
+JSONL_FILENAME = "samples.jsonl"
+CSV_FILENAME = "samples.csv"
+CSV_COLUMNS = ("step", "tag", "index", "prompt", "completion", "greedy", "reference")
+# Characters that markdown would turn into formatting, links or HTML inside a table cell.
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<|&~])")
 
 
 class SampleSink(Protocol):
-    """Writes one round of samples at a training step."""
+    """Writes one round of samples at a training step.
+
+    A sink may also have ``close()``; none of the sinks here need one (files are opened per write).
+    """
 
     def write(self, step: int, samples: Sequence[Sample], *, tag: str) -> None: ...
 
 
+# ----------------------------------------------------------------- plain forms of a sample
+def sample_record(step: int, index: int, sample: Sample, *, tag: str) -> dict[str, Any]:
+    """A sample as one JSON-ready dict, the schema of ``samples.jsonl``.
+
+    Non-finite metrics become None, so every line is strict JSON.
+
+    Example::
+
+        >>> sample_record(4, 0, Sample("Hi", " there", [1], [2], metrics={"length": 1.0}), tag="samples")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'step': 4, 'tag': 'samples', 'index': 0, 'prompt': 'Hi', 'completion': ' there', 'greedy': None,
+         'reference': None, 'prompt_ids': [1], 'completion_ids': [2], 'metrics': {'length': 1.0}}
+    """
+    metrics = {name: (float(v) if math.isfinite(v) else None) for name, v in sample.metrics.items()}
+    return {
+        "step": int(step), "tag": tag, "index": index, "prompt": sample.prompt, "completion": sample.completion,
+        "greedy": sample.greedy, "reference": sample.reference, "prompt_ids": [int(i) for i in sample.prompt_ids],
+        "completion_ids": [int(i) for i in sample.completion_ids], "metrics": metrics,
+    }  # fmt: skip
+
+
+def _jsonl(step: int, samples: Sequence[Sample], tag: str) -> str:
+    return "".join(
+        json.dumps(sample_record(step, i, s, tag=tag), ensure_ascii=False) + "\n" for i, s in enumerate(samples)
+    )
+
+
+def _text_columns(samples: Sequence[Sample]) -> list[str]:
+    """``completion``, then ``greedy`` and ``reference`` when any sample has one."""
+    columns = ["completion"]
+    columns += [name for name in ("greedy", "reference") if any(getattr(s, name) is not None for s in samples)]
+    return columns
+
+
+def _markdown_cell(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", text).replace("\n", "<br>")
+
+
+def markdown_table(samples: Sequence[Sample]) -> str:
+    """A plain markdown table of one step's samples, for viewers that render ordinary markdown.
+
+    Markdown-active characters are backslash-escaped and newlines become ``<br>``, so each cell renders as the
+    model wrote it (runs of spaces aside) and the source stays readable.
+
+    Example::
+
+        >>> print(markdown_table([Sample("a|b", " <eos>", [0], [1])]))
+        | # | prompt | completion |
+        |---|---|---|
+        | 0 | a\\|b |  \\<eos> |
+    """
+    columns = _text_columns(samples)
+    lines = ["| # | prompt | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for i, s in enumerate(samples):
+        cells = [_markdown_cell(getattr(s, column) or "") for column in columns]
+        lines.append(f"| {i} | {_markdown_cell(s.prompt)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- one sink per logger kind
 class TensorBoardSink:
     """TensorBoard text: one tag per prompt (its history across steps) and one overview table per step.
 
@@ -34,15 +124,128 @@ class TensorBoardSink:
         writer.flush()
 
 
-def sinks_for(loggers: Sequence[Any]) -> tuple[list[SampleSink], list[str]]:
-    """The sinks for the trainer's loggers, and the names of loggers that cannot take text."""
-    from lightning.pytorch.loggers import TensorBoardLogger
+class WandbSink:
+    """A W&B table ``{tag}/table`` per step: columns step, index, prompt, completion (greedy, reference, metrics).
 
+    Logged through ``WandbLogger.log_table``, which goes through ``log_metrics``: the table's row carries
+    ``trainer/global_step``, the x-axis Lightning defines for every key. Passing ``step=`` to ``wandb.log`` would
+    not do: Lightning's own calls advance W&B's internal step past the global step, and W&B drops rows logged at a
+    step lower than its current one.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    def write(self, step: int, samples: Sequence[Sample], *, tag: str) -> None:
+        texts = _text_columns(samples)
+        metrics = sorted({name for s in samples for name in s.metrics})
+        rows = [
+            [step, i, s.prompt, *(getattr(s, c) for c in texts), *(s.metrics.get(m) for m in metrics)]
+            for i, s in enumerate(samples)
+        ]
+        columns = ["step", "index", "prompt", *texts, *metrics]
+        self.logger.log_table(key=f"{tag}/table", columns=columns, data=rows, step=step)
+
+
+class MLflowSink:
+    """Two run artifacts per step: ``{tag}/step_00000004.md`` (a markdown table) and ``{tag}/step_00000004.jsonl``.
+
+    The markdown is for reading in the MLflow UI; the JSON Lines file (the ``samples.jsonl`` schema) keeps the
+    exact text and token ids.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    def write(self, step: int, samples: Sequence[Sample], *, tag: str) -> None:
+        client, run_id = self.logger.experiment, self.logger.run_id
+        stem = f"{tag}/step_{step:08d}"
+        heading = f"# {tag} at step {step}\n\n"
+        client.log_text(run_id=run_id, text=heading + markdown_table(samples) + "\n", artifact_file=f"{stem}.md")
+        client.log_text(run_id=run_id, text=_jsonl(step, samples, tag), artifact_file=f"{stem}.jsonl")
+
+
+class CSVSink:
+    """Rows appended to ``samples.csv`` in the CSVLogger's ``log_dir``, beside its ``metrics.csv``.
+
+    One row per prompt per step with columns step, tag, index, prompt, completion, greedy, reference; fields are
+    quoted as needed, so commas and newlines survive. A missing greedy or reference is an empty field.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.logger.log_dir, CSV_FILENAME)
+
+    def write(self, step: int, samples: Sequence[Sample], *, tag: str) -> None:
+        path = self.path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+            if new:
+                writer.writeheader()
+            for i, s in enumerate(samples):
+                writer.writerow({"step": step, "tag": tag, "index": i, "prompt": s.prompt, "completion": s.completion,
+                                 "greedy": s.greedy, "reference": s.reference})
+
+
+class JsonlSink:
+    """One JSON object a line per prompt per step, appended to ``path`` (see `sample_record` for the fields).
+
+    The file is opened and closed at every write, so each step is on disk as soon as it is written.
+
+    Args:
+        path: The ``.jsonl`` file; its folder is created when missing.
+
+    Example::
+
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "samples.jsonl")
+        >>> JsonlSink(path).write(2, [Sample("Hi", " there", [1], [2])], tag="samples")
+        >>> json.loads(open(path).readline())["completion"]
+        ' there'
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def write(self, step: int, samples: Sequence[Sample], *, tag: str) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(_jsonl(step, samples, tag))
+
+
+def sinks_for(loggers: Sequence[Any], *, log_dir: str | None = None) -> tuple[list[SampleSink], list[str]]:
+    """The sinks for the trainer's loggers, and the class names of loggers that cannot take text.
+
+    Args:
+        loggers: ``trainer.loggers``.
+        log_dir: Folder for ``samples.jsonl`` (written whatever the loggers); None writes no file.
+
+    Example::
+
+        >>> from lightning.pytorch.loggers import CSVLogger
+        >>> sinks, skipped = sinks_for([CSVLogger("logs")], log_dir="logs")
+        >>> [type(s).__name__ for s in sinks], skipped
+        (['CSVSink', 'JsonlSink'], [])
+    """
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    kinds: list[tuple[type, Any]] = [
+        (TensorBoardLogger, TensorBoardSink), (WandbLogger, WandbSink), (MLFlowLogger, MLflowSink),
+        (CSVLogger, CSVSink),
+    ]  # fmt: skip
     sinks: list[SampleSink] = []
     skipped: list[str] = []
     for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            sinks.append(TensorBoardSink(logger))
-        else:
+        sink = next((make(logger) for kind, make in kinds if isinstance(logger, kind)), None)
+        if sink is None:
             skipped.append(type(logger).__name__)
+        else:
+            sinks.append(sink)
+    if log_dir is not None:
+        sinks.append(JsonlSink(os.path.join(log_dir, JSONL_FILENAME)))
     return sinks, skipped

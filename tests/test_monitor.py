@@ -93,7 +93,7 @@ def test_eval_during_sampling_and_every_module_mode_restored(tmp_path):
     model = ModeRecorder()
     model.modes_seen = []
     model.mlp[1].eval()  # a submodule deliberately frozen in eval mode must stay so
-    monitor = GenerationMonitor(["ab"], generation=GEN, sample_on_train_end=False)
+    monitor = GenerationMonitor(["ab"], generation=GEN, sample_on_train_end=False, log_metrics=False)
     trainer(tmp_path, [monitor], max_steps=2).fit(model)
     sampling = [modes for modes in model.modes_seen if not any(modes)]
     assert len(sampling) == GEN["max_new_tokens"]  # one forward per new token, all in eval mode
