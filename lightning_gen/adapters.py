@@ -171,10 +171,19 @@ class LitGPTAdapter(_InputPosAdapter):
 class GptFastAdapter(_InputPosAdapter):
     """gpt-fast's protocol: ``setup_caches(max_batch_size, max_seq_length)``, ``model(idx, input_pos)``.
 
-    gpt-fast keeps its caches for reuse; `close` frees them only if the model has ``clear_caches()``.
+    gpt-fast overwrites ``model.max_seq_length`` with the size of its last caches, so the context is read from
+    ``config.block_size`` first. Its caches are kept for reuse; `close` frees them only if the model has
+    ``clear_caches()``.
     """
 
+    def __init__(self, model: nn.Module, *, context_length: int | None = None) -> None:
+        block_size = getattr(getattr(model, "config", None), "block_size", None)
+        super().__init__(model, context_length=context_length if context_length is not None else block_size)
+
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, max_length: int) -> torch.Tensor:
+        if getattr(self.model, "max_batch_size", None) != input_ids.shape[0]:
+            # gpt-fast keeps larger caches for a smaller batch, which its attention cannot use: reallocate.
+            self.model.max_seq_length = -1
         self.model.setup_caches(max_batch_size=input_ids.shape[0], max_seq_length=max_length)
         return self._prefill_forward(input_ids)
 
@@ -195,6 +204,8 @@ class HFAdapter(ModelAdapter):
 
     def __init__(self, model: nn.Module, *, context_length: int | None = None, use_cache: bool = True) -> None:
         super().__init__(model, context_length=context_length)
+        # HF only warns past `max_position_embeddings` (rotary models run beyond it): no limit unless given.
+        self.context_length = context_length
         self.use_cache = use_cache
         params = inspect.signature(model.forward).parameters
         self._takes_positions = "position_ids" in params

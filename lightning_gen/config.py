@@ -138,8 +138,8 @@ def validate_generation_kwargs(fields: dict[str, Any], *, argument: str = "gener
     cfg = GenerationConfig()
     try:
         cfg.update(**fields)
-    except ValueError as err:
-        raise ValueError(f"`{argument}`: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{argument}` = {fields!r} is not a valid GenerationConfig: {err}") from err
     cfg.update(**GenerationConfig._get_default_generation_params(), defaults_only=True)
     _validate_values(cfg)
     return cfg

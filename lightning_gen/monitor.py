@@ -246,7 +246,7 @@ class GenerationMonitor(pl.Callback):
 
         vocab = self._vocab_size(pl_module, model)
         adapter = resolve_adapter(model, use_cache=self._config.use_cache is not False, context_length=self.context_length)
-        context = adapter.context_length or find_context_length(pl_module)
+        context = adapter.context_length or find_context_length(model) or find_context_length(pl_module)
         budget = None
         if context is not None:
             budget = context - self._config.max_new_tokens if adapter.needs_room_for_new_tokens else context

@@ -368,9 +368,6 @@ def test_gpt_fast_sampling_matches_reforward():
     assert torch.equal(out, expected)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: find_context_length reads gpt-fast's `max_seq_length`, which setup_caches overwrote with the "
-    "previous call's (rounded) max_length; a later, longer generate is refused as exceeding the context"))
 def test_gpt_fast_second_call_may_be_longer_than_the_first():
     model = GptFastLM(block_size=32)
     generate(model, PROMPT, max_new_tokens=3)  # setup_caches(2, 8): model.max_seq_length is now 8
@@ -378,9 +375,6 @@ def test_gpt_fast_second_call_may_be_longer_than_the_first():
     assert torch.equal(out, greedy_reference(ReForward(model), PROMPT, 12))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: GptFastAdapter.prefill relies on setup_caches, which keeps caches allocated for a larger batch; "
-    "a smaller batch then attends to the larger cache and the forward fails (or mixes rows)"))
 def test_gpt_fast_smaller_batch_after_larger_batch():
     model = GptFastLM()
     generate(model, PROMPT, max_new_tokens=4)  # caches for batch 2
@@ -388,9 +382,6 @@ def test_gpt_fast_smaller_batch_after_larger_batch():
     assert torch.equal(out, greedy_reference(ReForward(model), PROMPT[:1], 4))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: same cause as above, reached through generate_completions: a later length group with fewer, "
-    "shorter prompts reuses the caches of a larger batch"))
 def test_gpt_fast_generate_completions_with_mixed_lengths():
     model = GptFastLM()
     prompts = [[3, 14, 15, 9, 2], [6, 5, 3, 5, 8], [7, 7, 1]]  # groups: two of length 5, then one of 3

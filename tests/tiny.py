@@ -63,7 +63,8 @@ class TinyLM(pl.LightningModule):
 
 def trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
     """A real CPU Trainer with a TensorBoardLogger under ``tmp_path``."""
-    options = dict(max_steps=6, accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False,
+    options = dict(max_steps=6, accelerator="cpu", devices=1, default_root_dir=str(tmp_path),
+                   enable_progress_bar=False, enable_model_summary=False,
                    enable_checkpointing=False, log_every_n_steps=1,
                    logger=TensorBoardLogger(str(tmp_path), name="tb", version=0))
     options.update(kwargs)
