@@ -32,13 +32,6 @@ from lightning_gen.adapters import (
 VOCAB = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; OpenMP threads spinning on a busy 2-core box cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 PROMPT = torch.tensor([[3, 14, 15, 9, 2], [6, 5, 3, 5, 8]])  # (B=2, T=5)
 
 

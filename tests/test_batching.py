@@ -17,15 +17,6 @@ from lightning_gen.batching import plan_batches
 V = 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; OpenMP threads spinning on a busy 2-core box cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):

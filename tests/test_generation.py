@@ -24,15 +24,6 @@ NEXT[5], NEXT[1], NEXT[13] = 1, 6, 7
 PROMPT = torch.tensor([[2, 3], [6, 7]])  # row 0 reaches EOS after 3 new tokens, row 1 never does
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; OpenMP threads spinning on a busy 2-core box cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Script(nn.Module):
     """Bigram lookup: logits `(B, T, V)` with a margin of 10 for ``NEXT[token]`` at every position."""
 
