@@ -257,7 +257,7 @@ class GenerationMonitor(pl.Callback):
                 )
         self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=vocab, max_prompt_tokens=budget)
         if self.prompts_from_data:
-            self._encoded = self._encoded + self._data_prompts(trainer, pl_module)
+            self._encoded = self._encoded + self._data_prompts(trainer, pl_module, budget)
         if self._encoded.cropped:
             rank_zero_warn(
                 f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens that fit the "
@@ -273,14 +273,15 @@ class GenerationMonitor(pl.Callback):
         elif skipped:
             rank_zero_warn(f"GenerationMonitor: {skipped} cannot show text; they get only the scalars")
 
-    def _data_prompts(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> EncodedPrompts:
+    def _data_prompts(self, trainer: pl.Trainer, pl_module: pl.LightningModule, budget: int | None) -> EncodedPrompts:
         source = trainer.datamodule if trainer.datamodule is not None else pl_module
         try:
             loader = source.val_dataloader()
         except Exception as err:
             raise ValueError(f"`prompts_from_data`={self.prompts_from_data} needs a validation dataloader: {err}") from err
+        prompt_tokens = min(self.data_prompt_tokens, budget) if budget is not None else self.data_prompt_tokens
         return prompts_from_batches(loader, self._tokenizer, count=self.prompts_from_data,
-                                    prompt_tokens=self.data_prompt_tokens, reference_tokens=self.data_reference_tokens)
+                                    prompt_tokens=prompt_tokens, reference_tokens=self.data_reference_tokens)
 
     def _resolve_tokenizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LoadedTokenizer:
         if self._tokenizer_arg is not None:

@@ -1,0 +1,157 @@
+"""Tests for the example pretraining project in ``examples/`` (model, data, LightningCLI entry point)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# `examples/` is a folder of scripts, not a package; its modules import each other by bare name.
+sys.path.insert(0, str(EXAMPLES))
+
+from data import CharDataModule, CharTokenizer  # noqa: E402
+from model import GPT  # noqa: E402
+from pretrain import CharGPT, cli_main  # noqa: E402
+
+
+def _tiny_gpt(**overrides) -> GPT:
+    torch.manual_seed(0)
+    kwargs = dict(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.1)
+    return GPT(**(kwargs | overrides))
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_kv_cache_prefill_then_decode_matches_full_forward(tie_weights):
+    model = _tiny_gpt(tie_weights=tie_weights).eval()  # eval: dropout would make the two paths differ
+    idx = torch.randint(0, 17, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(idx)  # (B, T, V)
+        model.set_kv_cache(batch_size=2)
+        prompt_len = 5
+        prefill = model(idx[:, :prompt_len], input_pos=torch.arange(prompt_len))
+        torch.testing.assert_close(prefill, full[:, :prompt_len], atol=1e-5, rtol=0)
+        for pos in range(prompt_len, idx.size(1)):
+            step = model(idx[:, pos : pos + 1], input_pos=torch.tensor([pos]))  # (B, 1, V)
+            torch.testing.assert_close(step[:, 0], full[:, pos], atol=1e-5, rtol=0)
+
+
+def test_kv_cache_serves_a_smaller_batch_and_a_shorter_length():
+    model = _tiny_gpt().eval()
+    idx = torch.randint(0, 17, (1, 6), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(idx)
+        model.set_kv_cache(batch_size=4, max_seq_length=8)
+        assert model.blocks[0].attn.kv_cache.k.shape == (4, 2, 8, 8)
+        out = torch.cat([model(idx[:, p : p + 1], input_pos=torch.tensor([p])) for p in range(6)], dim=1)
+    torch.testing.assert_close(out, full, atol=1e-5, rtol=0)
+
+
+def test_clear_kv_cache_frees_buffers_and_training_forward_ignores_cache():
+    model = _tiny_gpt()
+    model.set_kv_cache(batch_size=2)
+    assert any("kv_cache" in name for name, _ in model.named_buffers())
+    assert not any("kv_cache" in key for key in model.state_dict())  # caches never reach checkpoints
+    model.clear_kv_cache()
+    assert all(block.attn.kv_cache is None for block in model.blocks)
+    assert not any("kv_cache" in name for name, _ in model.named_buffers())
+
+    model.train()
+    idx = torch.randint(0, 17, (3, 16))
+    logits = model(idx)  # (B, T, V)
+    assert logits.shape == (3, 16, 17)
+    logits.sum().backward()
+    assert model.wte.weight.grad is not None
+    with pytest.raises(TypeError, match="set_kv_cache"):
+        model(idx[:, :1], input_pos=torch.tensor([0]))
+
+
+def test_gpt_rejects_bad_lengths():
+    model = _tiny_gpt()
+    with pytest.raises(ValueError, match="max_seq_length"):
+        model.set_kv_cache(batch_size=1, max_seq_length=17)
+    with pytest.raises(ValueError, match="exceeds `max_seq_length`"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="`n_head` must divide `n_embd`"):
+        GPT(vocab_size=5, block_size=4, n_head=3, n_embd=16)
+
+
+def test_lightning_module_speaks_the_kv_cache_protocol():
+    module = CharGPT(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=16).eval()
+    assert module.max_seq_length == 16
+    idx = torch.randint(0, 17, (1, 4))
+    with torch.no_grad():
+        full = module(idx)
+        module.set_kv_cache(batch_size=1)
+        cached = module(idx, input_pos=torch.arange(4))
+        module.clear_kv_cache()
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+    assert module.model.blocks[0].attn.kv_cache is None
+    with pytest.raises(ValueError, match="vocab_size"):
+        module.tokenizer = CharTokenizer("abc")
+
+
+def test_char_tokenizer_round_trips_and_rejects_unknown_characters():
+    tokenizer = CharTokenizer("hello, world\n")
+    assert tokenizer.chars == "\n ,dehlorw"  # ids follow the sorted alphabet
+    assert tokenizer.eos_token_id is None and tokenizer.pad_token_id is None
+    ids = tokenizer.encode("low, world")
+    assert ids == [6, 7, 9, 2, 1, 9, 7, 8, 6, 3]
+    assert tokenizer.decode(ids) == "low, world"
+    assert tokenizer.decode(torch.tensor(ids)) == "low, world"
+    assert tokenizer.encode(tokenizer.chars) == list(range(tokenizer.vocab_size))
+    with pytest.raises(ValueError, match="'z'"):
+        tokenizer.encode("hello z")
+
+
+def test_char_datamodule_windows(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("abcdefghij" * 20, encoding="utf-8")
+    dm = CharDataModule(str(corpus), block_size=8, batch_size=4, val_fraction=0.2)
+    assert dm.tokenizer.vocab_size == 10  # available before `setup`
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == y.shape == (4, 8)
+    torch.testing.assert_close(x[:, 1:], y[:, :-1])  # y is x shifted by one character
+    assert len(dm.val_data) == (40 - 9) // 8 + 1
+    with pytest.raises(FileNotFoundError, match="corpus"):
+        CharDataModule(str(tmp_path / "missing.txt"))
+
+
+def test_cli_fit_writes_tensorboard_events_and_a_resumable_checkpoint(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setattr(sys, "argv", ["pretrain.py"])  # pytest's own arguments are not for the CLI
+
+    args = [
+        "fit",
+        "--config", str(EXAMPLES / "config.yaml"),
+        "--trainer.max_steps=3",
+        "--trainer.val_check_interval=3",
+        "--trainer.limit_val_batches=1",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--model.n_layer=1",
+        "--model.n_embd=32",
+        "--data.block_size=120",  # leaves room for the monitor's 96 new tokens once it is enabled
+        "--data.batch_size=4",
+    ]
+    cli = cli_main(args)
+    assert cli.trainer.global_step == 3
+    assert cli.model.max_seq_length == 120  # linked from data.block_size
+    assert cli.model.tokenizer is cli.datamodule.tokenizer
+
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard event files under {tmp_path}"
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    assert {"train_loss", "val_loss"} <= set(accumulator.Tags()["scalars"])
+
+    checkpoint = next(tmp_path.rglob("*.ckpt"))
+    restored = CharGPT.load_from_checkpoint(checkpoint)
+    assert restored.tokenizer.chars == cli.datamodule.tokenizer.chars
+    torch.testing.assert_close(restored.model.wte.weight, cli.model.model.wte.weight)
+
+    resumed = cli_main(args + ["--trainer.max_steps=4", f"--ckpt_path={checkpoint}"])  # later flags win
+    assert resumed.trainer.global_step == 4
