@@ -148,9 +148,13 @@ class _InputPosAdapter(ModelAdapter):
     def _call(self, idx: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         return last_logits(self.model(idx, input_pos=input_pos))
 
+    _positions: torch.Tensor | None = None  # 0, 1, 2 ...: each step's `input_pos` is a slice, not a new tensor
+
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         pos = input_ids.shape[1] - 1
-        return self._call(input_ids[:, pos:], torch.tensor([pos], device=input_ids.device))
+        if self._positions is None or pos >= self._positions.shape[0] or self._positions.device != input_ids.device:
+            self._positions = torch.arange(max(2 * (pos + 1), 256), device=input_ids.device)
+        return self._call(input_ids[:, pos:], self._positions[pos:pos + 1])
 
     def _prefill_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self._call(input_ids, torch.arange(input_ids.shape[1], device=input_ids.device))

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import GenerationConfig
+from transformers import GenerationConfig, MaxLengthCriteria
 
+from lightning_gen import fastpath
 from lightning_gen.adapters import AdapterName, ModelAdapter, resolve_adapter
 from lightning_gen.config import resolve_config
 from lightning_gen.processors import build_logits_processors, build_stopping_criteria
@@ -47,7 +48,8 @@ def _check_input_ids(input_ids: Any, vocab_size: int | None) -> None:
         raise ValueError(f"`input_ids` must be 2-D (batch, length) and non-empty, got shape {tuple(input_ids.shape)}")
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or (vocab_size is not None and high >= vocab_size):
-        raise ValueError(f"`input_ids` must be token ids in [0, {vocab_size}), got values in [{low}, {high}]")
+        allowed = f"[0, {vocab_size})" if vocab_size is not None else "non-negative"
+        raise ValueError(f"`input_ids` must be token ids {allowed}, got values in [{low}, {high}]")
 
 
 def _infer_vocab_size(model: nn.Module, vocab_size: int | None) -> int | None:
@@ -96,11 +98,13 @@ def generate(
         attention_mask: `(B, T)`, 1 for tokens and 0 for left padding (transformers models only).
         logits_processor: Extra processors, merged as HF merges them.
         stopping_criteria: Extra stopping criteria, merged as HF merges them.
-        generator: The only source of randomness for sampling (on the model's device).
+        generator: The only source of randomness for sampling (on the model's device). When None, a private
+            generator seeded from the operating system is used: the global RNG is never touched.
         adapter: How to call the model: ``"auto"`` (default: detect), ``"plain"``, ``"litgpt"``, ``"gpt-fast"``,
             ``"hf"``, or your own `ModelAdapter`.
         tokenizer: A Hugging Face tokenizer, needed for ``stop_strings``.
-        vocab_size: Keep only the first ``vocab_size`` logits (models whose vocabulary is padded, e.g. 50304).
+        vocab_size: Keep only the first ``vocab_size`` logits (models whose vocabulary is padded, e.g. 50304);
+            by default the model's ``vocab_size`` / ``config.vocab_size`` when it has one.
         context_length: Context length of a plain model, used to crop its input; discovered when omitted.
         all_finished: For sharded models whose forward is a collective (FSDP, DeepSpeed stage 3): a function
             that receives whether this process is done and returns whether every process is (an all-reduce).
@@ -175,10 +179,14 @@ def generate(
         cfg, eos=eos, tokenizer=tokenizer, user_criteria=stopping_criteria, max_position_embeddings=max_positions
     )
     pad_finished = pad is not None and any(hasattr(c, "eos_token_id") for c in criteria)
+    if generator is None and cfg.do_sample:
+        # HF would draw from the global RNG; a private generator seeded from the OS leaves it untouched.
+        generator = torch.Generator(device=device)
+        generator.seed()
     with torch.no_grad(), eval_mode(model):
         return _decode_loop(
             runner, ids, attention_mask, processors, criteria,
-            do_sample=bool(cfg.do_sample), max_length=cfg.max_length, vocab_size=vocab_size,
+            do_sample=bool(cfg.do_sample), max_length=cfg.max_length, vocab_size=vocab,
             pad=pad if pad_finished else None, generator=generator, all_finished=all_finished,
         )
 
@@ -197,12 +205,33 @@ def _check_context(runner: ModelAdapter, prompt_length: int, max_length: int) ->
 def select_tokens(
     processors: Any, input_ids: torch.Tensor, scores: torch.Tensor, *, do_sample: bool, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """HF's token choice: the processor chain, then a multinomial draw (sampling) or the argmax (greedy)."""
-    scores = processors(input_ids, scores)  # (B, V)
+    """HF's token choice: the processor chain, then a multinomial draw (sampling) or the argmax (greedy).
+
+    Sampling goes through `lightning_gen.fastpath`, which draws the same tokens and leaves the generator in the
+    same state, without HF's full-vocabulary sort and per-entry logarithms where it can prove that (CPU), and
+    runs HF's own code everywhere else.
+    """
     if do_sample:
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+        return fastpath.sample(processors, input_ids, scores, generator=generator)  # (B,)
+    scores = fastpath.process(processors, input_ids, scores)
+    if bool(scores.isnan().any()):  # argmax would return the NaN's index: a token the model never chose
+        raise FloatingPointError("the model's logits contain NaN; greedy decoding cannot choose a token")
     return torch.argmax(scores, dim=-1)
+
+
+def _as_list(criteria: Any) -> list[Any]:
+    return list(criteria) if isinstance(criteria, Sequence) else []
+
+
+def _stops_only_at(criteria: Any, max_length: int) -> bool:
+    """Whether ``criteria`` is HF's `MaxLengthCriteria` for ``max_length`` alone, its warning unreachable."""
+    items = _as_list(criteria)
+    if len(items) != 1 or type(items[0]) is not MaxLengthCriteria:
+        return False
+    limit = items[0]
+    # It warns once the sequence, not yet done, is longer than `max_position_embeddings`.
+    return limit.max_length == max_length and (
+        limit.max_position_embeddings is None or max_length - 1 <= limit.max_position_embeddings)
 
 
 def _decode_loop(
@@ -223,7 +252,11 @@ def _decode_loop(
 
     With ``all_finished`` (a collective across processes), a process whose rows have all ended keeps calling
     the model on its last tokens, without extending them, until every process is done, as HF's ``synced_gpus``.
+    When the only criterion is the maximum length, the loop counts instead of evaluating it: no tensor work and
+    no host sync per token.
     """
+    # A user's MaxLengthCriteria replaces the built one, as in HF, and may allow more than `max_length`.
+    max_length = max([max_length] + [c.max_length for c in _as_list(criteria) if type(c) is MaxLengthCriteria])
     batch, length = ids.shape
     tokens = ids.new_empty((batch, max_length))  # (B, L_max), filled as we go
     tokens[:, :length] = ids
@@ -232,6 +265,7 @@ def _decode_loop(
         mask = attention_mask.new_ones((batch, max_length))
         mask[:, :length] = attention_mask
     unfinished = torch.ones(batch, dtype=torch.long, device=ids.device)
+    length_only = _stops_only_at(criteria, max_length)
     done = False
     try:
         logits = runner.prefill(ids, attention_mask, max_length=max_length)
@@ -246,8 +280,11 @@ def _decode_loop(
                     next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
                 tokens[:, length] = next_tokens
                 length += 1
-                unfinished = unfinished & ~criteria(tokens[:, :length], None)
-                done = bool(unfinished.max() == 0)
+                if length_only:
+                    done = length >= max_length
+                else:
+                    unfinished = unfinished & ~criteria(tokens[:, :length], None)
+                    done = not bool(unfinished.any())  # the one host sync per token: EOS, stop strings ...
             if all_finished(done) if all_finished is not None else done:
                 break
             logits = runner.decode(tokens[:, :length], None if mask is None else mask[:, :length])

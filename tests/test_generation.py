@@ -307,10 +307,6 @@ def test_inferred_vocab_size_bounds_the_prompt():
         generate(LitGPTShapedVocab(), torch.tensor([[3, 55]]), max_new_tokens=1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: generate checks prompts against the inferred vocab (config.vocab_size=50) but passes only the "
-    "explicit `vocab_size` argument to _decode_loop, so the padded logits 50..63 can win and generate returns "
-    "ids that it refuses as input (generation.py: `vocab_size=vocab_size` should be `vocab_size=vocab`)"))
 def test_generated_ids_stay_inside_the_inferred_vocab():
     model = LitGPTShapedVocab()
     out = generate(model, torch.tensor([[3, 4]]), max_new_tokens=4)
@@ -325,9 +321,6 @@ def test_sampling_with_a_generator_leaves_the_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: generate's docstring says 'the global RNG is never used', but with generator=None "
-    "torch.multinomial draws from (and advances) the global RNG (generation.py, _decode_loop)"))
 def test_sampling_without_a_generator_leaves_the_global_rng_alone():
     state = torch.get_rng_state()
     generate(Noisy(), PROMPT, max_new_tokens=12, do_sample=True)
@@ -389,3 +382,12 @@ def test_output_is_on_the_prompt_device_and_long():
     out = generate(Script(), PROMPT.int(), max_new_tokens=2)
     assert out.dtype == torch.long and out.device == PROMPT.device
     assert torch.equal(out, rows([2, 3, 4, 5], [6, 7, 8, 9]))
+
+
+def test_nan_logits_in_greedy_decoding_raise_instead_of_picking_a_token():
+    class NanLM(torch.nn.Module):
+        def forward(self, ids):
+            return torch.full((ids.shape[0], ids.shape[1], 8), float("nan"))
+
+    with pytest.raises(FloatingPointError, match="NaN"):
+        generate(NanLM(), torch.tensor([[1, 2]]), max_new_tokens=3)
