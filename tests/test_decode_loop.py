@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 from transformers import MaxLengthCriteria, StoppingCriteria, StoppingCriteriaList
@@ -16,14 +15,6 @@ from lightning_gen import generate
 from lightning_gen.generation import _stops_only_at
 
 V = 11
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Recorder(nn.Module):

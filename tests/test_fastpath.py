@@ -29,15 +29,11 @@ V = 1000
 
 @pytest.fixture(autouse=True)
 def _fresh_stats(monkeypatch):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     # On whatever LIGHTNING_GEN_FAST_PATH says; small tensors normally skip the shortcut (it would not pay), here
     # every size takes it.
     monkeypatch.setattr(fastpath, "ENABLED", True)
     monkeypatch.setattr(fastpath, "_MIN_NUMEL", 0)
     fastpath.stats.reset()
-    yield
-    torch.set_num_threads(threads)
 
 
 def bench_chain(top_k: int = 50, top_p: float = 0.9) -> lp.LogitsProcessorList:
