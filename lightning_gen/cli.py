@@ -21,12 +21,13 @@ import re
 import shutil
 import sys
 import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-from lightning_gen.rendering import Sample
+from lightning_gen.history import CliError, Record, group_records, group_title, load_records, select_records
+from lightning_gen.rendering import markdown_escape, parse_sample_markdown, unescape
 
 __all__ = [
     "Record",
@@ -38,216 +39,6 @@ __all__ = [
     "render_show",
     "unescape",
 ]
-
-SAMPLES_FILE = "samples.jsonl"
-_EVENTS_GLOB = "events.out.tfevents.*"
-_PROMPT_TAG = re.compile(r"(.+)/prompt_(\d+)/text_summary")  # what `TensorBoardSink` writes, per prompt
-
-
-class CliError(Exception):
-    """A message for the user and the exit code that goes with it."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class Record:
-    """One prompt's sample at one step of one run, as read back from the logs.
-
-    ``run`` is the directory the samples came from, relative to LOGDIR; ids and metrics are only known when
-    they came from a ``samples.jsonl``.
-    """
-
-    run: str
-    tag: str
-    index: int
-    step: int
-    prompt: str
-    completion: str
-    greedy: str | None = None
-    reference: str | None = None
-    prompt_ids: list[int] | None = None
-    completion_ids: list[int] | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------- the inverse of rendering.escape
-_REFERENCE_MARK = "<br><br><em>reference:</em> "
-_GREEDY_MARK = "<br><br><em>greedy:</em> "
-_PROMPT = re.compile(r"<strong>(.*?)</strong>(.*)", re.DOTALL)
-_CHAR_REF = re.compile(r"&#(?:(\d+)|[xX]([0-9a-fA-F]+));")
-
-
-def unescape(text: str) -> str:
-    """Plain text from `lightning_gen.rendering.escape` output: character references, ``&#160;``, ``<br>``.
-
-    ``escape`` normalises ``\\r\\n``/``\\r`` to ``\\n`` and tabs to four spaces; everything else round-trips.
-    A literal no-break space in the text stays one; only the ``&#160;`` escape adds to keep spaces turns back
-    into a space.
-
-    Example::
-
-        >>> unescape("&#160;&#160;a&#124;b<br>&#60;eos&#62;")
-        '  a|b\\n<eos>'
-    """
-
-    def char(match: re.Match[str]) -> str:
-        code = int(match.group(1)) if match.group(1) else int(match.group(2), 16)
-        return " " if code == 160 else chr(code)
-
-    return _CHAR_REF.sub(char, text.replace("<br>", "\n"))
-
-
-def parse_sample_markdown(text: str) -> Sample:
-    """The `Sample` behind `lightning_gen.rendering.sample_markdown` output (ids are not logged: empty).
-
-    Text in another shape (not ``<strong>prompt</strong>completion``) is read as a completion of an empty prompt.
-
-    Example::
-
-        >>> parse_sample_markdown("<strong>Hi</strong> there<br><br><em>reference:</em> you")
-        Sample(prompt='Hi', completion=' there', prompt_ids=[], completion_ids=[], reference='you', greedy=None, metrics={})
-    """
-    # Escaped text never holds a literal '<' other than in '<br>', so the marks cannot occur inside it.
-    text, found, reference = text.partition(_REFERENCE_MARK)
-    text, found_greedy, greedy = text.partition(_GREEDY_MARK)
-    match = _PROMPT.fullmatch(text)
-    prompt, completion = (match.group(1), match.group(2)) if match else ("", text)
-    if found_greedy:
-        greedy_match = _PROMPT.fullmatch(greedy)
-        greedy = greedy_match.group(2) if greedy_match else greedy
-    return Sample(
-        prompt=unescape(prompt),
-        completion=unescape(completion),
-        prompt_ids=[],
-        completion_ids=[],
-        reference=unescape(reference) if found else None,
-        greedy=unescape(greedy) if found_greedy else None,
-    )
-
-
-# ----------------------------------------------------------------- reading the logs
-def _warn(message: str) -> None:
-    print(f"lightning-gen: warning: {message}", file=sys.stderr)
-
-
-def _run_name(directory: Path, root: Path) -> str:
-    return directory.relative_to(root).as_posix() if directory != root else "."
-
-
-def _read_jsonl(path: Path, run: str, tag: str) -> list[Record]:
-    records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if obj.get("tag", tag) != tag:
-                    continue
-                records.append(Record(
-                    run=run, tag=tag, index=int(obj["index"]), step=int(obj["step"]),
-                    prompt=str(obj["prompt"]), completion=str(obj["completion"]),
-                    greedy=obj.get("greedy"), reference=obj.get("reference"),
-                    prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
-                    metrics=dict(obj.get("metrics") or {}),
-                ))
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                # A run killed mid-write leaves a torn last line; one bad line should not hide the rest.
-                _warn(f"{path}:{number}: skipped, not a sample record ({type(err).__name__}: {err})")
-    return records
-
-
-def _read_events(directory: Path, run: str, tag: str) -> tuple[list[Record], set[str]]:
-    """The records of ``tag`` in one directory's event files, and every monitor tag found there."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(str(directory), size_guidance={"tensors": 0})
-    accumulator.Reload()
-    records, tags = [], set()
-    for name in accumulator.Tags().get("tensors", []):
-        match = _PROMPT_TAG.fullmatch(name)
-        if match:
-            tags.add(match.group(1))
-        if not match or match.group(1) != tag:
-            continue
-        for event in accumulator.Tensors(name):
-            sample = parse_sample_markdown(event.tensor_proto.string_val[0].decode("utf-8"))
-            records.append(Record(run=run, tag=tag, index=int(match.group(2)), step=event.step,
-                                  prompt=sample.prompt, completion=sample.completion,
-                                  greedy=sample.greedy, reference=sample.reference))
-    return records, tags
-
-
-def _latest(records: Iterable[Record]) -> list[Record]:
-    """One record per (run, tag, prompt, step), the last one read (a resumed run may log a step twice)."""
-    unique = {(r.run, r.tag, r.index, r.step): r for r in records}
-    return [unique[key] for key in sorted(unique)]
-
-
-def load_records(logdir: str | os.PathLike[str], tag: str = "samples") -> list[Record]:
-    """Every sample logged under ``logdir`` (a directory, a ``samples.jsonl`` or an event file) for ``tag``.
-
-    ``samples.jsonl`` files are preferred: when LOGDIR holds any, event files are not read.
-
-    Returns:
-        Records sorted by run, prompt index and step.
-
-    Raises:
-        CliError: ``logdir`` does not exist (code 2); nothing was logged under ``tag`` (code 1).
-    """
-    root = Path(logdir)
-    if not root.exists():
-        raise CliError(f"LOGDIR {str(logdir)!r} does not exist", code=2)
-    base = root.parent if root.is_file() else root
-    if root.is_file():
-        jsonl, events = ([root], []) if root.suffix == ".jsonl" else ([], [root])
-    else:
-        jsonl = sorted(root.rglob(SAMPLES_FILE))
-        events = [] if jsonl else sorted(root.rglob(_EVENTS_GLOB))
-    records: list[Record] = []
-    tags: set[str] = set()
-    for path in jsonl:
-        records += _read_jsonl(path, _run_name(path.parent, base), tag)
-    # An accumulator reads every event file of its directory in order: one per directory (= per run).
-    for source in [root] if events and root.is_file() else sorted({path.parent for path in events}):
-        found, found_tags = _read_events(source, _run_name(source if source.is_dir() else source.parent, base), tag)
-        records += found
-        tags |= found_tags
-    files = jsonl or events
-    if not records:
-        what = f"{len(files)} {'samples.jsonl' if jsonl else 'event'} file(s)" if files else "no samples.jsonl or event file"
-        hint = f"; tags found: {', '.join(sorted(tags))} (pass --tag)" if tags else ""
-        raise CliError(f"no samples with tag {tag!r} under {str(logdir)!r} ({what}){hint}")
-    return _latest(records)
-
-
-def _select(records: list[Record], prompts: Sequence[int] | None, steps: Sequence[int] | None) -> list[Record]:
-    selected = [r for r in records if (prompts is None or r.index in prompts) and (steps is None or r.step in steps)]
-    if not selected:
-        have_prompts = ", ".join(map(str, sorted({r.index for r in records})))
-        have_steps = ", ".join(map(str, sorted({r.step for r in records})))
-        asked = " ".join(f"{flag} {' '.join(map(str, values))}" for flag, values in
-                         (("--prompt", prompts), ("--steps", steps)) if values is not None)
-        raise CliError(f"no samples match {asked} (prompts: {have_prompts}; steps: {have_steps})")
-    return selected
-
-
-def _groups(records: list[Record]) -> list[list[Record]]:
-    """Records grouped per (run, tag, prompt), in order; each group sorted by step."""
-    groups: dict[tuple[str, str, int], list[Record]] = {}
-    for r in records:
-        groups.setdefault((r.run, r.tag, r.index), []).append(r)
-    return [sorted(group, key=lambda r: r.step) for _, group in sorted(groups.items())]
-
-
-def _title(group: list[Record], many_runs: bool) -> str:
-    first = group[0]
-    title = f"{first.tag}/prompt_{first.index:02d}"
-    return f"{first.run} · {title}" if many_runs else title
-
 
 # ----------------------------------------------------------------- show: a wrapped table in the terminal
 _PIECES = re.compile(r"\s+|\w+|[^\w\s]")
@@ -387,10 +178,10 @@ def render_show(records: list[Record], *, width: int, diff: bool = False, color:
     """
     many_runs = len({r.run for r in records}) > 1
     out: list[str] = []
-    for group in _groups(records):
+    for group in group_records(records):
         step_width = max(4, *(len(str(r.step)) for r in group))
         text_width = max(8, width - step_width - 3)
-        title = f"── {_title(group, many_runs)} "
+        title = f"── {group_title(group, many_runs)} "
         out.append(title + "─" * max(0, width - _cell_width(title)))
 
         out += _labelled("prompt: ", group[0].prompt, width)
@@ -417,28 +208,18 @@ def render_show(records: list[Record], *, width: int, diff: bool = False, color:
 
 
 # ----------------------------------------------------------------- export
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~$])")
-
-
-def _markdown_text(text: str) -> str:
-    """Text that a CommonMark/GFM renderer shows as written, inside a table cell or a paragraph."""
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = re.sub(r"(?m)^ | (?= )", "&nbsp;", text)  # leading spaces and all but the last of a run would collapse
-    return text.replace("\n", "<br>")
-
-
 def render_markdown(records: list[Record]) -> str:
     """A markdown document: a section per prompt, then a table ``step | completion`` (and greedy, reference)."""
     many_runs = len({r.run for r in records}) > 1
     out = ["# lightning-gen samples", ""]
-    for group in _groups(records):
-        out += [f"## {_title(group, many_runs)}", "", f"**Prompt:** {_markdown_text(group[0].prompt)}", ""]
+    for group in group_records(records):
+        out += [f"## {group_title(group, many_runs)}", "", f"**Prompt:** {markdown_escape(group[0].prompt)}", ""]
         columns = ["completion"]
         columns += [name for name in ("greedy", "reference") if any(getattr(r, name) is not None for r in group)]
         out.append("| step | " + " | ".join(columns) + " |")
         out.append("|---:|" + "---|" * len(columns))
         for r in group:
-            out.append(f"| {r.step} | " + " | ".join(_markdown_text(getattr(r, c) or "") for c in columns) + " |")
+            out.append(f"| {r.step} | " + " | ".join(markdown_escape(getattr(r, c) or "") for c in columns) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -493,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "show" and args.width is not None and args.width < 20:
         parser.error(f"--width must be at least 20, got {args.width}")
     try:
-        records = _select(load_records(args.logdir, args.tag), args.prompt, args.steps)
+        records = select_records(load_records(args.logdir, args.tag), args.prompt, args.steps)
         if args.command == "show":
             width = args.width or shutil.get_terminal_size((100, 24)).columns
             text = render_show(records, width=width, diff=args.diff, color=_use_color(args.color))

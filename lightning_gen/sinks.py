@@ -11,11 +11,10 @@ import csv
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from lightning_gen.rendering import Sample, overview_table, sample_markdown
+from lightning_gen.rendering import Sample, markdown_escape, overview_table, sample_markdown
 
 __all__ = [
     "CSVSink",
@@ -33,7 +32,6 @@ JSONL_FILENAME = "samples.jsonl"
 CSV_FILENAME = "samples.csv"
 CSV_COLUMNS = ("step", "tag", "index", "prompt", "completion", "greedy", "reference")
 # Characters that markdown would turn into formatting, links or HTML inside a table cell.
-_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<|&~])")
 
 
 class SampleSink(Protocol):
@@ -79,11 +77,6 @@ def _text_columns(samples: Sequence[Sample]) -> list[str]:
     return columns
 
 
-def _markdown_cell(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", text).replace("\n", "<br>")
-
-
 def markdown_table(samples: Sequence[Sample]) -> str:
     """A plain markdown table of one step's samples, for viewers that render ordinary markdown.
 
@@ -95,13 +88,13 @@ def markdown_table(samples: Sequence[Sample]) -> str:
         >>> print(markdown_table([Sample("a|b", " <eos>", [0], [1])]))
         | # | prompt | completion |
         |---|---|---|
-        | 0 | a\\|b |  \\<eos> |
+        | 0 | a\\|b | &nbsp;\\<eos\\> |
     """
     columns = _text_columns(samples)
     lines = ["| # | prompt | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for i, s in enumerate(samples):
-        cells = [_markdown_cell(getattr(s, column) or "") for column in columns]
-        lines.append(f"| {i} | {_markdown_cell(s.prompt)} | " + " | ".join(cells) + " |")
+        cells = [markdown_escape(getattr(s, column) or "") for column in columns]
+        lines.append(f"| {i} | {markdown_escape(s.prompt)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

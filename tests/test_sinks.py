@@ -156,7 +156,8 @@ def test_markdown_table_escapes_what_markdown_would_eat():
     table = markdown_table([HOSTILE, PLAIN])
     lines = table.splitlines()
     assert lines[0] == "| # | prompt | completion | greedy | reference |" and len(lines) == 4
-    prompt, completion = r'say, "hi"<br>then \|go\|', r" \<eos> \*x\*<br>" + "\tend, ü"
+    # The leading space is kept as &nbsp; (a table cell would trim it); every markdown character is escaped.
+    prompt, completion = r'say, "hi"<br>then \|go\|', r"&nbsp;\<eos\> \*x\*<br>" + "\tend, ü"
     assert lines[2] == rf"| 0 | {prompt} | {completion} | gr\`eedy\` | ref, with<br>newline |"
     assert lines[3] == "| 1 | ab | cd |  |  |"
 
