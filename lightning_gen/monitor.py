@@ -232,7 +232,6 @@ class GenerationMonitor(pl.Callback):
         # A compiled module would recompile for every new sequence length: sample the original.
         model = getattr(model, "_orig_mod", model) if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else model
         self._model = model
-        self._trainer = trainer
         self._mode = choose_mode(trainer.strategy, self.distributed)
         self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
         fields = dict(self.generation)
@@ -359,12 +358,14 @@ class GenerationMonitor(pl.Callback):
         assert self._model is not None and self._tokenizer is not None and self._encoded is not None
         start = time.perf_counter()
         try:
-            pairs = run_everywhere(trainer.strategy, self._mode, self._run_round, is_global_zero=trainer.is_global_zero)
+            pairs = run_everywhere(trainer.strategy, self._mode, lambda: self._run_round(trainer),
+                                   is_global_zero=trainer.is_global_zero)
         except LastPositionOnlyError:
             rank_zero_warn("GenerationMonitor: the model returns logits for the last position only, so samples are "
                            "not scored (mean log-prob, reference loss); the other scalars are still logged")
             self._score = False
-            pairs = run_everywhere(trainer.strategy, self._mode, self._run_round, is_global_zero=trainer.is_global_zero)
+            pairs = run_everywhere(trainer.strategy, self._mode, lambda: self._run_round(trainer),
+                                   is_global_zero=trainer.is_global_zero)
         if not trainer.is_global_zero:
             return []
         samples = [sample for _, sample in sorted(pairs, key=lambda pair: pair[0])]
@@ -378,8 +379,7 @@ class GenerationMonitor(pl.Callback):
                 logger.log_metrics({f"{self.tag}/{name}": value for name, value in scalars.items()}, step=step)
         return samples
 
-    def _run_round(self) -> list[tuple[int, Sample]]:
-        trainer = self._trainer
+    def _run_round(self, trainer: pl.Trainer) -> list[tuple[int, Sample]]:
         strategy = trainer.strategy
         model = self._model
         if self._mode == "lockstep" and is_fsdp1(strategy) and self.model_attr is None:
