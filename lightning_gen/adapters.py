@@ -36,7 +36,9 @@ __all__ = [
     "ModelAdapter",
     "PlainAdapter",
     "find_context_length",
+    "find_vocab_size",
     "last_logits",
+    "model_device",
     "output_logits",
     "resolve_adapter",
 ]
@@ -90,6 +92,24 @@ def find_context_length(model: nn.Module) -> int | None:
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
     return None
+
+
+def find_vocab_size(model: Any) -> int | None:
+    """The vocabulary size a model advertises (``vocab_size``, then ``padded_vocab_size``, on it or its config)."""
+    for owner in (model, getattr(model, "config", None)):
+        for attr in ("vocab_size", "padded_vocab_size"):
+            value = getattr(owner, attr, None) if owner is not None else None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def model_device(model: Any, default: torch.device) -> torch.device:
+    """The device of a module's first parameter or buffer; ``default`` for anything without tensors."""
+    if isinstance(model, nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            return tensor.device
+    return default
 
 
 class ModelAdapter:

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import GenerationConfig, MaxLengthCriteria
 
 from lightning_gen import fastpath
-from lightning_gen.adapters import AdapterName, ModelAdapter, resolve_adapter
+from lightning_gen.adapters import AdapterName, ModelAdapter, find_vocab_size, model_device, resolve_adapter
 from lightning_gen.config import resolve_config
 from lightning_gen.processors import build_logits_processors, build_stopping_criteria
 
@@ -28,15 +28,6 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
-
-
-def model_device(model: nn.Module, default: torch.device) -> torch.device:
-    """The device of the model's first parameter or buffer, or ``default`` for a module without tensors."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return default
 
 
 def _check_input_ids(input_ids: Any, vocab_size: int | None) -> None:
@@ -57,12 +48,7 @@ def _infer_vocab_size(model: nn.Module, vocab_size: int | None) -> int | None:
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
             raise ValueError(f"`vocab_size` must be a positive integer or None, got {vocab_size!r}")
         return vocab_size
-    for owner in (model, getattr(model, "config", None)):
-        for attr in ("vocab_size", "padded_vocab_size"):
-            value = getattr(owner, attr, None) if owner is not None else None
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
+    return find_vocab_size(model)
 
 
 def generate(

@@ -14,9 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
-from lightning_gen.adapters import output_logits
+from lightning_gen.adapters import model_device, output_logits
 from lightning_gen.rendering import Sample
 
 __all__ = [
@@ -138,13 +137,6 @@ class LastPositionOnlyError(ValueError):
     """The model returned logits for the last position only, so sequences cannot be scored."""
 
 
-def _device_of(model_fn: Callable[..., Any]) -> torch.device:
-    if isinstance(model_fn, nn.Module):
-        for tensor in (*model_fn.parameters(), *model_fn.buffers()):
-            return tensor.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def token_logprobs(
     model_fn: Callable[[torch.Tensor], Any],
@@ -193,7 +185,7 @@ def token_logprobs(
     scored = min(len(target), len(ids) - 1)
     if scored == 0:
         return torch.empty(0)
-    device = torch.device(device) if device is not None else _device_of(model_fn)
+    device = torch.device(device) if device is not None else model_device(model_fn, torch.device("cpu"))
     inputs = torch.tensor([ids[:-1]], dtype=torch.long, device=device)  # (1, T)
     logits = output_logits(model_fn(inputs))
     length = inputs.shape[1]

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import GenerationConfig, LogitsProcessor
 from typing_extensions import override
 
-from lightning_gen.adapters import find_context_length, resolve_adapter
+from lightning_gen.adapters import find_context_length, find_vocab_size, resolve_adapter
 from lightning_gen.config import validate_generation_kwargs
 from lightning_gen.data_prompts import prompts_from_batches
 from lightning_gen.distributed import DistributedMode, all_finished_fn, choose_mode, is_fsdp1, run_everywhere
@@ -296,10 +296,9 @@ class GenerationMonitor(pl.Callback):
 
     @staticmethod
     def _vocab_size(pl_module: pl.LightningModule, model: Any) -> int | None:
-        for owner in (model, getattr(model, "config", None), pl_module):
-            value = getattr(owner, "vocab_size", None) if owner is not None else None
-            if isinstance(value, int) and value > 0:
-                return value
+        found = find_vocab_size(model) or find_vocab_size(pl_module)
+        if found is not None:
+            return found
         value = pl_module.hparams.get("vocab_size") if hasattr(pl_module, "hparams") else None
         return value if isinstance(value, int) and value > 0 else None
 

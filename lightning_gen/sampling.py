@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import GenerationConfig
 
-from lightning_gen.adapters import ModelAdapter
+from lightning_gen.adapters import ModelAdapter, model_device
 from lightning_gen.batching import complete_batch, plan_completions
 from lightning_gen.generation import eval_mode
 from lightning_gen.metrics import reference_loss, sequence_logprobs
@@ -122,7 +122,7 @@ def sample_round(
         ``(position, sample)`` pairs, position being the sample's place in the full round (prompt-major, then
         each of ``num_return_sequences``), so shards can be merged in order.
     """
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model, torch.device("cpu"))
     plan = plan_completions(model, encoded.ids, generation_config, batch_size=batch_size, adapter=adapter,
                             context_length=context_length)
     hf_tokenizer = tokenizer.hf_tokenizer if generation_config.stop_strings else None
