@@ -53,6 +53,8 @@ _CONTEXT_ATTRS = ("max_seq_length", "block_size", "context_length", "max_seq_len
 def output_logits(output: Any) -> torch.Tensor:
     """The logits tensor in whatever a model's forward returned: a tensor, a tuple or list (first item), or a
     mapping / HF `ModelOutput` with ``logits``."""
+    if isinstance(output, torch.Tensor):
+        return output
     if isinstance(output, Mapping) or hasattr(output, "logits"):
         logits = output["logits"] if isinstance(output, Mapping) else output.logits
     elif isinstance(output, (tuple, list)):
@@ -168,16 +170,18 @@ class _InputPosAdapter(ModelAdapter):
     def _call(self, idx: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         return last_logits(self.model(idx, input_pos=input_pos))
 
-    _positions: torch.Tensor | None = None  # 0, 1, 2 ...: each step's `input_pos` is a slice, not a new tensor
+    _positions: tuple[torch.Tensor, ...] = ()  # `input_pos` of each step: tensor([0]), tensor([1]) ... made at once
 
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         pos = input_ids.shape[1] - 1
-        if self._positions is None or pos >= self._positions.shape[0] or self._positions.device != input_ids.device:
-            self._positions = torch.arange(max(2 * (pos + 1), 256), device=input_ids.device)
-        return self._call(input_ids[:, pos:], self._positions[pos:pos + 1])
+        if pos >= len(self._positions):
+            self._positions = torch.arange(2 * (pos + 1), device=input_ids.device).split(1)
+        return self._call(input_ids[:, pos:], self._positions[pos])
 
-    def _prefill_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self._call(input_ids, torch.arange(input_ids.shape[1], device=input_ids.device))
+    def _prefill_forward(self, input_ids: torch.Tensor, max_length: int) -> torch.Tensor:
+        length = input_ids.shape[1]
+        self._positions = torch.arange(max(max_length, length), device=input_ids.device).split(1)
+        return self._call(input_ids, torch.arange(length, device=input_ids.device))
 
 
 class LitGPTAdapter(_InputPosAdapter):
@@ -186,7 +190,7 @@ class LitGPTAdapter(_InputPosAdapter):
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, max_length: int) -> torch.Tensor:
         self.model.set_kv_cache(batch_size=input_ids.shape[0], max_seq_length=max_length, device=input_ids.device)
-        return self._prefill_forward(input_ids)
+        return self._prefill_forward(input_ids, max_length)
 
     def close(self) -> None:
         self.model.clear_kv_cache()
@@ -209,7 +213,7 @@ class GptFastAdapter(_InputPosAdapter):
             # gpt-fast keeps larger caches for a smaller batch, which its attention cannot use: reallocate.
             self.model.max_seq_length = -1
         self.model.setup_caches(max_batch_size=input_ids.shape[0], max_seq_length=max_length)
-        return self._prefill_forward(input_ids)
+        return self._prefill_forward(input_ids, max_length)
 
     def close(self) -> None:
         clear = getattr(self.model, "clear_caches", None)

@@ -1,36 +1,31 @@
 """Exact fast sampling on CPU: HF's tokens and RNG state, bit for bit, at a fraction of the cost.
 
-HF's sampling step spends its time in two places on a large vocabulary, neither of which decides anything:
+HF's sampling step spends its time where nothing is decided:
 
 * ``TopPLogitsWarper`` sorts the whole vocabulary `(B, V)`, although after ``TopKLogitsWarper`` only ``k``
   candidates are finite.
-* ``torch.multinomial`` draws one exponential ``q`` per vocabulary entry and takes ``argmax(p / q)``; each ``q``
-  is ``float32(-log1p(-u))`` of a float64 uniform ``u``, computed by scalar libm, ~35 ns apiece.
+* ``torch.multinomial`` checks the distribution with three reductions and two host syncs, then draws one
+  exponential per vocabulary entry, each a scalar ``log1p`` (see `lightning_gen.draws`).
+* On a small vocabulary, Python and dispatch: `LogitsProcessorList` inspects every processor's signature at
+  every step.
 
-This module produces the same tokens by a shorter route, and hands each step back to HF's own code wherever it
-cannot guarantee that:
+This module produces the same tokens and generator state by shorter routes, and hands each step back to HF's own
+code wherever it cannot guarantee that. A `Sampler` looks at the processor chain once per `generate` call:
 
-1. **Top-k, then top-p on the candidates.** One ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
-   k-th, so the step falls back when the (k+1)-th value ties the k-th (or on NaN / +inf). HF's top-p sorts the
-   masked vector ascending: exactly ``[-inf] * (V - k) + ascending(candidates)``. We build that tensor directly,
-   with the same shape and dtype, so the same softmax and cumsum kernels see the same bytes and return the same
-   cumulative probabilities. Only the order of *tied* values can differ from ``torch.sort``'s, which matters only
-   when tied values fall on both sides of the cut: the step then falls back.
-2. **The draw.** ``uniform_`` on a float64 `(B, V)` tensor consumes the generator exactly as ``exponential_`` on
-   the float32 one (one 64-bit draw per element, in memory order), so the RNG state afterwards is identical. The
-   exponentials are then computed only where they can win: at the candidates (or, without top-k, everywhere but
-   with a vectorised ``log1p``). Vectorised and scalar ``log1p`` agree within 2 ulp of float64; a value whose
-   float32 rounding could still depend on that (within 2**-48 relative of a float32 rounding boundary) is
-   recomputed by replaying torch's own ``exponential_`` at its position. Ties in ``argmax`` go to the lowest
-   index, as in ``argmax``. A zero uniform (whose 0/0 would be a NaN that ``argmax`` picks) or an invalid
-   distribution restores the generator and calls ``torch.multinomial`` itself, which raises what it raises.
+* **plain**: any processor this module does not know (a user's own class, a subclass, a list other than
+  `LogitsProcessorList`), or the fast path switched off: HF's list and ``torch.multinomial``.
+* **direct** (fewer than 8192 scores, or off the CPU): HF's processors called one by one, top-k in fewer steps,
+  then `draws.multinomial` (CPU) with the exponentials of all steps drawn ahead, or ``torch.multinomial``.
+* **fast** (large vocabularies on the CPU): one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
+  k-th, so the step falls back when the (k+1)-th value ties the k-th (or on NaN / +inf). HF's top-p sorts the
+  masked vector ascending: exactly ``[-inf] * (V - k) + ascending(candidates)``. We build that tensor directly,
+  with the same shape and dtype, so the same softmax and cumsum kernels see the same bytes and return the same
+  cumulative probabilities. Only the order of *tied* values can differ from ``torch.sort``'s, which matters only
+  when tied values fall on both sides of the cut: the step then falls back. The draw is `draws.candidate_draw`:
+  logarithms only at the candidates.
 
-The processors before top-k (penalties, bans, temperature, ...) and the mask-only warpers after top-p run as
-HF's own objects. Any processor this module does not know (a user's own class, a subclass, a list other than
-`LogitsProcessorList`) sends the whole step to the plain HF path. Steps off the CPU, or too small for the
-shortcut to pay (fewer than 8192 scores), run HF's processors one by one and ``torch.multinomial``: the same code
-as the plain path minus `LogitsProcessorList`'s signature inspection. Both premises of step 2 are checked against
-torch once per process before the draw is ever emulated.
+The processors before top-k (penalties, bans, temperature, ...) and the mask-only warpers after top-p always run
+as HF's own objects.
 
 Set the environment variable ``LIGHTNING_GEN_FAST_PATH=0`` (read at import) or ``fastpath.ENABLED = False`` to use
 the plain path everywhere; ``fastpath.stats`` counts which route each step took.
@@ -38,6 +33,8 @@ the plain path everywhere; ``fastpath.stats`` counts which route each step took.
 Example::
 
     >>> from transformers.generation import logits_process as lp
+
+from lightning_gen import draws
     >>> chain = lp.LogitsProcessorList([lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(5),
     ...                                 lp.TopPLogitsWarper(0.9)])
     >>> scores = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0))
@@ -51,8 +48,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -61,7 +56,9 @@ from typing import Any
 import torch
 from transformers.generation import logits_process as lp
 
-__all__ = ["ENABLED", "FastPathStats", "plain_sample", "process", "sample", "stats"]
+from lightning_gen import draws
+
+__all__ = ["ENABLED", "FastPathStats", "Sampler", "plain_sample", "process", "sample", "stats"]
 
 #: Use the fast path; ``LIGHTNING_GEN_FAST_PATH=0`` turns it off for the whole process.
 ENABLED: bool = os.environ.get("LIGHTNING_GEN_FAST_PATH", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -82,12 +79,10 @@ _MASK_ONLY = frozenset({
     lp.TopPLogitsWarper, lp.MinPLogitsWarper, lp.TypicalLogitsWarper, lp.EpsilonLogitsWarper, lp.EtaLogitsWarper,
     lp.LogitNormalization,
 })
+# Processors whose first operation returns a new tensor on every route of this module (temperature divides;
+# top-k ends in `where`, `scatter_` on a new tensor or `masked_fill`).
+_NEW_TENSOR_FIRST = frozenset({lp.TemperatureLogitsWarper, lp.TopKLogitsWarper})
 _NEG_INF = float("-inf")
-# Relative distance from a float32 rounding boundary under which a float64 exponential is recomputed exactly;
-# 2**-48 is at least 16 ulp of float64, far above the 2 ulp that two faithful log1p's can differ by.
-_WINDOW = 2.0 ** -48
-# Beyond this many such values in one step, restore the generator and let torch.multinomial draw.
-_MAX_REPLAYS = 8
 # Below this many scores (batch x vocabulary) the shortcut's fixed cost (~50 small ops) exceeds what it saves.
 _MIN_NUMEL = 8192
 
@@ -99,7 +94,7 @@ class FastPathStats:
     Attributes:
         fast: Steps decided by the fast path (possibly with a few exponentials replayed).
         direct: Steps off the CPU, or too small for the shortcut to pay: HF's processors called one by one (as
-            `LogitsProcessorList` calls them, without its per-call signature inspection), then ``torch.multinomial``.
+            `LogitsProcessorList` calls them, without its per-call signature inspection), then multinomial's draw.
         plain: Steps sent whole to HF's processor list and ``torch.multinomial``: fast path off, or a processor it
             does not know.
         top_k_fallback: Steps whose top-k/top-p ran as HF's own warpers (a tie at a cut, NaN or inf, top_k >= V).
@@ -162,13 +157,6 @@ def _run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor) ->
     return scores
 
 
-def process(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """``processors(input_ids, scores)``, skipping `LogitsProcessorList`'s per-call signature inspection when every
-    processor is a transformers class known to take ``(input_ids, scores)`` (and the fast path is on)."""
-    plan = _plan(processors) if ENABLED else None
-    return processors(input_ids, scores) if plan is None else _run(plan.chain, input_ids, scores)
-
-
 def plain_sample(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor,
                  generator: torch.Generator | None) -> torch.Tensor:
     """HF's sampling step verbatim: the processor chain, softmax, one multinomial draw per row. `(B,)`"""
@@ -176,32 +164,129 @@ def plain_sample(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor,
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
 
 
-def sample(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor, *,
-           generator: torch.Generator | None) -> torch.Tensor:
-    """The token `plain_sample` would draw for each row, and the same generator state afterwards. `(B,)`
+class Sampler:
+    """One processor chain, inspected once, then applied at every step of a `generate` call.
+
+    The route (plain, direct or fast, see above) is chosen at the first step; every later step must have scores of
+    the same shape and device and use the same generator, as the steps of one `generate` call do.
 
     Args:
         processors: The logits processor chain (a `LogitsProcessorList`).
-        input_ids: The sequences so far, `(B, T)`.
-        scores: Next-token scores, `(B, V)`.
-        generator: The random generator, or None for torch's default one.
+        steps: How many steps will sample. With more than one, the direct route draws their exponentials ahead,
+            and `close` must be called when sampling ends.
+
+    Example::
+
+        >>> chain = lp.LogitsProcessorList([lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(3)])
+        >>> scores, ids = torch.tensor([[0.0, 1.0, 2.0, 3.0]]), torch.zeros(1, 1, dtype=torch.long)
+        >>> Sampler(chain).process(ids, scores)
+        tensor([[  -inf, 1.2500, 2.5000, 3.7500]])
+        >>> sampler, generator = Sampler(chain, steps=5), torch.Generator().manual_seed(0)
+        >>> [int(sampler.sample(ids, scores, generator=generator)[0]) for _ in range(5)]
+        [2, 3, 3, 3, 3]
+        >>> sampler.close()
     """
-    plan = _plan(processors) if ENABLED else None
-    if plan is None or scores.dim() != 2:
+
+    def __init__(self, processors: Any, *, steps: int = 1) -> None:
+        self.processors = processors
+        self.plan = _plan(processors) if ENABLED else None
+        chain = self.plan.chain if self.plan is not None else None
+        #: Whether the chain may write into the scores it is given, so that they must be a copy of the model's logits
+        #: (HF always copies). A chain that starts by making a new tensor, or makes none, cannot.
+        self.needs_copy = chain is None or (len(chain) > 0 and type(chain[0]) not in _NEW_TENSOR_FIRST)
+        self.steps = steps
+        self._route: Any = None  # the bound method chosen at the first step
+        self._kth_rank = 0  # the direct route's top-k threshold: the (V - k + 1)-th smallest score
+        self._stream: draws.ExponentialStream | None = None
+
+    def process(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """``processors(input_ids, scores)``, without `LogitsProcessorList`'s per-call signature inspection when
+        every processor is a transformers class known to take ``(input_ids, scores)``. `(B, V)`"""
+        plan = self.plan
+        return self.processors(input_ids, scores) if plan is None else _run(plan.chain, input_ids, scores)
+
+    def sample(self, input_ids: torch.Tensor, scores: torch.Tensor, *,
+               generator: torch.Generator | None) -> torch.Tensor:
+        """The token `plain_sample` would draw for each row, and the same generator state afterwards. `(B,)`
+
+        Args:
+            input_ids: The sequences so far, `(B, T)`.
+            scores: Next-token scores, `(B, V)`.
+            generator: The random generator, or None for torch's default one.
+        """
+        route = self._route
+        if route is None:
+            route = self._route = self._choose_route(scores, generator)
+        return route(input_ids, scores, generator)
+
+    def close(self) -> None:
+        """Rewind a generator drawn ahead to where step-by-step draws would have left it."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _choose_route(self, scores: torch.Tensor, generator: torch.Generator | None) -> Any:
+        plan = self.plan
+        if plan is None or scores.dim() != 2:
+            return self._plain
+        on_cpu = scores.is_cpu and (generator is None or generator.device.type == "cpu")
+        if on_cpu and scores.numel() >= _MIN_NUMEL:
+            return self._fast
+        if plan.top_k is not None:
+            vocab = scores.shape[-1]
+            self._kth_rank = vocab - min(plan.top_k.top_k, vocab) + 1
+        # Drawing ahead needs a generator nothing else draws from meanwhile: not torch's default one, which the
+        # model itself may use.
+        if on_cpu and self.steps > 1 and generator is not None and generator is not torch.default_generator:
+            self._stream = draws.ExponentialStream(generator, steps=self.steps)
+        return self._direct_cpu if on_cpu else self._direct
+
+    def _plain(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         stats.plain += 1
-        return plain_sample(processors, input_ids, scores, generator)
-    on_cpu = scores.device.type == "cpu" and (generator is None or generator.device.type == "cpu")
-    if not on_cpu or scores.numel() < _MIN_NUMEL:
+        return plain_sample(self.processors, input_ids, scores, generator)
+
+    def _fast(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        stats.fast += 1
+        plan = self.plan
+        scores = _run(plan.prefix, input_ids, scores)
+        candidates = None
+        if plan.top_k is not None:
+            scores, candidates = _top_k_top_p(plan, input_ids, scores)
+        probs = torch.softmax(_run(plan.suffix, input_ids, scores), dim=-1)  # (B, V), HF's exact probabilities
+        return draws.candidate_draw(probs, candidates, generator, stats)
+
+    def _direct_probs(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         stats.direct += 1
-        probs = torch.softmax(_run(plan.chain, input_ids, scores), dim=-1)
+        plan = self.plan
+        scores = _run(plan.prefix, input_ids, scores)
+        if plan.top_k is not None:
+            # HF's top-k arithmetic in fewer steps: every score below the k-th largest (NaN counting as the largest,
+            # as in topk) to -inf.
+            kth = scores.kthvalue(self._kth_rank, dim=-1, keepdim=True).values  # (B, 1)
+            scores = torch.where(scores < kth, _NEG_INF, scores)
+            if plan.top_p is not None:
+                scores = plan.top_p(input_ids, scores)
+        return torch.softmax(_run(plan.suffix, input_ids, scores), dim=-1)
+
+    def _direct_cpu(self, input_ids: torch.Tensor, scores: torch.Tensor,
+                    generator: torch.Generator | None) -> torch.Tensor:
+        return draws.multinomial(self._direct_probs(input_ids, scores), generator, self._stream)
+
+    def _direct(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        probs = self._direct_probs(input_ids, scores)
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-    scores = _run(plan.prefix, input_ids, scores)
-    candidates = None
-    if plan.top_k is not None:
-        scores, candidates = _top_k_top_p(plan, input_ids, scores)
-    probs = torch.softmax(_run(plan.suffix, input_ids, scores), dim=-1)  # (B, V), HF's exact probabilities
-    stats.fast += 1
-    return _draw(probs, candidates, generator)
+
+
+def process(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """`Sampler.process` for a single step."""
+    return Sampler(processors).process(input_ids, scores)
+
+
+def sample(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor, *,
+           generator: torch.Generator | None) -> torch.Tensor:
+    """`Sampler.sample` for a single step: the token `plain_sample` would draw for each row, and the same
+    generator state afterwards. `(B,)`"""
+    return Sampler(processors).sample(input_ids, scores, generator=generator)
 
 
 def _top_k_top_p(
@@ -237,81 +322,3 @@ def _top_k_top_p(
     if plan.top_p is not None:
         scores = plan.top_p(input_ids, scores)
     return scores, None
-
-
-def _draw(probs: torch.Tensor, candidates: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
-    """``torch.multinomial(probs, 1, generator).squeeze(1)``, with exponentials only where a token can win.
-
-    ``candidates`` `(B, k)` holds every index whose probability may be nonzero, or None for all of them.
-    """
-    if probs.dtype != torch.float32 or not probs.is_contiguous() or not _draw_is_emulated():
-        stats.draw_fallback += 1
-        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-    gen = generator if generator is not None else torch.default_generator
-    state = gen.get_state()
-    uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=gen)  # (B, V): exponential_'s draws
-    if candidates is None:
-        p, u = probs, uniform
-        # torch.multinomial's own checks, so that an invalid distribution reaches it and raises its error.
-        invalid = ~((probs.max() < math.inf) & (probs.min() >= 0)) | (probs.sum(dim=-1) == 0).any()
-    else:
-        p, u = probs.gather(1, candidates), uniform.gather(1, candidates)  # (B, k)
-        # Outside the candidates p == 0; a candidate row is valid iff its mass is positive and finite.
-        invalid = ~(p.sum(dim=-1).isfinite() & (p.amax(dim=-1) > 0) & (p.amin(dim=-1) >= 0)).all()
-    exact = torch.log1p(u.neg()).neg_()  # (B, ·) float64
-    q = exact.float()
-    # Where another faithful log1p could round to a different float32; only tokens with p > 0 can win.
-    unsure = (p > 0) & (((exact * (1 + _WINDOW)).float() != q) | ((exact * (1 - _WINDOW)).float() != q))
-    # u == 0 gives q == 0 and, where p == 0, a NaN that argmax would pick.
-    flags = torch.stack([invalid.long(), (uniform.amin() == 0).long(), unsure.sum()]).tolist()
-    if flags[0] or flags[1] or flags[2] > _MAX_REPLAYS:
-        gen.set_state(state)
-        stats.draw_fallback += 1
-        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-    if flags[2]:
-        _replay(q, unsure, candidates, probs.shape[1], state)
-    ratio = p / q
-    if candidates is None:
-        return ratio.argmax(dim=-1)
-    best = ratio.amax(dim=-1, keepdim=True)
-    # argmax's rule: the first (lowest) index among equal maxima.
-    return torch.where(ratio == best, candidates, probs.shape[1]).amin(dim=-1)
-
-
-def _replay(q: torch.Tensor, unsure: torch.Tensor, candidates: torch.Tensor | None, vocab: int,
-            state: torch.Tensor) -> None:
-    """Overwrite ``q`` where ``unsure`` with torch's own ``exponential_`` at that element's place in the stream."""
-    rows, cols = unsure.nonzero(as_tuple=True)
-    flat = rows * vocab + (cols if candidates is None else candidates[rows, cols])
-    replay = torch.Generator()
-    replay.set_state(state)
-    done = 0
-    for position, row, col in sorted(zip(flat.tolist(), rows.tolist(), cols.tolist())):
-        if position > done:
-            torch.empty(position - done, dtype=torch.float64).uniform_(generator=replay)  # skip ahead
-        q[row, col] = torch.empty(1).exponential_(1, generator=replay)[0]
-        done = position + 1
-        stats.replays += 1
-
-
-@functools.cache
-def _draw_is_emulated() -> bool:
-    """Whether this torch draws as `_draw` assumes: checked once against its own kernels.
-
-    ``exponential_`` on float32 must equal ``float32(-log1p(-u))`` for float64 ``uniform_`` draws and leave the
-    same generator state, and ``multinomial(p, 1)`` must equal ``argmax(p / exponential_)``.
-    """
-    data = torch.Generator().manual_seed(20240611)
-    probs = torch.rand(4, 3001, generator=data) ** 3
-    probs[:, ::5] = 0
-    probs = probs / probs.sum(dim=-1, keepdim=True)
-    for seed in range(3):
-        a, b, c = (torch.Generator().manual_seed(seed) for _ in range(3))
-        drawn = torch.multinomial(probs, 1, generator=a).squeeze(1)
-        exponential = torch.empty_like(probs).exponential_(1, generator=b)
-        uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=c)
-        if not (torch.equal(exponential, torch.log1p(uniform.neg()).neg().float())
-                and torch.equal(drawn, (probs / exponential).argmax(dim=-1))
-                and torch.equal(a.get_state(), b.get_state()) and torch.equal(b.get_state(), c.get_state())):
-            return False
-    return True

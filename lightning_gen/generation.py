@@ -189,17 +189,18 @@ def _check_context(runner: ModelAdapter, prompt_length: int, max_length: int) ->
 
 
 def select_tokens(
-    processors: Any, input_ids: torch.Tensor, scores: torch.Tensor, *, do_sample: bool, generator: torch.Generator | None
+    sampler: fastpath.Sampler, input_ids: torch.Tensor, scores: torch.Tensor, *, do_sample: bool,
+    generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """HF's token choice: the processor chain, then a multinomial draw (sampling) or the argmax (greedy).
+    """HF's token choice: the processor chain, then a multinomial draw (sampling) or the argmax (greedy). `(B,)`
 
     Sampling goes through `lightning_gen.fastpath`, which draws the same tokens and leaves the generator in the
     same state, without HF's full-vocabulary sort and per-entry logarithms where it can prove that (CPU), and
     runs HF's own code everywhere else.
     """
     if do_sample:
-        return fastpath.sample(processors, input_ids, scores, generator=generator)  # (B,)
-    scores = fastpath.process(processors, input_ids, scores)
+        return sampler.sample(input_ids, scores, generator=generator)
+    scores = sampler.process(input_ids, scores)
     if bool(scores.isnan().any()):  # argmax would return the NaN's index: a token the model never chose
         raise FloatingPointError("the model's logits contain NaN; greedy decoding cannot choose a token")
     return torch.argmax(scores, dim=-1)
@@ -252,28 +253,33 @@ def _decode_loop(
         mask[:, :length] = attention_mask
     unfinished = torch.ones(batch, dtype=torch.long, device=ids.device)
     length_only = _stops_only_at(criteria, max_length)
+    sampler = fastpath.Sampler(processors, steps=max_length - length)
     done = False
+    sequences = ids  # tokens[:, :length]
     try:
         logits = runner.prefill(ids, attention_mask, max_length=max_length)
         while True:
             if not done:
-                scores = logits.to(dtype=torch.float32, copy=True)  # (B, V)
-                if vocab_size is not None:
+                # (B, V) float32, a copy as in HF unless the processors cannot write into it
+                copy = sampler.needs_copy or logits.dtype != torch.float32
+                scores = logits.to(dtype=torch.float32, copy=True) if copy else logits
+                if vocab_size is not None and scores.shape[1] > vocab_size:
                     scores = scores[:, :vocab_size]
-                next_tokens = select_tokens(processors, tokens[:, :length], scores, do_sample=do_sample,
-                                            generator=generator)
+                next_tokens = select_tokens(sampler, sequences, scores, do_sample=do_sample, generator=generator)
                 if pad is not None:
                     next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
                 tokens[:, length] = next_tokens
                 length += 1
+                sequences = tokens[:, :length]
                 if length_only:
                     done = length >= max_length
                 else:
-                    unfinished = unfinished & ~criteria(tokens[:, :length], None)
+                    unfinished = unfinished & ~criteria(sequences, None)
                     done = not bool(unfinished.any())  # the one host sync per token: EOS, stop strings ...
             if all_finished(done) if all_finished is not None else done:
                 break
-            logits = runner.decode(tokens[:, :length], None if mask is None else mask[:, :length])
+            logits = runner.decode(sequences, None if mask is None else mask[:, :length])
     finally:
+        sampler.close()
         runner.close()
-    return tokens[:, :length] if length < max_length else tokens
+    return sequences

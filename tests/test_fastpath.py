@@ -21,7 +21,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor
 from transformers.generation import logits_process as lp
 
-from lightning_gen import fastpath, generate
+from lightning_gen import draws, fastpath, generate
 from lightning_gen.fastpath import plain_sample, sample
 
 V = 1000
@@ -29,11 +29,20 @@ V = 1000
 
 @pytest.fixture(autouse=True)
 def _fresh_stats(monkeypatch):
-    # On whatever LIGHTNING_GEN_FAST_PATH says; small tensors normally skip the shortcut (it would not pay), here
-    # every size takes it.
+    # On whatever LIGHTNING_GEN_FAST_PATH says; small tensors normally take the direct route (the fast one would not
+    # pay), here every size takes the fast route unless a test asks for the direct one (`use_route`).
     monkeypatch.setattr(fastpath, "ENABLED", True)
     monkeypatch.setattr(fastpath, "_MIN_NUMEL", 0)
     fastpath.stats.reset()
+
+
+def use_route(route: str, monkeypatch) -> None:
+    """Send every step to the ``"fast"`` route (any size) or the ``"direct"`` one (no size is large enough)."""
+    monkeypatch.setattr(fastpath, "_MIN_NUMEL", 0 if route == "fast" else 1 << 62)
+
+
+def taken(route: str) -> int:
+    return getattr(fastpath.stats, route)
 
 
 def bench_chain(top_k: int = 50, top_p: float = 0.9) -> lp.LogitsProcessorList:
@@ -151,13 +160,15 @@ def test_environment_variable_turns_it_off():
 
 
 # ------------------------------------------------------------------------------------------ random scores
+@pytest.mark.parametrize("route", ["fast", "direct"])
 @pytest.mark.parametrize("name", sorted(CHAINS))
-def test_random_scores_match_bit_for_bit(name):
+def test_random_scores_match_bit_for_bit(name, route, monkeypatch):
+    use_route(route, monkeypatch)
     for seed in range(12):
         check_same(CHAINS[name], random_scores(seed), seed)
-    assert fastpath.stats.plain == 0 and fastpath.stats.fast == 12
+    assert fastpath.stats.plain == 0 and taken(route) == 12
     # Benign scores never need a fallback, except where the chain has no shortcut for top-k.
-    assert fastpath.stats.top_k_fallback == (12 if name == "top_k_beyond_vocab" else 0)
+    assert fastpath.stats.top_k_fallback == (12 if name == "top_k_beyond_vocab" and route == "fast" else 0)
     assert fastpath.stats.draw_fallback == 0
 
 
@@ -168,7 +179,9 @@ def test_gpt2_sized_vocabulary():
     assert fastpath.stats.fast == 4 and fastpath.stats.top_k_fallback == 0
 
 
-def test_global_generator_when_none_is_given():
+@pytest.mark.parametrize("route", ["fast", "direct"])
+def test_global_generator_when_none_is_given(route, monkeypatch):
+    use_route(route, monkeypatch)
     scores = random_scores(1)
     ids = torch.randint(0, V, (6, 5))
     for seed in range(4):
@@ -178,7 +191,7 @@ def test_global_generator_when_none_is_given():
         torch.manual_seed(seed)
         assert torch.equal(sample(bench_chain(), ids, scores, generator=None), expected)
         assert torch.equal(torch.get_rng_state(), state)
-    assert fastpath.stats.fast == 4
+    assert taken(route) == 4
 
 
 def test_two_threads_draw_the_same():
@@ -234,12 +247,14 @@ ADVERSARIAL = {"tie_at_top_k": tie_at_top_k, "tie_at_top_p": tie_at_top_p, "quan
                "sparse": sparse, "signed_zeros": signed_zeros}
 
 
+@pytest.mark.parametrize("route", ["fast", "direct"])
 @pytest.mark.parametrize("make", sorted(ADVERSARIAL))
 @pytest.mark.parametrize("chain", ["bench", "top_k", "keep_3", "top_p_min_p"])
-def test_adversarial_scores_match_bit_for_bit(make, chain):
+def test_adversarial_scores_match_bit_for_bit(make, chain, route, monkeypatch):
+    use_route(route, monkeypatch)
     for seed in range(8):
         check_same(CHAINS[chain], ADVERSARIAL[make](seed), seed)
-    assert fastpath.stats.fast == 8
+    assert taken(route) == 8
 
 
 @pytest.mark.parametrize("make", ["tie_at_top_k", "tie_at_top_p", "sparse", "signed_zeros"])
@@ -261,8 +276,10 @@ def test_ties_inside_the_candidates_but_not_at_a_cut_stay_on_the_fast_route():
     assert fastpath.stats.fast == 6 and fastpath.stats.top_k_fallback == 0
 
 
+@pytest.mark.parametrize("route", ["fast", "direct"])
 @pytest.mark.parametrize("bad", ["nan", "inf", "all_masked"])
-def test_invalid_scores_raise_what_multinomial_raises(bad):
+def test_invalid_scores_raise_what_multinomial_raises(bad, route, monkeypatch):
+    use_route(route, monkeypatch)
     scores = random_scores(0)
     if bad == "nan":
         scores[2, 7] = float("nan")
@@ -274,7 +291,9 @@ def test_invalid_scores_raise_what_multinomial_raises(bad):
         check_same(CHAINS[chain], scores, seed=0)
 
 
-def test_float64_and_strided_scores_match():
+@pytest.mark.parametrize("route", ["fast", "direct"])
+def test_float64_and_strided_scores_match(route, monkeypatch):
+    use_route(route, monkeypatch)
     scores = random_scores(0).double()
     check_same(CHAINS["bench"], scores, seed=0)
     wide = random_scores(1, vocab=V + 24)[:, :V]  # a vocabulary cut, as `generate(vocab_size=...)` makes
@@ -282,9 +301,11 @@ def test_float64_and_strided_scores_match():
     check_same(CHAINS["bench"], wide, seed=1)
 
 
-def test_random_chains_on_random_scores():
+@pytest.mark.parametrize("route", ["fast", "direct"])
+def test_random_chains_on_random_scores(route, monkeypatch):
     """A fuzz over chains (penalty, temperature, top-k incl. >= V, top-p incl. 1.0, min-p, eta, normalization, several
     min_tokens_to_keep) and score kinds (ties, grids, mostly -inf, flat, one dominant token)."""
+    use_route(route, monkeypatch)
     rng = random.Random(0)
     for case in range(150):
         vocab, batch = rng.choice([50, 257, 1000, 5003]), rng.choice([1, 3, 8])
@@ -318,14 +339,17 @@ def test_random_chains_on_random_scores():
         elif kind == "peaked":
             scores[:, 0] += 50
         check_same(lp.LogitsProcessorList(chain), scores, case)
-    assert fastpath.stats.fast > 100 and fastpath.stats.top_k_fallback > 10
+    if route == "fast":
+        assert fastpath.stats.fast > 100 and fastpath.stats.top_k_fallback > 10
+    else:
+        assert fastpath.stats.direct == 150
 
 
 # ------------------------------------------------------------------------------------------ the draw itself
 def test_rounding_window_replays_torch_s_own_exponential(monkeypatch):
     # A window of 2**-30 marks a few values in 100 as unsure: each is recomputed by replaying exponential_.
-    monkeypatch.setattr(fastpath, "_WINDOW", 2.0 ** -30)
-    monkeypatch.setattr(fastpath, "_MAX_REPLAYS", 10_000)
+    monkeypatch.setattr(draws, "WINDOW", 2.0 ** -30)
+    monkeypatch.setattr(draws, "MAX_REPLAYS", 10_000)
     for seed in range(6):
         check_same(CHAINS["bench"], random_scores(seed, vocab=5000), seed)
         check_same(CHAINS["temperature_only"], random_scores(seed, vocab=5000), seed)
@@ -333,15 +357,11 @@ def test_rounding_window_replays_torch_s_own_exponential(monkeypatch):
 
 
 def test_too_many_unsure_values_hand_the_draw_to_multinomial(monkeypatch):
-    monkeypatch.setattr(fastpath, "_WINDOW", 2.0 ** -30)
-    monkeypatch.setattr(fastpath, "_MAX_REPLAYS", 0)
+    monkeypatch.setattr(draws, "WINDOW", 2.0 ** -30)
+    monkeypatch.setattr(draws, "MAX_REPLAYS", 0)
     for seed in range(4):
         check_same(CHAINS["temperature_only"], random_scores(seed, vocab=5000), seed)
     assert fastpath.stats.draw_fallback > 0
-
-
-def test_emulation_premises_hold_on_this_torch():
-    assert fastpath._draw_is_emulated()
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -383,3 +403,80 @@ def test_generate_with_a_user_processor_falls_back_and_still_matches(gpt2):
     got = generate(gpt2, prompts, generator=torch.Generator().manual_seed(7), logits_processor=user, **kwargs)
     assert torch.equal(got, expected)
     assert fastpath.stats.plain == 12 and fastpath.stats.fast == 0
+
+
+@pytest.mark.parametrize("route", ["fast", "direct"])
+def test_generate_stopping_early_leaves_the_generator_where_hf_leaves_it(gpt2, route, monkeypatch):
+    # The direct route draws the exponentials of all steps ahead and must rewind what the steps not taken drew.
+    use_route(route, monkeypatch)
+    prompts = torch.randint(0, 500, (4, 6), generator=torch.Generator().manual_seed(2))
+    kwargs = dict(max_new_tokens=40, eos_token_id=list(range(0, 500, 10)), pad_token_id=1, do_sample=True,
+                  temperature=1.5, top_k=100)
+    stopped_early = 0
+    for seed in range(3):
+        expected = hf_generate(gpt2, prompts, seed, **kwargs)
+        hf_state = torch.get_rng_state()
+        generator = torch.Generator().manual_seed(seed)
+        got = generate(gpt2, prompts, generator=generator, **kwargs)
+        assert torch.equal(got, expected)
+        assert torch.equal(generator.get_state(), hf_state)
+        stopped_early += got.shape[1] < prompts.shape[1] + 40
+    assert stopped_early > 0 and taken(route) > 0
+
+
+# ------------------------------------------------------------------------------------------ one sampler, many steps
+@pytest.mark.parametrize("stop_after", [1, 5, 12])
+def test_a_sampler_drawing_ahead_matches_step_by_step_draws(stop_after, monkeypatch):
+    use_route("direct", monkeypatch)
+    chain = CHAINS["bench"]
+    sampler = fastpath.Sampler(chain, steps=12)
+    ours, plain = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for step in range(stop_after):
+        scores = random_scores(step, batch=4, vocab=100)
+        ids = torch.randint(0, 100, (4, 5 + step), generator=torch.Generator().manual_seed(step))
+        assert torch.equal(sampler.sample(ids, scores, generator=ours), plain_sample(chain, ids, scores, plain))
+    assert sampler._stream is not None  # the exponentials were drawn ahead
+    sampler.close()
+    assert torch.equal(ours.get_state(), plain.get_state())
+    assert fastpath.stats.direct == stop_after
+
+
+@pytest.mark.parametrize("generator", [None, "default"])
+def test_torch_s_default_generator_is_never_drawn_ahead(generator, monkeypatch):
+    # The model may draw from it between steps.
+    use_route("direct", monkeypatch)
+    sampler = fastpath.Sampler(CHAINS["bench"], steps=8)
+    scores, ids = random_scores(0, batch=4, vocab=100), torch.zeros(4, 3, dtype=torch.long)
+    sampler.sample(ids, scores, generator=torch.default_generator if generator else None)
+    assert sampler._stream is None
+
+
+def test_copies_are_made_only_for_chains_that_could_write_into_the_logits():
+    assert not fastpath.Sampler(lp.LogitsProcessorList(bench_chain()[1:])).needs_copy  # temperature first: divides
+    assert not fastpath.Sampler(CHAINS["top_k"]).needs_copy
+    assert not fastpath.Sampler(CHAINS["empty"]).needs_copy  # softmax or argmax make new tensors
+    assert fastpath.Sampler(bench_chain()).needs_copy  # a repetition penalty first
+    assert fastpath.Sampler(lp.LogitsProcessorList([Shift()])).needs_copy  # a user's processor
+
+
+@pytest.mark.parametrize("options", [
+    dict(do_sample=True, temperature=0.7, top_k=5), dict(do_sample=True, top_k=5), dict(do_sample=False),
+    dict(do_sample=True, repetition_penalty=1.3, top_k=5),
+])
+def test_generate_never_writes_into_the_model_s_logits(options):
+    class Fixed(nn.Module):
+        """Returns the same logits tensor at every call."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(1))
+            self.logits = torch.randn(2, 1, 20, generator=torch.Generator().manual_seed(0))
+
+        def forward(self, ids):
+            return self.logits
+
+    model = Fixed()
+    before = model.logits.clone()
+    generate(model, torch.zeros(2, 3, dtype=torch.long), max_new_tokens=6,
+             generator=torch.Generator().manual_seed(0), **options)
+    assert torch.equal(model.logits, before)

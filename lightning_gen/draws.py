@@ -1,0 +1,218 @@
+"""``torch.multinomial(probs, 1)``'s draw, reproduced bit for bit at a lower cost (CPU).
+
+For one sample, torch's multinomial checks the distribution (three reductions and two host syncs) and returns
+``argmax(probs / q)`` for ``q = empty_like(probs).exponential_(1)``. On the CPU each ``q`` is
+``float32(-log1p(-u))`` of one float64 uniform ``u`` per element, drawn in memory order and computed by scalar
+libm (~25 ns apiece). Three cheaper routes follow from that, each with the same tokens and the same generator
+state afterwards:
+
+* `multinomial`: for a softmax output, which is a valid distribution unless it holds a NaN, one sum stands in
+  for the three checks, then the draw is computed as multinomial computes it.
+* `ExponentialStream`: successive draws on `(B, V)` consume the generator one after the other, so the
+  exponentials of many decoding steps can be drawn at once, with ``uniform_`` and a vectorised ``log1p``.
+* `candidate_draw`: when only ``k`` candidates can win (after top-k), the logarithms are computed only there.
+
+Vectorised and scalar ``log1p`` agree within 2 ulp of float64; a value whose float32 rounding could still
+depend on that (within `WINDOW` relative of a float32 rounding boundary) is recomputed by torch's own
+``exponential_``. `emulated` checks every premise against this torch once per process; when one fails, every
+route calls ``torch.multinomial`` itself.
+
+Example::
+
+    >>> probs = torch.softmax(torch.randn(3, 50, generator=torch.Generator().manual_seed(0)), dim=-1)
+    >>> a, b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    >>> torch.equal(multinomial(probs, a), torch.multinomial(probs, 1, generator=b).squeeze(1))
+    True
+    >>> torch.equal(a.get_state(), b.get_state())
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import torch
+
+__all__ = ["WINDOW", "ExponentialStream", "candidate_draw", "emulated", "multinomial"]
+
+# Relative distance from a float32 rounding boundary under which a float64 exponential is recomputed exactly;
+# 2**-48 is at least 16 ulp of float64, far above the 2 ulp that two faithful log1p's can differ by.
+WINDOW = 2.0 ** -48
+# Beyond this many such values in one step, `candidate_draw` restores the generator and lets multinomial draw.
+MAX_REPLAYS = 8
+# An `ExponentialStream` draws at most this many values (float64) at once: 512 KiB.
+BLOCK_ELEMENTS = 65536
+
+
+@functools.cache
+def emulated() -> bool:
+    """Whether this torch draws as this module assumes: checked once against its own kernels.
+
+    ``multinomial(p, 1)`` must equal ``argmax(p / exponential_)``; ``exponential_`` on float32 must equal
+    ``float32(-log1p(-u))`` for float64 ``uniform_`` draws; two draws on `(B, V)` must equal one on `(2, B, V)`;
+    and each must leave the same generator state.
+    """
+    data = torch.Generator().manual_seed(20240611)
+    probs = torch.rand(4, 3001, generator=data) ** 3
+    probs[:, ::5] = 0
+    probs = probs / probs.sum(dim=-1, keepdim=True)
+    for seed in range(3):
+        a, b, c, d = (torch.Generator().manual_seed(seed) for _ in range(4))
+        drawn = torch.multinomial(probs, 1, generator=a).squeeze(1)
+        exponential = torch.empty_like(probs).exponential_(1, generator=b)
+        uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=c)
+        two = torch.empty((2, *probs.shape)).exponential_(1, generator=d)
+        second = torch.empty_like(probs).exponential_(1, generator=b)
+        if not (torch.equal(exponential, torch.log1p(uniform.neg()).neg().float())
+                and torch.equal(drawn, (probs / exponential).argmax(dim=-1))
+                and torch.equal(two, torch.stack([exponential, second]))
+                and torch.equal(a.get_state(), c.get_state())
+                and torch.equal(b.get_state(), d.get_state())):
+            return False
+    return True
+
+
+def multinomial(probs: torch.Tensor, generator: torch.Generator | None,
+                stream: ExponentialStream | None = None) -> torch.Tensor:
+    """``torch.multinomial(probs, 1, generator).squeeze(1)`` for a softmax output ``probs`` `(B, V)` on the CPU.
+
+    Args:
+        probs: A softmax output: each row a distribution, or NaN throughout (softmax of a row with NaN or +inf, or
+            of an all -inf row), which makes multinomial raise.
+        generator: The random generator, or None for torch's default one.
+        stream: Exponentials drawn ahead from ``generator`` (float32 contiguous ``probs`` only).
+    """
+    if not emulated() or math.isnan(float(probs.sum())):
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # raises what it raises
+    if stream is not None and probs.dtype == torch.float32 and probs.is_contiguous():
+        q = stream.next(probs.shape)
+    else:
+        q = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / q).argmax(dim=-1)
+
+
+def _exponentials(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """``torch.empty(shape).exponential_(1, generator=generator)`` with a vectorised logarithm (same generator state)."""
+    state = generator.get_state()
+    uniform = torch.empty(shape, dtype=torch.float64).uniform_(generator=generator)
+    exact = torch.log1p(uniform.neg_()).neg_()
+    q = exact.float()
+    unsure = ((exact * (1 + WINDOW)).float() != q) | ((exact * (1 - WINDOW)).float() != q)
+    if bool(unsure.any()):  # about one block in 200: let torch's own kernel draw the whole block
+        generator.set_state(state)
+        return torch.empty(shape).exponential_(1, generator=generator)
+    return q
+
+
+class ExponentialStream:
+    """The exponentials that successive ``exponential_(1)`` calls on float32 `(B, V)` tensors would return, drawn
+    for several steps at once.
+
+    The generator runs ahead of the steps taken; `close` rewinds it to where step-by-step draws would have left it.
+
+    Args:
+        generator: A CPU generator that nothing else draws from until `close`.
+        steps: How many steps may follow; no more than that is drawn ahead.
+
+    Example::
+
+        >>> a, b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+        >>> stream = ExponentialStream(a, steps=10)
+        >>> ahead = [stream.next((2, 5)) for _ in range(3)]
+        >>> stream.close()
+        >>> one_by_one = [torch.empty(2, 5).exponential_(1, generator=b) for _ in range(3)]
+        >>> all(map(torch.equal, ahead, one_by_one)), torch.equal(a.get_state(), b.get_state())
+        (True, True)
+    """
+
+    def __init__(self, generator: torch.Generator, *, steps: int) -> None:
+        self.generator = generator
+        self.steps = steps
+        self._block: tuple[torch.Tensor, ...] = ()  # n steps of (B, V), views made at once
+        self._shape: tuple[int, ...] = ()  # (B, V)
+        self._used = self._count = 0
+        self._start: Any = None  # generator state before the block
+
+    def next(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The next step's exponentials, float32 of ``shape`` `(B, V)`."""
+        if self._used == self._count or shape != self._shape:
+            self._refill(tuple(shape))
+        self._used += 1
+        return self._block[self._used - 1]
+
+    def _refill(self, shape: tuple[int, ...]) -> None:
+        self.close()
+        self._count = max(1, min(self.steps, BLOCK_ELEMENTS // max(1, math.prod(shape))))
+        self.steps -= self._count
+        self._start = self.generator.get_state()
+        self._block = _exponentials((self._count, *shape), self.generator).unbind(0)
+        self._shape, self._used = shape, 0
+
+    def close(self) -> None:
+        """Leave the generator as if only the steps taken had drawn from it."""
+        if self._used < self._count:
+            self.steps += self._count - self._used
+            self.generator.set_state(self._start)
+            used = self._used * math.prod(self._shape)
+            torch.empty(used, dtype=torch.float64).uniform_(generator=self.generator)  # one 64-bit draw each
+        self._block, self._used, self._count = (), 0, 0
+
+
+def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generator: torch.Generator | None,
+                   stats: Any) -> torch.Tensor:
+    """``torch.multinomial(probs, 1, generator).squeeze(1)``, with exponentials only where a token can win.
+
+    ``candidates`` `(B, k)` holds every index whose probability may be nonzero, or None for all of them. ``stats``
+    counts ``draw_fallback`` (multinomial drew) and ``replays`` (exponentials recomputed by torch's kernel).
+    """
+    if probs.dtype != torch.float32 or not probs.is_contiguous() or not emulated():
+        stats.draw_fallback += 1
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+    gen = generator if generator is not None else torch.default_generator
+    state = gen.get_state()
+    uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=gen)  # (B, V): exponential_'s draws
+    if candidates is None:
+        p, u = probs, uniform
+        # torch.multinomial's own checks, so that an invalid distribution reaches it and raises its error.
+        invalid = ~((probs.max() < math.inf) & (probs.min() >= 0)) | (probs.sum(dim=-1) == 0).any()
+    else:
+        p, u = probs.gather(1, candidates), uniform.gather(1, candidates)  # (B, k)
+        # Outside the candidates p == 0; a candidate row is valid iff its mass is positive and finite.
+        invalid = ~(p.sum(dim=-1).isfinite() & (p.amax(dim=-1) > 0) & (p.amin(dim=-1) >= 0)).all()
+    exact = torch.log1p(u.neg()).neg_()  # (B, ·) float64
+    q = exact.float()
+    # Where another faithful log1p could round to a different float32; only tokens with p > 0 can win.
+    unsure = (p > 0) & (((exact * (1 + WINDOW)).float() != q) | ((exact * (1 - WINDOW)).float() != q))
+    # u == 0 gives q == 0 and, where p == 0, a NaN that argmax would pick.
+    flags = torch.stack([invalid.long(), (uniform.amin() == 0).long(), unsure.sum()]).tolist()
+    if flags[0] or flags[1] or flags[2] > MAX_REPLAYS:
+        gen.set_state(state)
+        stats.draw_fallback += 1
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+    if flags[2]:
+        stats.replays += _replay(q, unsure, candidates, probs.shape[1], state)
+    ratio = p / q
+    if candidates is None:
+        return ratio.argmax(dim=-1)
+    best = ratio.amax(dim=-1, keepdim=True)
+    # argmax's rule: the first (lowest) index among equal maxima.
+    return torch.where(ratio == best, candidates, probs.shape[1]).amin(dim=-1)
+
+
+def _replay(q: torch.Tensor, unsure: torch.Tensor, candidates: torch.Tensor | None, vocab: int,
+            state: torch.Tensor) -> int:
+    """Overwrite ``q`` where ``unsure`` with torch's own ``exponential_`` at that element's place in the stream;
+    returns how many were replayed."""
+    rows, cols = unsure.nonzero(as_tuple=True)
+    flat = rows * vocab + (cols if candidates is None else candidates[rows, cols])
+    replay = torch.Generator()
+    replay.set_state(state)
+    done = 0
+    for position, row, col in sorted(zip(flat.tolist(), rows.tolist(), cols.tolist())):
+        if position > done:
+            torch.empty(position - done, dtype=torch.float64).uniform_(generator=replay)  # skip ahead
+        q[row, col] = torch.empty(1).exponential_(1, generator=replay)[0]
+        done = position + 1
+    return len(flat)
