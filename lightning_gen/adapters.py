@@ -21,6 +21,7 @@ cache that needs. Four are built in and auto-detected; a new cache protocol is a
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -146,6 +147,13 @@ class ModelAdapter:
     def close(self) -> None:
         """Free caches. Called once per `generate` call, also after an error."""
 
+    def compile(self, options: Mapping[str, Any]) -> None:
+        """Run each decode step through ``torch.compile(**options)``; only KV-cache adapters can (fixed shapes)."""
+        raise ValueError(
+            f"`compile` needs a model with a static KV cache (the litgpt or gpt-fast protocol), whose one-token decode "
+            f"step has fixed shapes; {type(self).__name__} changes shapes every step"
+        )
+
 
 class PlainAdapter(ModelAdapter):
     """``model(ids)`` re-run on the whole sequence every step, cropped to the context length from the left."""
@@ -171,17 +179,49 @@ class _InputPosAdapter(ModelAdapter):
         return last_logits(self.model(idx, input_pos=input_pos))
 
     _positions: tuple[torch.Tensor, ...] = ()  # `input_pos` of each step: tensor([0]), tensor([1]) ... made at once
+    _compiled: Any = None  # torch.compile'd `_decode_step`, when `compile` was called
+    _static: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed-address (B, 1) token and (1,) position
+
+    def compile(self, options: Mapping[str, Any]) -> None:
+        try:
+            self._compiled = _compiled_decode_step(tuple(sorted(options.items())))
+        except TypeError:  # unhashable options (an inductor `options` dict ...): a compiled step of its own
+            self._compiled = torch.compile(_decode_step, **options)
 
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         pos = input_ids.shape[1] - 1
+        if self._compiled is not None:
+            return self._decode_compiled(input_ids, pos)
         if pos >= len(self._positions):
             self._positions = torch.arange(2 * (pos + 1), device=input_ids.device).split(1)
         return self._call(input_ids[:, pos:], self._positions[pos])
+
+    def _decode_compiled(self, input_ids: torch.Tensor, pos: int) -> torch.Tensor:
+        # Inputs at fixed addresses, written in place (no host sync), so that CUDA graphs can replay; the output is
+        # cloned because the next replay overwrites it.
+        if self._static is None or self._static[0].shape[0] != input_ids.shape[0] or \
+                self._static[0].device != input_ids.device:
+            self._static = (input_ids.new_zeros((input_ids.shape[0], 1)), input_ids.new_zeros(1))
+        token, position = self._static
+        token.copy_(input_ids[:, pos:])
+        position.fill_(pos)
+        return last_logits(self._compiled(self.model, token, position)).clone()
 
     def _prefill_forward(self, input_ids: torch.Tensor, max_length: int) -> torch.Tensor:
         length = input_ids.shape[1]
         self._positions = torch.arange(max(max_length, length), device=input_ids.device).split(1)
         return self._call(input_ids, torch.arange(length, device=input_ids.device))
+
+
+def _decode_step(model: nn.Module, idx: torch.Tensor, input_pos: torch.Tensor) -> Any:
+    return model(idx, input_pos=input_pos)
+
+
+@functools.cache
+def _compiled_decode_step(options: tuple[tuple[str, Any], ...]) -> Any:
+    """One compiled `_decode_step` per set of options, shared by every call: dynamo keeps one graph per model and
+    shape, so a new `generate` call with the same shapes reuses it."""
+    return torch.compile(_decode_step, **dict(options))
 
 
 class LitGPTAdapter(_InputPosAdapter):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,6 +65,7 @@ def generate(
     vocab_size: int | None = None,
     context_length: int | None = None,
     all_finished: Callable[[bool], bool] | None = None,
+    compile: bool | Mapping[str, Any] = False,  # noqa: A002  (torch.compile's word, as in HF's `compile_config`)
     **kwargs: Any,
 ) -> torch.LongTensor:
     """Complete ``input_ids`` with ``model``, with the semantics of `transformers`' ``model.generate``.
@@ -96,6 +97,12 @@ def generate(
             that receives whether this process is done and returns whether every process is (an all-reduce).
             A process that is done keeps calling the model, as HF's ``synced_gpus``, so all make the same
             number of forwards.
+        compile: Run the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol) through
+            `torch.compile`, with static shapes, inputs at fixed addresses and cloned outputs, as gpt-fast does:
+            ``True`` uses ``mode="reduce-overhead"`` (CUDA graphs) on CUDA and the default mode elsewhere; a
+            mapping gives `torch.compile`'s keyword arguments. The prompt runs eagerly. The first call compiles
+            (seconds to minutes); later calls with the same batch size and length reuse the graph. Compiled
+            kernels round differently from eager ones, so tokens can differ from HF's where eager ones do not.
         **kwargs: `GenerationConfig` fields (``max_new_tokens``, ``do_sample``, ``top_p`` ...). Unknown names raise.
 
     Returns:
@@ -103,8 +110,8 @@ def generate(
         pad id (``pad_token_id``, else the first EOS id), as in HF.
 
     Raises:
-        ValueError: An unknown field, a value out of range, ids outside the vocabulary, or a prompt that
-            leaves no room in the context.
+        ValueError: An unknown field, a value out of range, ids outside the vocabulary, a prompt that
+            leaves no room in the context, or ``compile`` for a model without a static KV cache.
         TypeError: ``input_ids`` is not an integer tensor.
         NotImplementedError: Beam search and other search modes.
 
@@ -151,6 +158,8 @@ def generate(
         if bool((ids == pad).any()) and not bool((eos == pad).any()):
             attention_mask = ids.ne(pad).long()
     _check_context(runner, ids.shape[1], cfg.max_length)
+    if compile is not False:
+        runner.compile(_compile_options(compile, device))
 
     prompt_ids = ids
     if cfg.num_return_sequences > 1:
@@ -175,6 +184,14 @@ def generate(
             do_sample=bool(cfg.do_sample), max_length=cfg.max_length, vocab_size=vocab,
             pad=pad if pad_finished else None, generator=generator, all_finished=all_finished,
         )
+
+
+def _compile_options(compile: Any, device: torch.device) -> dict[str, Any]:  # noqa: A002
+    if compile is True:
+        return {"dynamic": False, "mode": "reduce-overhead" if device.type == "cuda" else "default"}
+    if isinstance(compile, Mapping):
+        return {"dynamic": False, **compile}
+    raise TypeError(f"`compile` must be a bool or a mapping of torch.compile arguments, got {compile!r}")
 
 
 def _check_context(runner: ModelAdapter, prompt_length: int, max_length: int) -> None:

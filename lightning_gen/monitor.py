@@ -96,6 +96,8 @@ class GenerationMonitor(pl.Callback):
             ``"rank_zero"`` samples on global rank 0 only (safe only if the forward is no collective);
             ``"auto"`` picks lockstep for sharded strategies, else shard.
         empty_cache: Release cached GPU memory after each round (``torch.cuda.empty_cache``).
+        compile: Compile the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol) with
+            `torch.compile` (see `generate`); the first round pays the compilation (seconds to minutes).
         log_metrics: Log sample-quality scalars under ``{tag}/...`` to every logger: length, EOS rate,
             distinct-1/2, repeated 4-gram rate, tokens per second, and (when the model returns logits for every
             position) the samples' mean log-prob / perplexity and the reference loss.
@@ -137,6 +139,7 @@ class GenerationMonitor(pl.Callback):
         also_greedy: bool = False,
         distributed: DistributedMode = "auto",
         empty_cache: bool = False,
+        compile: bool = False,  # noqa: A002  (torch.compile's word)
         log_metrics: bool = True,
         prompts_from_data: int = 0,
         data_prompt_tokens: int = 32,
@@ -200,6 +203,9 @@ class GenerationMonitor(pl.Callback):
         self.also_greedy = also_greedy
         self.distributed = distributed
         self.empty_cache = empty_cache
+        if not isinstance(compile, bool):
+            raise ValueError(f"`compile` must be a bool, got {compile!r}")
+        self.compile = compile
         self.log_metrics = log_metrics
         self.prompts_from_data = prompts_from_data
         self.data_prompt_tokens = data_prompt_tokens
@@ -245,6 +251,8 @@ class GenerationMonitor(pl.Callback):
 
         vocab = self._vocab_size(pl_module, model)
         adapter = resolve_adapter(model, use_cache=self._config.use_cache is not False, context_length=self.context_length)
+        if self.compile:
+            adapter.compile({})  # raises for a model without a static KV cache
         context = adapter.context_length or find_context_length(model) or find_context_length(pl_module)
         budget = None
         if context is not None:
@@ -391,6 +399,7 @@ class GenerationMonitor(pl.Callback):
                     seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
                     context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
                     all_finished=all_finished_fn(strategy) if self._mode == "lockstep" else None, score=self._score,
+                    compile=self.compile,
                 )
         finally:
             if self.empty_cache and torch.cuda.is_available():

@@ -101,6 +101,7 @@ def sample_round(
     shard: tuple[int, int] = (0, 1),
     all_finished: Callable[[bool], bool] | None = None,
     score: bool = False,
+    compile: bool = False,  # noqa: A002  (torch.compile's word)
 ) -> list[tuple[int, Sample]]:
     """Complete the prompts with the same noise as every other round, and decode the results.
 
@@ -114,6 +115,7 @@ def sample_round(
             every batch, and ``shard`` must be ``(0, 1)``.
         score: Also measure each sample under the model, teacher-forced: ``metrics["mean_logprob"]`` of the
             completion and, for prompts with a reference, ``metrics["reference_loss"]``.
+        compile: Passed to `generate`: compile the decode step of a KV-cache model.
 
     Raises:
         LastPositionOnlyError: ``score`` is set but the model returns logits for the last position only.
@@ -126,7 +128,8 @@ def sample_round(
     plan = plan_completions(model, encoded.ids, generation_config, batch_size=batch_size, adapter=adapter,
                             context_length=context_length)
     hf_tokenizer = tokenizer.hf_tokenizer if generation_config.stop_strings else None
-    options = dict(logits_processor=list(logits_processors or []), tokenizer=hf_tokenizer, all_finished=all_finished)
+    options = dict(logits_processor=list(logits_processors or []), tokenizer=hf_tokenizer, all_finished=all_finished,
+                   compile=compile)
     rank, world = shard
     out = []
     for number, batch in enumerate(plan.batches):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from tensorboard.plugins.text.text_plugin import text_array_to_html
-from tiny import VOCAB, CharTokenizer, TinyLM, text_events, trainer
+from tiny import VOCAB, CharTokenizer, TinyCacheLM, TinyLM, text_events, trainer
 from transformers import LogitsProcessor
 
 from lightning_gen import GenerationMonitor
@@ -202,6 +202,7 @@ class DoubleEverything(LogitsProcessor):
         ({"prompts": ["a"], "batch_size": -1}, ValueError, "`batch_size` must be a positive integer"),
         ({"prompts": ["a"], "model_attr": "a..b"}, ValueError, "`model_attr`"),
         ({"prompts": ["a"], "tag": ""}, ValueError, "`tag` must be a non-empty string"),
+        ({"prompts": ["a"], "compile": "yes"}, ValueError, "`compile` must be a bool, got 'yes'"),
     ],
 )
 def test_bad_configuration_rejected_at_construction(kwargs, error, match):
@@ -218,6 +219,7 @@ def test_bad_configuration_rejected_at_construction(kwargs, error, match):
         ({"prompts": ["a"], "model_attr": "block_size"}, {}, TypeError, "not callable"),
         ({"prompts": ["a"], "generation": {"max_new_tokens": 20}, "context_length": 16}, {"block_size": 16},
          None, None),
+        ({"prompts": ["a"], "compile": True}, {}, ValueError, "`compile` needs a model with a static KV cache"),
     ],
 )
 def test_bad_setup_fails_before_first_step(tmp_path, kwargs, model_kwargs, error, match):
@@ -258,3 +260,16 @@ def test_long_prompts_cropped_from_the_left_with_warning(tmp_path):
         _, events = run(tmp_path, GenerationMonitor([long_prompt], generation=GEN, context_length=10), max_steps=1)
     assert any("cropped from the left" in str(w.message) for w in caught)
     assert shown(events["samples/prompt_00"][0]).startswith(long_prompt[-10:])
+
+
+def test_compiled_decode_step_logs_the_samples_eager_decoding_logs(tmp_path):
+    generation = {"max_new_tokens": 6, "do_sample": False}
+    logged = []
+    for compile in (False, True):
+        monitor = GenerationMonitor(["ab", "cd"], every_n_train_steps=2, generation=generation, compile=compile,
+                                    on_error="raise")
+        torch.manual_seed(0)  # the same weights and the same training for both runs
+        _, events = run(tmp_path / str(compile), monitor, model=TinyCacheLM(), max_steps=2)
+        logged.append({tag: {step: shown(text) for step, text in steps.items()} for tag, steps in events.items()})
+    assert logged[0]["samples/prompt_00"].keys() == {0, 2}
+    assert logged[1] == logged[0]
