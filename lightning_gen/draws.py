@@ -35,7 +35,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["WINDOW", "ExponentialStream", "candidate_draw", "emulated", "multinomial"]
+__all__ = ["WINDOW", "ExponentialStream", "argmax_draw", "candidate_draw", "emulated", "invalid_distribution_error",
+           "multinomial"]
 
 # Relative distance from a float32 rounding boundary under which a float64 exponential is recomputed exactly;
 # 2**-48 is at least 16 ulp of float64, far above the 2 ulp that two faithful log1p's can differ by.
@@ -47,13 +48,15 @@ BLOCK_ELEMENTS = 65536
 
 
 @functools.cache
-def emulated() -> bool:
-    """Whether this torch draws as this module assumes: checked once against its own kernels.
+def emulated(device_type: str = "cpu") -> bool:
+    """Whether this torch draws as this module assumes on ``device_type``: checked once against its own kernels.
 
-    ``multinomial(p, 1)`` must equal ``argmax(p / exponential_)``; ``exponential_`` on float32 must equal
-    ``float32(-log1p(-u))`` for float64 ``uniform_`` draws; two draws on `(B, V)` must equal one on `(2, B, V)`;
-    and each must leave the same generator state.
+    ``multinomial(p, 1)`` must equal ``argmax(p / exponential_)`` and leave the same generator state (any device).
+    On the CPU also: ``exponential_`` on float32 must equal ``float32(-log1p(-u))`` for float64 ``uniform_`` draws,
+    and two draws on `(B, V)` must equal one on `(2, B, V)`, with the same generator state.
     """
+    if device_type != "cpu":
+        return _argmax_is_multinomial(torch.device(device_type))
     data = torch.Generator().manual_seed(20240611)
     probs = torch.rand(4, 3001, generator=data) ** 3
     probs[:, ::5] = 0
@@ -74,6 +77,21 @@ def emulated() -> bool:
     return True
 
 
+def _argmax_is_multinomial(device: torch.device) -> bool:
+    try:
+        data = torch.Generator().manual_seed(20240611)
+        probs = torch.rand(4, 3001, generator=data) ** 3
+        probs = (probs / probs.sum(dim=-1, keepdim=True)).to(device)
+        for seed in range(3):
+            a, b = (torch.Generator(device=device).manual_seed(seed) for _ in range(2))
+            drawn = torch.multinomial(probs, 1, generator=a).squeeze(1)
+            if not (torch.equal(drawn, argmax_draw(probs, b)) and torch.equal(a.get_state(), b.get_state())):
+                return False
+    except RuntimeError:  # a device without generators or these kernels
+        return False
+    return True
+
+
 def multinomial(probs: torch.Tensor, generator: torch.Generator | None,
                 stream: ExponentialStream | None = None) -> torch.Tensor:
     """``torch.multinomial(probs, 1, generator).squeeze(1)`` for a softmax output ``probs`` `(B, V)` on the CPU.
@@ -86,11 +104,27 @@ def multinomial(probs: torch.Tensor, generator: torch.Generator | None,
     """
     if not emulated() or math.isnan(float(probs.sum())):
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # raises what it raises
+    return argmax_draw(probs, generator, stream)
+
+
+def argmax_draw(probs: torch.Tensor, generator: torch.Generator | None,
+                stream: ExponentialStream | None = None) -> torch.Tensor:
+    """multinomial's draw without its checks, ``argmax(probs / exponential_)`` `(B,)`, for ``probs`` known to be
+    valid, or checked later (`invalid_distribution_error`). Off the CPU only where `emulated` holds there."""
     if stream is not None and probs.dtype == torch.float32 and probs.is_contiguous():
         q = stream.next(probs.shape)
     else:
         q = torch.empty_like(probs).exponential_(1, generator=generator)
     return (probs / q).argmax(dim=-1)
+
+
+def invalid_distribution_error() -> RuntimeError:
+    """The error torch.multinomial raises for a NaN distribution, word for word."""
+    try:
+        torch.multinomial(torch.full((1, 1), math.nan), num_samples=1)
+    except RuntimeError as error:
+        return error
+    return RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
 
 
 def _exponentials(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:

@@ -174,6 +174,9 @@ class Sampler:
         processors: The logits processor chain (a `LogitsProcessorList`).
         steps: How many steps will sample. With more than one, the direct route draws their exponentials ahead,
             and `close` must be called when sampling ends.
+        sync_free: Never wait for the device at a step: the checks that need the host (a NaN in greedy scores, an
+            invalid distribution for the draw) are gathered and raised by `finish`, after the last step. None (the
+            default) chooses it off the CPU, where a host sync stalls the device queue.
 
     Example::
 
@@ -184,10 +187,11 @@ class Sampler:
         >>> sampler, generator = Sampler(chain, steps=5), torch.Generator().manual_seed(0)
         >>> [int(sampler.sample(ids, scores, generator=generator)[0]) for _ in range(5)]
         [2, 3, 3, 3, 3]
+        >>> sampler.finish()
         >>> sampler.close()
     """
 
-    def __init__(self, processors: Any, *, steps: int = 1) -> None:
+    def __init__(self, processors: Any, *, steps: int = 1, sync_free: bool | None = None) -> None:
         self.processors = processors
         self.plan = _plan(processors) if ENABLED else None
         chain = self.plan.chain if self.plan is not None else None
@@ -198,6 +202,8 @@ class Sampler:
         self._route: Any = None  # the bound method chosen at the first step
         self._kth_rank = 0  # the direct route's top-k threshold: the (V - k + 1)-th smallest score
         self._stream: draws.ExponentialStream | None = None
+        self.sync_free = sync_free
+        self._invalid: list[torch.Tensor] = []  # sync-free steps: 0-dim booleans, "this step could not choose"
 
     def process(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """``processors(input_ids, scores)``, without `LogitsProcessorList`'s per-call signature inspection when
@@ -219,11 +225,37 @@ class Sampler:
             route = self._route = self._choose_route(scores, generator)
         return route(input_ids, scores, generator)
 
+    def greedy(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """HF's greedy choice, the argmax of the processed scores, refusing NaN scores (whose index argmax would
+        return: a token the model never chose). `(B,)`"""
+        scores = self.process(input_ids, scores)
+        if self._sync_free(scores):
+            self._invalid.append(scores.isnan().any())
+        elif bool(scores.isnan().any()):
+            raise _nan_logits_error()
+        return torch.argmax(scores, dim=-1)
+
+    def finish(self) -> None:
+        """Raise what a sync-free step could not: once every step has run, one host sync for all of them.
+
+        Raises:
+            FloatingPointError: Greedy decoding met NaN scores.
+            RuntimeError: Sampling met an invalid distribution (torch.multinomial's own error).
+        """
+        invalid, self._invalid = self._invalid, []
+        if invalid and bool(torch.stack(invalid).any()):
+            raise draws.invalid_distribution_error() if self._route is not None else _nan_logits_error()
+
     def close(self) -> None:
         """Rewind a generator drawn ahead to where step-by-step draws would have left it."""
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+
+    def _sync_free(self, scores: torch.Tensor) -> bool:
+        if self.sync_free is None:
+            self.sync_free = not scores.is_cpu
+        return self.sync_free
 
     def _choose_route(self, scores: torch.Tensor, generator: torch.Generator | None) -> Any:
         plan = self.plan
@@ -239,7 +271,9 @@ class Sampler:
         # model itself may use.
         if on_cpu and self.steps > 1 and generator is not None and generator is not torch.default_generator:
             self._stream = draws.ExponentialStream(generator, steps=self.steps)
-        return self._direct_cpu if on_cpu else self._direct
+        if not draws.emulated(scores.device.type):
+            return self._direct
+        return self._direct_sync_free if self._sync_free(scores) else self._direct_cpu
 
     def _plain(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         stats.plain += 1
@@ -272,9 +306,19 @@ class Sampler:
                     generator: torch.Generator | None) -> torch.Tensor:
         return draws.multinomial(self._direct_probs(input_ids, scores), generator, self._stream)
 
+    def _direct_sync_free(self, input_ids: torch.Tensor, scores: torch.Tensor,
+                          generator: torch.Generator | None) -> torch.Tensor:
+        probs = self._direct_probs(input_ids, scores)
+        self._invalid.append(probs.sum().isnan())  # a softmax row is a distribution unless it is NaN
+        return draws.argmax_draw(probs, generator, self._stream)
+
     def _direct(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         probs = self._direct_probs(input_ids, scores)
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+def _nan_logits_error() -> FloatingPointError:
+    return FloatingPointError("the model's logits contain NaN; greedy decoding cannot choose a token")
 
 
 def process(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

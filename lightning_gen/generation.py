@@ -217,10 +217,7 @@ def select_tokens(
     """
     if do_sample:
         return sampler.sample(input_ids, scores, generator=generator)
-    scores = sampler.process(input_ids, scores)
-    if bool(scores.isnan().any()):  # argmax would return the NaN's index: a token the model never chose
-        raise FloatingPointError("the model's logits contain NaN; greedy decoding cannot choose a token")
-    return torch.argmax(scores, dim=-1)
+    return sampler.greedy(input_ids, scores)
 
 
 def _as_list(criteria: Any) -> list[Any]:
@@ -296,6 +293,7 @@ def _decode_loop(
             if all_finished(done) if all_finished is not None else done:
                 break
             logits = runner.decode(sequences, None if mask is None else mask[:, :length])
+        sampler.finish()
     finally:
         sampler.close()
         runner.close()

@@ -480,3 +480,57 @@ def test_generate_never_writes_into_the_model_s_logits(options):
     generate(model, torch.zeros(2, 3, dtype=torch.long), max_new_tokens=6,
              generator=torch.Generator().manual_seed(0), **options)
     assert torch.equal(model.logits, before)
+
+
+# ------------------------------------------------------------------------------------------ sync-free steps
+def test_sync_free_sampling_draws_the_same_and_checks_at_the_end(monkeypatch):
+    # The mode chosen off the CPU, forced here: the steps never read a value back, `finish` checks them all. (The
+    # fast route is for large vocabularies on the CPU, where reading back costs nothing.)
+    use_route("direct", monkeypatch)
+    chain = CHAINS["bench"]
+    sampler = fastpath.Sampler(chain, steps=6, sync_free=True)
+    ours, plain = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    for step in range(6):
+        scores, ids = random_scores(step), torch.randint(0, V, (6, 4), generator=torch.Generator().manual_seed(step))
+        assert torch.equal(sampler.sample(ids, scores, generator=ours), plain_sample(chain, ids, scores, plain))
+    assert sampler._route == sampler._direct_sync_free
+    sampler.finish()
+    sampler.close()
+    assert torch.equal(ours.get_state(), plain.get_state())
+
+
+def test_sync_free_sampling_raises_multinomial_s_error_at_finish(monkeypatch):
+    use_route("direct", monkeypatch)
+    sampler = fastpath.Sampler(CHAINS["bench"], steps=4, sync_free=True)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(4):
+        scores = random_scores(step)
+        if step == 2:
+            scores[3, 5] = float("nan")
+        sampler.sample(torch.zeros(6, 2, dtype=torch.long), scores, generator=generator)  # no error yet
+    with pytest.raises(RuntimeError) as expected:
+        torch.multinomial(torch.full((2, 3), float("nan")), 1)
+    with pytest.raises(RuntimeError) as got:
+        sampler.finish()
+    assert str(got.value) == str(expected.value)
+    sampler.close()
+
+
+def test_sync_free_greedy_raises_on_nan_at_finish():
+    sampler = fastpath.Sampler(CHAINS["empty"], sync_free=True)
+    scores = random_scores(0)
+    assert torch.equal(sampler.greedy(torch.zeros(6, 2, dtype=torch.long), scores), scores.argmax(dim=-1))
+    scores[1, 1] = float("nan")
+    sampler.greedy(torch.zeros(6, 2, dtype=torch.long), scores)
+    with pytest.raises(FloatingPointError, match="logits contain NaN"):
+        sampler.finish()
+    fastpath.Sampler(CHAINS["empty"], sync_free=True).finish()  # nothing to report
+
+
+def test_off_the_cpu_steps_are_sync_free_by_default():
+    sampler = fastpath.Sampler(CHAINS["empty"])
+    sampler.greedy(torch.zeros(1, 1, dtype=torch.long), torch.randn(1, 5))
+    assert sampler.sync_free is False
+    meta = fastpath.Sampler(CHAINS["empty"])
+    meta._sync_free(torch.empty(1, 5, device="meta"))
+    assert meta.sync_free is True

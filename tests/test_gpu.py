@@ -7,7 +7,7 @@ import torch
 from tiny import CharTokenizer, TinyCacheLM, TinyLM, text_events, trainer
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-from lightning_gen import GenerationMonitor, generate
+from lightning_gen import GenerationMonitor, draws, fastpath, generate
 from lightning_gen.prompts import Prompt
 from lightning_gen.sampling import encode_prompts, sample_round
 from lightning_gen.tokenization import load_tokenizer
@@ -46,3 +46,61 @@ def test_bf16_mixed_on_cuda(tmp_path):
                                 empty_cache=True)
     trainer(tmp_path, [monitor], max_steps=2, accelerator="cuda", precision="bf16-mixed").fit(TinyLM())
     assert sorted(text_events(str(tmp_path / "tb" / "version_0"))["samples/prompt_00"]) == [0, 2]
+
+
+def _example_gpt():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from model import GPT
+
+    torch.manual_seed(0)
+    return GPT(vocab_size=100, block_size=128, n_layer=2, n_head=4, n_embd=64).cuda().eval()
+
+
+def test_multinomial_s_draw_is_reproduced_on_cuda():
+    assert draws.emulated("cuda")
+
+
+@pytest.mark.parametrize("options", [{"do_sample": False}, {"do_sample": True, "temperature": 0.8, "top_k": 40}])
+def test_decode_steps_never_wait_for_the_gpu(options, monkeypatch):
+    # From the first decode step until `finish`, any host sync raises (CUDA's sync debug mode).
+    model = _example_gpt()
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: torch.cuda.set_sync_debug_mode("error") if args[0].shape[1] == 1 else None,
+        with_kwargs=True)
+    finish = fastpath.Sampler.finish
+
+    def relaxed_finish(self):
+        torch.cuda.set_sync_debug_mode("default")
+        return finish(self)
+
+    monkeypatch.setattr(fastpath.Sampler, "finish", relaxed_finish)
+    try:
+        out = generate(model, torch.randint(0, 100, (4, 8), device="cuda"), max_new_tokens=24,
+                       generator=torch.Generator(device="cuda").manual_seed(0), **options)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        hook.remove()
+    assert out.shape == (4, 32)
+
+
+def test_sync_free_sampling_on_cuda_draws_what_torch_multinomial_draws(monkeypatch):
+    model = _example_gpt()
+    ids = torch.randint(0, 100, (4, 8), device="cuda")
+    options = {"max_new_tokens": 24, "do_sample": True, "temperature": 0.8, "top_k": 40}
+    ours = torch.Generator(device="cuda").manual_seed(3)
+    got = generate(model, ids, generator=ours, **options)
+    monkeypatch.setattr(fastpath, "ENABLED", False)  # HF's processors and torch.multinomial at every step
+    plain = torch.Generator(device="cuda").manual_seed(3)
+    assert torch.equal(got, generate(model, ids, generator=plain, **options))
+    assert torch.equal(ours.get_state(), plain.get_state())
+
+
+def test_compiled_decode_step_with_cuda_graphs_matches_eager_greedy():
+    model = _example_gpt()
+    ids = torch.randint(0, 100, (4, 8), device="cuda")
+    eager = generate(model, ids, max_new_tokens=24)
+    for _ in range(2):  # the second call replays the captured graph
+        assert torch.equal(generate(model, ids, max_new_tokens=24, compile=True), eager)
