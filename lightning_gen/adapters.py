@@ -175,9 +175,6 @@ class PlainAdapter(ModelAdapter):
 class _InputPosAdapter(ModelAdapter):
     """Shared decode for the ``model(idx, input_pos)`` protocols of litgpt and gpt-fast."""
 
-    def _call(self, idx: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        return last_logits(self.model(idx, input_pos=input_pos))
-
     _positions: tuple[torch.Tensor, ...] = ()  # `input_pos` of each step: tensor([0]), tensor([1]) ... made at once
     _compiled: Any = None  # torch.compile'd `_decode_step`, when `compile` was called
     _static: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed-address (B, 1) token and (1,) position
@@ -194,7 +191,9 @@ class _InputPosAdapter(ModelAdapter):
             return self._decode_compiled(input_ids, pos)
         if pos >= len(self._positions):
             self._positions = torch.arange(2 * (pos + 1), device=input_ids.device).split(1)
-        return self._call(input_ids[:, pos:], self._positions[pos])
+        logits = self.model(input_ids[:, pos:], input_pos=self._positions[pos])
+        # The common (B, 1, V) without `last_logits`' questions: this runs once per token.
+        return logits[:, -1] if isinstance(logits, torch.Tensor) and logits.dim() == 3 else last_logits(logits)
 
     def _decode_compiled(self, input_ids: torch.Tensor, pos: int) -> torch.Tensor:
         # Inputs at fixed addresses, written in place (no host sync), so that CUDA graphs can replay; the output is
@@ -210,7 +209,7 @@ class _InputPosAdapter(ModelAdapter):
     def _prefill_forward(self, input_ids: torch.Tensor, max_length: int) -> torch.Tensor:
         length = input_ids.shape[1]
         self._positions = torch.arange(max(max_length, length), device=input_ids.device).split(1)
-        return self._call(input_ids, torch.arange(length, device=input_ids.device))
+        return last_logits(self.model(input_ids, input_pos=torch.arange(length, device=input_ids.device)))
 
 
 def _decode_step(model: nn.Module, idx: torch.Tensor, input_pos: torch.Tensor) -> Any:

@@ -15,7 +15,9 @@ code wherever it cannot guarantee that. A `Sampler` looks at the processor chain
 * **plain**: any processor this module does not know (a user's own class, a subclass, a list other than
   `LogitsProcessorList`), or the fast path switched off: HF's list and ``torch.multinomial``.
 * **direct** (fewer than 8192 scores, or off the CPU): HF's processors called one by one, top-k in fewer steps,
-  then `draws.multinomial` (CPU) with the exponentials of all steps drawn ahead, or ``torch.multinomial``.
+  then multinomial's own draw without its checks (`lightning_gen.draws`), on the CPU with the exponentials of
+  all steps drawn ahead. Off the CPU the steps are *sync-free*: nothing is read back to the host; a NaN or an
+  invalid distribution is raised by `Sampler.finish` after the last step.
 * **fast** (large vocabularies on the CPU): one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
   k-th, so the step falls back when the (k+1)-th value ties the k-th (or on NaN / +inf). HF's top-p sorts the
   masked vector ascending: exactly ``[-inf] * (V - k) + ascending(candidates)``. We build that tensor directly,
@@ -48,6 +50,7 @@ from lightning_gen import draws
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -304,7 +307,10 @@ class Sampler:
 
     def _direct_cpu(self, input_ids: torch.Tensor, scores: torch.Tensor,
                     generator: torch.Generator | None) -> torch.Tensor:
-        return draws.multinomial(self._direct_probs(input_ids, scores), generator, self._stream)
+        probs = self._direct_probs(input_ids, scores)
+        if math.isnan(float(probs.sum())):  # a softmax row is a distribution unless it is NaN
+            return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # raises its error
+        return draws.argmax_draw(probs, generator, self._stream)
 
     def _direct_sync_free(self, input_ids: torch.Tensor, scores: torch.Tensor,
                           generator: torch.Generator | None) -> torch.Tensor:

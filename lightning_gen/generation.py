@@ -15,7 +15,7 @@ from lightning_gen.adapters import AdapterName, ModelAdapter, find_vocab_size, m
 from lightning_gen.config import resolve_config
 from lightning_gen.processors import build_logits_processors, build_stopping_criteria
 
-__all__ = ["eval_mode", "generate", "model_device", "select_tokens"]
+__all__ = ["eval_mode", "generate", "model_device"]
 
 
 @contextmanager
@@ -205,21 +205,6 @@ def _check_context(runner: ModelAdapter, prompt_length: int, max_length: int) ->
         )
 
 
-def select_tokens(
-    sampler: fastpath.Sampler, input_ids: torch.Tensor, scores: torch.Tensor, *, do_sample: bool,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """HF's token choice: the processor chain, then a multinomial draw (sampling) or the argmax (greedy). `(B,)`
-
-    Sampling goes through `lightning_gen.fastpath`, which draws the same tokens and leaves the generator in the
-    same state, without HF's full-vocabulary sort and per-entry logarithms where it can prove that (CPU), and
-    runs HF's own code everywhere else.
-    """
-    if do_sample:
-        return sampler.sample(input_ids, scores, generator=generator)
-    return sampler.greedy(input_ids, scores)
-
-
 def _as_list(criteria: Any) -> list[Any]:
     return list(criteria) if isinstance(criteria, Sequence) else []
 
@@ -279,7 +264,10 @@ def _decode_loop(
                 scores = logits.to(dtype=torch.float32, copy=True) if copy else logits
                 if vocab_size is not None and scores.shape[1] > vocab_size:
                     scores = scores[:, :vocab_size]
-                next_tokens = select_tokens(sampler, sequences, scores, do_sample=do_sample, generator=generator)
+                if do_sample:
+                    next_tokens = sampler.sample(sequences, scores, generator=generator)
+                else:
+                    next_tokens = sampler.greedy(sequences, scores)
                 if pad is not None:
                     next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
                 tokens[:, length] = next_tokens
