@@ -1,9 +1,9 @@
 """Decoding speed on a GPU: our `generate` eager, our `generate(compile=True)`, and transformers' `generate`.
 
-Ours runs the example's GPT (`examples/model.py`, litgpt's KV-cache protocol) scaled to GPT-2 small (12 layers,
-width 768, 12 heads, vocabulary 50304, 1024 positions); HF runs `GPT2LMHeadModel` of the same size with its
-default dynamic cache. The weights are random (speed does not depend on them), so the two architectures are the
-same size but not the same weights. Each round completes a batch of random prompts greedily or by sampling
+Two models of GPT-2 small's size (12 layers, width 768, 12 heads, vocabulary 50304, 1024 positions, random
+weights: speed does not depend on them): transformers' `GPT2LMHeadModel`, run by HF `generate` and by ours (same
+model, HF's dynamic cache), and the example's GPT (`examples/model.py`, litgpt's static KV-cache protocol), run
+by ours eagerly and with ``compile=True`` (which needs a static cache). Each round completes a batch of random prompts greedily or by sampling
 (temperature 0.8, top-k 50); rounds alternate, the first ones (compilation, CUDA graph capture) are discarded,
 and the medians give tokens per second (batch x new tokens / seconds).
 
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for mode, options in MODES.items():
         runs = {
+            "ours on HF's": lambda: generate(hf, prompts, max_new_tokens=args.new, eos_token_id=None, pad_token_id=0,
+                                             generator=torch.Generator(device).manual_seed(0), **options),
             "ours eager": lambda: generate(ours, prompts, max_new_tokens=args.new,
                                            generator=torch.Generator(device).manual_seed(0), **options),
             "ours compiled": lambda: generate(ours, prompts, max_new_tokens=args.new, compile=True,
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens = args.batch * args.new
         rates = {name: tokens / median(values) for name, values in seconds.items()}
         for name, rate in rates.items():
-            print(f"[{mode:6s}] {name:14s} {rate:9.1f} tokens/s  (x{rate / rates['HF generate']:.2f} HF)")
+            model = "GPT2LMHeadModel" if name in ("ours on HF's", "HF generate") else "example GPT"
+            print(f"[{mode:6s}] {name:14s} {model:16s} {rate:9.1f} tokens/s  (x{rate / rates['HF generate']:.2f} HF)")
     return 0
 
 
