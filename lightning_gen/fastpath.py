@@ -35,8 +35,6 @@ the plain path everywhere; ``fastpath.stats`` counts which route each step took.
 Example::
 
     >>> from transformers.generation import logits_process as lp
-
-from lightning_gen import draws
     >>> chain = lp.LogitsProcessorList([lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(5),
     ...                                 lp.TopPLogitsWarper(0.9)])
     >>> scores = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0))
@@ -50,7 +48,6 @@ from lightning_gen import draws
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -61,7 +58,7 @@ from transformers.generation import logits_process as lp
 
 from lightning_gen import draws
 
-__all__ = ["ENABLED", "FastPathStats", "Sampler", "plain_sample", "process", "sample", "stats"]
+__all__ = ["ENABLED", "FastPathStats", "Sampler", "plain_sample", "sample", "stats"]
 
 #: Use the fast path; ``LIGHTNING_GEN_FAST_PATH=0`` turns it off for the whole process.
 ENABLED: bool = os.environ.get("LIGHTNING_GEN_FAST_PATH", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -247,7 +244,8 @@ class Sampler:
         """
         invalid, self._invalid = self._invalid, []
         if invalid and bool(torch.stack(invalid).any()):
-            raise draws.invalid_distribution_error() if self._route is not None else _nan_logits_error()
+            sampled = self._route is not None  # `sample` chose a route; `greedy` needs none
+            raise draws.invalid_distribution_error() if sampled else _nan_logits_error()
 
     def close(self) -> None:
         """Rewind a generator drawn ahead to where step-by-step draws would have left it."""
@@ -270,12 +268,12 @@ class Sampler:
         if plan.top_k is not None:
             vocab = scores.shape[-1]
             self._kth_rank = vocab - min(plan.top_k.top_k, vocab) + 1
+        if not draws.emulated(scores.device.type):
+            return self._direct
         # Drawing ahead needs a generator nothing else draws from meanwhile: not torch's default one, which the
         # model itself may use.
         if on_cpu and self.steps > 1 and generator is not None and generator is not torch.default_generator:
             self._stream = draws.ExponentialStream(generator, steps=self.steps)
-        if not draws.emulated(scores.device.type):
-            return self._direct
         return self._direct_sync_free if self._sync_free(scores) else self._direct_cpu
 
     def _plain(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -307,10 +305,7 @@ class Sampler:
 
     def _direct_cpu(self, input_ids: torch.Tensor, scores: torch.Tensor,
                     generator: torch.Generator | None) -> torch.Tensor:
-        probs = self._direct_probs(input_ids, scores)
-        if math.isnan(float(probs.sum())):  # a softmax row is a distribution unless it is NaN
-            return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # raises its error
-        return draws.argmax_draw(probs, generator, self._stream)
+        return draws.multinomial(self._direct_probs(input_ids, scores), generator, self._stream)
 
     def _direct_sync_free(self, input_ids: torch.Tensor, scores: torch.Tensor,
                           generator: torch.Generator | None) -> torch.Tensor:
@@ -325,11 +320,6 @@ class Sampler:
 
 def _nan_logits_error() -> FloatingPointError:
     return FloatingPointError("the model's logits contain NaN; greedy decoding cannot choose a token")
-
-
-def process(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """`Sampler.process` for a single step."""
-    return Sampler(processors).process(input_ids, scores)
 
 
 def sample(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor, *,
