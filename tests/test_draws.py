@@ -110,3 +110,8 @@ def test_a_stream_never_draws_more_steps_than_announced():
     assert torch.equal(ours.get_state(), theirs.get_state())
     stream.close()
     assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+def test_a_device_that_cannot_run_the_check_is_not_emulated():
+    # The meta device has no generator: the check fails, so the draw there is torch.multinomial's own.
+    assert not draws.emulated("meta")
