@@ -196,11 +196,8 @@ class _InputPosAdapter(ModelAdapter):
         return logits[:, -1] if isinstance(logits, torch.Tensor) and logits.dim() == 3 else last_logits(logits)
 
     def _decode_compiled(self, input_ids: torch.Tensor, pos: int) -> torch.Tensor:
-        # Inputs at fixed addresses, written in place (no host sync), so that CUDA graphs can replay; the output is
-        # cloned because the next replay overwrites it.
-        if self._static is None or self._static[0].shape[0] != input_ids.shape[0] or \
-                self._static[0].device != input_ids.device:
-            self._static = (input_ids.new_zeros((input_ids.shape[0], 1)), input_ids.new_zeros(1))
+        # Inputs at fixed addresses (made by `_prefill_forward`), written in place (no host sync), so that CUDA graphs
+        # can replay; the output is cloned because the next replay overwrites it.
         token, position = self._static
         token.copy_(input_ids[:, pos:])
         position.fill_(pos)
@@ -209,6 +206,8 @@ class _InputPosAdapter(ModelAdapter):
     def _prefill_forward(self, input_ids: torch.Tensor, max_length: int) -> torch.Tensor:
         length = input_ids.shape[1]
         self._positions = torch.arange(max(max_length, length), device=input_ids.device).split(1)
+        if self._compiled is not None:
+            self._static = (input_ids.new_zeros((input_ids.shape[0], 1)), input_ids.new_zeros(1))
         return last_logits(self.model(input_ids, input_pos=torch.arange(length, device=input_ids.device)))
 
 
