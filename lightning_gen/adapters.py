@@ -276,6 +276,8 @@ class HFAdapter(ModelAdapter):
         params = inspect.signature(model.forward).parameters
         self._takes_positions = "position_ids" in params
         self._takes_logits_to_keep = "logits_to_keep" in params
+        # transformers renamed `past_key_values` to `cache` during 5.x (in inputs and outputs alike).
+        self._cache_key = "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
         self._cache: Any = None
         self._padded = False
 
@@ -294,10 +296,10 @@ class HFAdapter(ModelAdapter):
         if self._takes_logits_to_keep:
             inputs["logits_to_keep"] = 1
         if self._cache is not None:
-            inputs["cache"] = self._cache
+            inputs[self._cache_key] = self._cache
         out = self.model(**inputs)
         if self.use_cache:
-            self._cache = out.get("cache", self._cache)
+            self._cache = out.get(self._cache_key, self._cache)
         return last_logits(out)
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, max_length: int) -> torch.Tensor:

@@ -59,8 +59,7 @@ def build_logits_processors(
     if cfg.encoder_repetition_penalty is not None and cfg.encoder_repetition_penalty != 1.0:
         out.append(lp.EncoderRepetitionPenaltyLogitsProcessor(cfg.encoder_repetition_penalty, prompt_ids))
     if cfg.repetition_penalty is not None and cfg.repetition_penalty != 1.0:
-        padding = (attention_mask != 0).int().argmax(dim=1) if attention_mask is not None else None
-        out.append(lp.RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty, prompt_ignore_length=padding))
+        out.append(_repetition_penalty(cfg.repetition_penalty, attention_mask))
     if cfg.no_repeat_ngram_size:
         out.append(lp.NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
     if cfg.encoder_no_repeat_ngram_size:
@@ -134,3 +133,19 @@ def build_stopping_criteria(
     if eos is not None:
         out.append(sc.EosTokenCriteria(eos_token_id=eos))
     return sc.StoppingCriteriaList(merge_user_list(out, user_criteria))
+
+
+def _repetition_penalty(penalty: float, attention_mask: torch.Tensor | None) -> lp.RepetitionPenaltyLogitsProcessor:
+    """HF's repetition penalty, skipping each row's left padding where the installed transformers does.
+
+    Older 5.x releases, whose processor takes only an ``int`` ``prompt_ignore_length``, penalise the padding
+    in their `generate`, and so does this.
+    """
+    if attention_mask is not None:
+        padding = (attention_mask != 0).int().argmax(dim=1)
+        try:
+            return lp.RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=padding)
+        except ValueError:  # "`prompt_ignore_length` has to be a positive integer": an older transformers
+            pass
+    return lp.RepetitionPenaltyLogitsProcessor(penalty)
+

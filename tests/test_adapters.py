@@ -6,6 +6,7 @@ and the real ``litgpt`` package) against re-forwarding the whole sequence throug
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -511,6 +512,29 @@ def test_auto_detection(model, use_cache, expected):
 
 def test_hf_adapter_carries_use_cache():
     assert resolve_adapter(_tiny_gpt2(), use_cache=False).use_cache is False
+
+
+class _PastKeyValuesGPT2(GPT2LMHeadModel):
+    """A transformers model whose forward calls its cache ``past_key_values``, as remote code written for older
+    releases does (transformers itself renamed it ``cache`` during 5.x)."""
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, position_ids=None, use_cache=None,
+                return_dict=None, logits_to_keep=0):
+        self.calls.append((input_ids.shape[1], past_key_values is not None))
+        cache_key = "cache" if "cache" in inspect.signature(GPT2LMHeadModel.forward).parameters else "past_key_values"
+        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                              use_cache=use_cache, logits_to_keep=logits_to_keep, **{cache_key: past_key_values})
+        return {"logits": out.logits, "past_key_values": out[cache_key]}
+
+
+def test_hf_cache_goes_by_the_name_the_forward_takes():
+    base = _tiny_gpt2()
+    model = _PastKeyValuesGPT2(base.config).eval()
+    model.load_state_dict(base.state_dict())
+    model.calls = []
+    ids = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(generate(model, ids, max_new_tokens=6), generate(base, ids, max_new_tokens=6))
+    assert model.calls == [(5, True)] + [(1, True)] * 5  # a prefill into a new cache, then one token per step
 
 
 def test_litgpt_needs_both_cache_methods():
