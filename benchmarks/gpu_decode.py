@@ -61,14 +61,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{vocab}; batch {args.batch}, prompt {args.prompt}, {args.new} new tokens (no EOS); {args.repeats} timed "
           f"rounds after {args.warmup} warm-up")
 
-    def timed(fn) -> float:
+    def timed(fn) -> tuple[float, torch.Tensor]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        fn()
+        out = fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, out
 
     for mode, options in MODES.items():
         runs = {
@@ -79,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
             "ours compiled": lambda: generate(ours, prompts, max_new_tokens=args.new, compile=True,
                                               generator=torch.Generator(device).manual_seed(0), **options),
             # Without an EOS id, as ours: every run makes exactly `--new` tokens.
-            "HF generate": lambda: hf.generate(prompts, attention_mask=torch.ones_like(prompts),
-                                               max_new_tokens=args.new, eos_token_id=None, pad_token_id=0,
-                                               **options),
+            # Seeded as ours, through the global RNG that HF draws from.
+            "HF generate": lambda: (torch.manual_seed(0), hf.generate(
+                prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=args.new, eos_token_id=None,
+                pad_token_id=0, **options))[1],
         }
         seconds: dict[str, list[float]] = {name: [] for name in runs}
+        outputs: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for round_ in range(args.warmup + args.repeats):
                 for name in (list(runs) if round_ % 2 == 0 else list(runs)[::-1]):
-                    elapsed = timed(runs[name])
+                    elapsed, outputs[name] = timed(runs[name])
                     if round_ >= args.warmup:
                         seconds[name].append(elapsed)
         tokens = args.batch * args.new
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, rate in rates.items():
             model = "GPT2LMHeadModel" if name in ("ours on HF's", "HF generate") else "example GPT"
             print(f"[{mode:6s}] {name:14s} {model:16s} {rate:9.1f} tokens/s  (x{rate / rates['HF generate']:.2f} HF)")
+        same = {"ours on HF's == HF generate": ("ours on HF's", "HF generate"),
+                "ours compiled == ours eager": ("ours compiled", "ours eager")}
+        print(f"[{mode:6s}] tokens identical: " + "; ".join(
+            f"{label}: {torch.equal(outputs[a], outputs[b])}" for label, (a, b) in same.items()))
     return 0
 
 
