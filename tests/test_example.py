@@ -151,7 +151,8 @@ def test_cli_fit_writes_tensorboard_events_and_a_resumable_checkpoint(tmp_path, 
     checkpoint = next(tmp_path.rglob("*.ckpt"))
     restored = CharGPT.load_from_checkpoint(checkpoint)
     assert restored.tokenizer.chars == cli.datamodule.tokenizer.chars
-    torch.testing.assert_close(restored.model.wte.weight, cli.model.model.wte.weight)
+    # After `fit` the trained model is back on the CPU; the checkpoint restores to the device it was saved from.
+    torch.testing.assert_close(restored.model.wte.weight.cpu(), cli.model.model.wte.weight.cpu())
 
     resumed = cli_main(args + ["--trainer.max_steps=4", f"--ckpt_path={checkpoint}"])  # later flags win
     assert resumed.trainer.global_step == 4
