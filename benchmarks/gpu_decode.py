@@ -3,9 +3,10 @@
 Two models of GPT-2 small's size (12 layers, width 768, 12 heads, vocabulary 50304, 1024 positions, random
 weights: speed does not depend on them): transformers' `GPT2LMHeadModel`, run by HF `generate` and by ours (same
 model, HF's dynamic cache), and the example's GPT (`examples/model.py`, litgpt's static KV-cache protocol), run
-by ours eagerly and with ``compile=True`` (which needs a static cache). Each round completes a batch of random prompts greedily or by sampling
-(temperature 0.8, top-k 50); rounds alternate, the first ones (compilation, CUDA graph capture) are discarded,
-and the medians give tokens per second (batch x new tokens / seconds).
+by ours eagerly and with ``compile=True`` (which needs a static cache). Each round completes a batch of random
+prompts greedily or by sampling (temperature 0.8, top-k 50); rounds alternate, the first ones (compilation, CUDA
+graph capture) are discarded, and the medians give tokens per second (batch x new tokens / seconds). It also
+prints whether ours made HF `generate`'s tokens on the same model, and whether compiled made eager's.
 
 It runs on the CPU too (``--device cpu``), slowly, to check the script.
 
