@@ -9,6 +9,7 @@ top-k → top-p → min-p → typical → epsilon → eta; `LogitNormalization` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from transformers import GenerationConfig
 from transformers.generation import logits_process as lp
 from transformers.generation import stopping_criteria as sc
 
-__all__ = ["build_logits_processors", "build_stopping_criteria", "merge_user_list"]
+__all__ = ["build_logits_processors", "build_stopping_criteria", "merge_user_list", "penalty_skips_padding"]
 
 
 def merge_user_list(defaults: list[Any], custom: Sequence[Any] | None) -> list[Any]:
@@ -135,17 +136,20 @@ def build_stopping_criteria(
     return sc.StoppingCriteriaList(merge_user_list(out, user_criteria))
 
 
+@functools.cache
+def penalty_skips_padding() -> bool:
+    """Whether the installed transformers' repetition penalty takes each row's padding length, as its `generate`
+    passes it (older 5.x releases take one ``int`` and penalise the padding)."""
+    try:
+        lp.RepetitionPenaltyLogitsProcessor(1.5, prompt_ignore_length=torch.tensor([1]))
+    except ValueError:  # "`prompt_ignore_length` has to be a positive integer"
+        return False
+    return True
+
+
 def _repetition_penalty(penalty: float, attention_mask: torch.Tensor | None) -> lp.RepetitionPenaltyLogitsProcessor:
-    """HF's repetition penalty, skipping each row's left padding where the installed transformers does.
-
-    Older 5.x releases, whose processor takes only an ``int`` ``prompt_ignore_length``, penalise the padding
-    in their `generate`, and so does this.
-    """
-    if attention_mask is not None:
+    """HF's repetition penalty, skipping each row's left padding where the installed transformers does."""
+    if attention_mask is not None and penalty_skips_padding():
         padding = (attention_mask != 0).int().argmax(dim=1)
-        try:
-            return lp.RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=padding)
-        except ValueError:  # "`prompt_ignore_length` has to be a positive integer": an older transformers
-            pass
+        return lp.RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=padding)
     return lp.RepetitionPenaltyLogitsProcessor(penalty)
-

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import EOS_ID, FIRST_REGULAR_ID, PAD_ID, VOCAB_SIZE
 from torch import nn
 from transformers import (
     EosTokenCriteria,
@@ -41,7 +42,7 @@ from transformers import (
     TopKLogitsWarper,
 )
 
-from conftest import EOS_ID, FIRST_REGULAR_ID, PAD_ID, VOCAB_SIZE
+from lightning_gen.processors import penalty_skips_padding
 
 MODELS = ("gpt2", "llama")
 PATHS = ("cache", "plain", "hf_no_cache")
@@ -529,16 +530,7 @@ def test_left_padded_batch_matches_hf(
     assert not torch.equal(ref, unmasked), "attention_mask did not change HF's output: case is vacuous"
 
 
-def _penalty_skips_padding() -> bool:
-    """Whether this transformers' repetition penalty takes per-row padding lengths (older 5.x: one int)."""
-    try:
-        RepetitionPenaltyLogitsProcessor(1.5, prompt_ignore_length=torch.tensor([1]))
-    except ValueError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _penalty_skips_padding(), reason="this transformers' generate penalises the left padding")
+@pytest.mark.skipif(not penalty_skips_padding(), reason="this transformers' generate penalises the left padding")
 @pytest.mark.parametrize("path", LEFT_PAD_PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 def test_left_padding_is_not_penalised(request: pytest.FixtureRequest, model_name: str, path: str) -> None:
