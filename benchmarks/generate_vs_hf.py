@@ -23,7 +23,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, machine, ratios  # noqa: E402
 
-from lightning_gen import fastpath, generate  # noqa: E402
+from lightning_gen.decoding import _fastpath as fastpath, generate  # noqa: E402
 
 SAMPLING = dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.2)
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--new", type=int, default=48)
-    parser.add_argument("--no-fast-path", action="store_true", help="compare with lightning_gen.fastpath off")
+    parser.add_argument("--no-fast-path", action="store_true", help="compare with lightning_gen.decoding._fastpath off")
     parser.add_argument("--warm-malloc", action="store_true", help=(
         "allocate and free 16 MiB once first: glibc then raises its mmap/trim thresholds, as it does anyway in a "
         "process that has freed a large tensor (any training run), and stops returning the heap top to the OS "

@@ -7,10 +7,12 @@ import torch
 from tiny import CharTokenizer, TinyCacheLM, TinyLM, text_events, trainer
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-from lightning_gen import GenerationMonitor, draws, fastpath, generate
-from lightning_gen.prompts import Prompt
-from lightning_gen.sampling import encode_prompts, sample_round
-from lightning_gen.tokenization import load_tokenizer
+from lightning_gen import GenerationMonitor, generate
+from lightning_gen.decoding import _draws as draws, _fastpath as fastpath
+from lightning_gen.monitor.prompts import encode_prompts
+from lightning_gen.monitor.round import sample_round
+from lightning_gen.text.samples import Prompt
+from lightning_gen.text.tokenization import load_tokenizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

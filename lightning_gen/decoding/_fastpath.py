@@ -1,0 +1,357 @@
+"""Exact fast sampling on CPU: HF's tokens and RNG state, bit for bit, at a fraction of the cost.
+
+HF's sampling step spends its time where nothing is decided:
+
+* ``TopPLogitsWarper`` sorts the whole vocabulary `(B, V)`, although after ``TopKLogitsWarper`` only ``k``
+  candidates are finite.
+* ``torch.multinomial`` checks the distribution with three reductions and two host syncs, then draws one
+  exponential per vocabulary entry, each a scalar ``log1p`` (see `lightning_gen.decoding._draws`).
+* On a small vocabulary, Python and dispatch: `LogitsProcessorList` inspects every processor's signature at
+  every step.
+
+This module produces the same tokens and generator state by shorter routes, and hands each step back to HF's own
+code wherever it cannot guarantee that. A `Sampler` looks at the processor chain once per `generate` call:
+
+* **plain**: any processor this module does not know (a user's own class, a subclass, a list other than
+  `LogitsProcessorList`), or the fast path switched off: HF's list and ``torch.multinomial``.
+* **direct** (fewer than 8192 scores, or off the CPU): HF's processors called one by one, top-k in fewer steps,
+  then multinomial's own draw without its checks (`lightning_gen.decoding._draws`), on the CPU with the exponentials of
+  all steps drawn ahead. Off the CPU the steps are *sync-free*: nothing is read back to the host; a NaN or an
+  invalid distribution is raised by `Sampler.finish` after the last step.
+* **fast** (large vocabularies on the CPU): one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
+  k-th, so the step falls back when the (k+1)-th value ties the k-th (or on NaN / +inf). HF's top-p sorts the
+  masked vector ascending: exactly ``[-inf] * (V - k) + ascending(candidates)``. We build that tensor directly,
+  with the same shape and dtype, so the same softmax and cumsum kernels see the same bytes and return the same
+  cumulative probabilities. Only the order of *tied* values can differ from ``torch.sort``'s, which matters only
+  when tied values fall on both sides of the cut: the step then falls back. The draw is `draws.candidate_draw`:
+  logarithms only at the candidates.
+
+The processors before top-k (penalties, bans, temperature, ...) and the mask-only warpers after top-p always run
+as HF's own objects.
+
+Set the environment variable ``LIGHTNING_GEN_FAST_PATH=0`` (read at import) or ``_fastpath.ENABLED = False`` to use
+the plain path everywhere; ``_fastpath.stats`` counts which route each step took.
+
+Example::
+
+    >>> from transformers.generation import logits_process as lp
+    >>> chain = lp.LogitsProcessorList([lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(5),
+    ...                                 lp.TopPLogitsWarper(0.9)])
+    >>> scores = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0))
+    >>> ids = torch.zeros(2, 1, dtype=torch.long)
+    >>> fast = Sampler(chain).sample(ids, scores, generator=torch.Generator().manual_seed(1))
+    >>> probs = torch.softmax(chain(ids, scores), dim=-1)
+    >>> plain = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(1)).squeeze(1)
+    >>> torch.equal(fast, plain)
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from transformers.generation import logits_process as lp
+
+from lightning_gen.decoding import _draws as draws
+
+__all__ = ["ENABLED", "FastPathStats", "Sampler", "plain_sample", "stats"]
+
+#: Use the fast path; ``LIGHTNING_GEN_FAST_PATH=0`` turns it off for the whole process.
+ENABLED: bool = os.environ.get("LIGHTNING_GEN_FAST_PATH", "1").strip().lower() not in ("0", "false", "no", "off")
+
+# HF processors called unchanged before top-k: pure functions of (input_ids, scores) with a 2-argument __call__.
+_AS_IS = frozenset({
+    lp.SequenceBiasLogitsProcessor, lp.EncoderRepetitionPenaltyLogitsProcessor, lp.RepetitionPenaltyLogitsProcessor,
+    lp.NoRepeatNGramLogitsProcessor, lp.EncoderNoRepeatNGramLogitsProcessor, lp.NoBadWordsLogitsProcessor,
+    lp.MinLengthLogitsProcessor, lp.MinNewTokensLengthLogitsProcessor, lp.ForcedBOSTokenLogitsProcessor,
+    lp.ForcedEOSTokenLogitsProcessor, lp.InfNanRemoveLogitsProcessor, lp.ExponentialDecayLengthPenalty,
+    lp.SuppressTokensLogitsProcessor, lp.SuppressTokensAtBeginLogitsProcessor, lp.TemperatureLogitsWarper,
+    lp.TopHLogitsWarper, lp.TopKLogitsWarper, lp.TopPLogitsWarper, lp.MinPLogitsWarper, lp.TypicalLogitsWarper,
+    lp.EpsilonLogitsWarper, lp.EtaLogitsWarper, lp.LogitNormalization,
+})
+# Warpers that may follow top-k and keep the draw on its candidates: they only set entries to -inf
+# (`LogitNormalization` maps -inf to -inf), so every token they leave finite is a top-k candidate.
+_MASK_ONLY = frozenset({
+    lp.TopPLogitsWarper, lp.MinPLogitsWarper, lp.TypicalLogitsWarper, lp.EpsilonLogitsWarper, lp.EtaLogitsWarper,
+    lp.LogitNormalization,
+})
+# Processors whose first operation returns a new tensor on every route of this module (temperature divides;
+# top-k ends in `where`, `scatter_` on a new tensor or `masked_fill`).
+_NEW_TENSOR_FIRST = frozenset({lp.TemperatureLogitsWarper, lp.TopKLogitsWarper})
+_NEG_INF = float("-inf")
+# Below this many scores (batch x vocabulary) the shortcut's fixed cost (~50 small ops) exceeds what it saves.
+_MIN_NUMEL = 8192
+
+
+@dataclass
+class FastPathStats:
+    """How many sampling steps took each route (process-wide, for tests and benchmarks).
+
+    Attributes:
+        fast: Steps decided by the fast path (possibly with a few exponentials replayed).
+        direct: Steps off the CPU, or too small for the shortcut to pay: HF's processors called one by one (as
+            `LogitsProcessorList` calls them, without its per-call signature inspection), then multinomial's draw.
+        plain: Steps sent whole to HF's processor list and ``torch.multinomial``: fast path off, or a processor it
+            does not know.
+        top_k_fallback: Steps whose top-k/top-p ran as HF's own warpers (a tie at a cut, NaN or inf, top_k >= V).
+        draw_fallback: Steps whose draw was ``torch.multinomial`` itself (invalid distribution, zero uniform, ...).
+        replays: Exponentials recomputed by torch's own kernel because of float32 rounding.
+    """
+
+    fast: int = 0
+    direct: int = 0
+    plain: int = 0
+    top_k_fallback: int = 0
+    draw_fallback: int = 0
+    replays: int = 0
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
+
+stats = FastPathStats()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A processor chain split around its top-k: ``prefix`` → ``top_k`` (→ ``top_p``) → ``suffix``."""
+
+    chain: tuple[Any, ...]
+    prefix: tuple[Any, ...]
+    top_k: lp.TopKLogitsWarper | None
+    top_p: lp.TopPLogitsWarper | None
+    suffix: tuple[Any, ...]
+
+
+def _plan(processors: Any) -> _Plan | None:
+    """Split a chain the fast path covers, or None when any member is not a transformers class it knows."""
+    # `LogitsProcessorList` itself (a subclass may call its members differently), of known members only.
+    if type(processors) is not lp.LogitsProcessorList or any(type(p) not in _AS_IS for p in processors):
+        return None
+    chain = tuple(processors)
+    for i in range(len(chain) - 1, -1, -1):
+        proc = chain[i]
+        if type(proc) is lp.TopKLogitsWarper:
+            tail = chain[i + 1:]
+            usable = proc.filter_value == _NEG_INF and all(
+                type(p) in _MASK_ONLY and getattr(p, "filter_value", _NEG_INF) == _NEG_INF for p in tail
+            )
+            if not usable:
+                break
+            top_p = tail[0] if tail and type(tail[0]) is lp.TopPLogitsWarper else None
+            return _Plan(chain, chain[:i], proc, top_p, tail[1:] if top_p is not None else tail)
+        if type(proc) not in _MASK_ONLY:
+            break
+    return _Plan(chain, chain, None, None, ())
+
+
+def _run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Known processors one after the other: what `LogitsProcessorList` does for two-argument processors."""
+    for proc in chain:
+        scores = proc(input_ids, scores)
+    return scores
+
+
+def plain_sample(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """HF's sampling step verbatim: the processor chain, softmax, one multinomial draw per row. `(B,)`"""
+    probs = torch.softmax(processors(input_ids, scores), dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+class Sampler:
+    """One processor chain, inspected once, then applied at every step of a `generate` call.
+
+    The route (plain, direct or fast, see above) is chosen at the first step; every later step must have scores of
+    the same shape and device and use the same generator, as the steps of one `generate` call do.
+
+    Args:
+        processors: The logits processor chain (a `LogitsProcessorList`).
+        steps: How many steps will sample. With more than one, the direct route draws their exponentials ahead,
+            and `close` must be called when sampling ends.
+        sync_free: Never wait for the device at a step: the checks that need the host (a NaN in greedy scores, an
+            invalid distribution for the draw) are gathered and raised by `finish`, after the last step. None (the
+            default) chooses it off the CPU, where a host sync stalls the device queue.
+
+    Example::
+
+        >>> chain = lp.LogitsProcessorList([lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(3)])
+        >>> scores, ids = torch.tensor([[0.0, 1.0, 2.0, 3.0]]), torch.zeros(1, 1, dtype=torch.long)
+        >>> Sampler(chain).process(ids, scores)
+        tensor([[  -inf, 1.2500, 2.5000, 3.7500]])
+        >>> sampler, generator = Sampler(chain, steps=5), torch.Generator().manual_seed(0)
+        >>> [int(sampler.sample(ids, scores, generator=generator)[0]) for _ in range(5)]
+        [2, 3, 3, 3, 3]
+        >>> sampler.finish()
+        >>> sampler.close()
+    """
+
+    def __init__(self, processors: Any, *, steps: int = 1, sync_free: bool | None = None) -> None:
+        self.processors = processors
+        self.plan = _plan(processors) if ENABLED else None
+        chain = self.plan.chain if self.plan is not None else None
+        #: Whether the chain may write into the scores it is given, so that they must be a copy of the model's logits
+        #: (HF always copies). A chain that starts by making a new tensor, or makes none, cannot.
+        self.needs_copy = chain is None or (len(chain) > 0 and type(chain[0]) not in _NEW_TENSOR_FIRST)
+        self.steps = steps
+        self._route: Any = None  # the bound method chosen at the first step
+        self._kth_rank = 0  # the direct route's top-k threshold: the (V - k + 1)-th smallest score
+        self._stream: draws.ExponentialStream | None = None
+        self.sync_free = sync_free
+        self._invalid: list[torch.Tensor] = []  # sync-free steps: 0-dim booleans, "this step could not choose"
+
+    def process(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """``processors(input_ids, scores)``, without `LogitsProcessorList`'s per-call signature inspection when
+        every processor is a transformers class known to take ``(input_ids, scores)``. `(B, V)`"""
+        plan = self.plan
+        return self.processors(input_ids, scores) if plan is None else _run(plan.chain, input_ids, scores)
+
+    def sample(self, input_ids: torch.Tensor, scores: torch.Tensor, *,
+               generator: torch.Generator | None) -> torch.Tensor:
+        """The token `plain_sample` would draw for each row, and the same generator state afterwards. `(B,)`
+
+        Args:
+            input_ids: The sequences so far, `(B, T)`.
+            scores: Next-token scores, `(B, V)`.
+            generator: The random generator, or None for torch's default one.
+        """
+        route = self._route
+        if route is None:
+            route = self._route = self._choose_route(scores, generator)
+        return route(input_ids, scores, generator)
+
+    def greedy(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """HF's greedy choice, the argmax of the processed scores, refusing NaN scores (whose index argmax would
+        return: a token the model never chose). `(B,)`"""
+        scores = self.process(input_ids, scores)
+        if self._sync_free(scores):
+            self._invalid.append(scores.isnan().any())
+        elif bool(scores.isnan().any()):
+            raise _nan_logits_error()
+        return torch.argmax(scores, dim=-1)
+
+    def finish(self) -> None:
+        """Raise what a sync-free step could not: once every step has run, one host sync for all of them.
+
+        Raises:
+            FloatingPointError: Greedy decoding met NaN scores.
+            RuntimeError: Sampling met an invalid distribution (torch.multinomial's own error).
+        """
+        invalid, self._invalid = self._invalid, []
+        if invalid and bool(torch.stack(invalid).any()):
+            sampled = self._route is not None  # `sample` chose a route; `greedy` needs none
+            raise draws.invalid_distribution_error() if sampled else _nan_logits_error()
+
+    def close(self) -> None:
+        """Rewind a generator drawn ahead to where step-by-step draws would have left it."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _sync_free(self, scores: torch.Tensor) -> bool:
+        if self.sync_free is None:
+            self.sync_free = not scores.is_cpu
+        return self.sync_free
+
+    def _choose_route(self, scores: torch.Tensor, generator: torch.Generator | None) -> Any:
+        plan = self.plan
+        if plan is None or scores.dim() != 2:
+            return self._plain
+        on_cpu = scores.is_cpu and (generator is None or generator.device.type == "cpu")
+        if on_cpu and scores.numel() >= _MIN_NUMEL:
+            return self._fast
+        if plan.top_k is not None:
+            vocab = scores.shape[-1]
+            self._kth_rank = vocab - min(plan.top_k.top_k, vocab) + 1
+        if not draws.emulated(scores.device.type):
+            return self._direct
+        # Drawing ahead needs a generator nothing else draws from meanwhile: not torch's default one, which the
+        # model itself may use.
+        if on_cpu and self.steps > 1 and generator is not None and generator is not torch.default_generator:
+            self._stream = draws.ExponentialStream(generator, steps=self.steps)
+        return self._direct_sync_free if self._sync_free(scores) else self._direct_cpu
+
+    def _plain(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        stats.plain += 1
+        return plain_sample(self.processors, input_ids, scores, generator)
+
+    def _fast(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        stats.fast += 1
+        plan = self.plan
+        scores = _run(plan.prefix, input_ids, scores)
+        candidates = None
+        if plan.top_k is not None:
+            scores, candidates = _top_k_top_p(plan, input_ids, scores)
+        probs = torch.softmax(_run(plan.suffix, input_ids, scores), dim=-1)  # (B, V), HF's exact probabilities
+        return draws.candidate_draw(probs, candidates, generator, stats)
+
+    def _direct_probs(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        stats.direct += 1
+        plan = self.plan
+        scores = _run(plan.prefix, input_ids, scores)
+        if plan.top_k is not None:
+            # HF's top-k arithmetic in fewer steps: every score below the k-th largest (NaN counting as the largest,
+            # as in topk) to -inf.
+            kth = scores.kthvalue(self._kth_rank, dim=-1, keepdim=True).values  # (B, 1)
+            scores = torch.where(scores < kth, _NEG_INF, scores)
+            if plan.top_p is not None:
+                scores = plan.top_p(input_ids, scores)
+        return torch.softmax(_run(plan.suffix, input_ids, scores), dim=-1)
+
+    def _direct_cpu(self, input_ids: torch.Tensor, scores: torch.Tensor,
+                    generator: torch.Generator | None) -> torch.Tensor:
+        return draws.multinomial(self._direct_probs(input_ids, scores), generator, self._stream)
+
+    def _direct_sync_free(self, input_ids: torch.Tensor, scores: torch.Tensor,
+                          generator: torch.Generator | None) -> torch.Tensor:
+        probs = self._direct_probs(input_ids, scores)
+        self._invalid.append(probs.sum().isnan())  # a softmax row is a distribution unless it is NaN
+        return draws.argmax_draw(probs, generator, self._stream)
+
+    def _direct(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        probs = self._direct_probs(input_ids, scores)
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+def _nan_logits_error() -> FloatingPointError:
+    return FloatingPointError("the model's logits contain NaN; greedy decoding cannot choose a token")
+
+
+def _top_k_top_p(
+    plan: _Plan, input_ids: torch.Tensor, scores: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """HF's top-k (and top-p) output `(B, V)`, plus the top-k candidates' indices `(B, k)` (None after a fallback)."""
+    batch, vocab = scores.shape
+    k = min(plan.top_k.top_k, vocab)
+    if k < vocab:
+        vals, idx = scores.topk(k + 1, dim=-1)  # (B, k + 1), descending
+        # HF keeps every score >= the k-th: exact only when the (k+1)-th is strictly smaller, the largest is finite,
+        # and no NaN hides anywhere (a row sum is NaN with a NaN in the row, whichever end topk sorts NaN to).
+        ok = (vals[:, k - 1] > vals[:, k]) & vals[:, 0].isfinite() & ~scores.sum(dim=-1).isnan()
+        vals, idx = vals[:, :k], idx[:, :k]
+        kept = vals
+        if plan.top_p is not None:
+            ascending = vals.flip(-1)  # (B, k)
+            # The very tensor torch.sort gives HF's top-p: the V - k masked entries first, then the candidates.
+            layout = scores.new_full((batch, vocab), _NEG_INF)
+            layout[:, vocab - k:] = ascending
+            cumulative = layout.softmax(dim=-1).cumsum(dim=-1)[:, vocab - k:]  # (B, k), ascending order
+            # HF's comparison, on the candidates only: the masked entries stay -inf whatever it says about them.
+            remove = cumulative <= (1 - plan.top_p.top_p)
+            remove[..., -plan.top_p.min_tokens_to_keep:] = 0
+            # Equal values on both sides of the cut: which of them survives is torch.sort's choice, not ours.
+            split_tie = (remove[:, 1:] != remove[:, :-1]) & (ascending[:, 1:] == ascending[:, :-1])
+            ok &= ~split_tie.any(dim=-1)
+            kept = vals.masked_fill(remove.flip(-1), _NEG_INF)
+        if bool(ok.all()):
+            return scores.new_full((batch, vocab), _NEG_INF).scatter_(1, idx, kept), idx
+    stats.top_k_fallback += 1
+    scores = plan.top_k(input_ids, scores)
+    if plan.top_p is not None:
+        scores = plan.top_p(input_ids, scores)
+    return scores, None

@@ -1,0 +1,260 @@
+"""Resolve a `GenerationConfig` the way `transformers`' `generate` does, but strictly.
+
+Hugging Face merges, in order of priority: the keyword arguments of the call, the `generation_config` passed
+in, the model's own `generation_config` (transformers models only), then the library-wide defaults (which
+include the implicit ``top_k=50`` when sampling). `GenerationConfig` silently keeps unknown keys; we reject
+them, and we check every value we use with a message that names the field and the value.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import GenerationConfig
+from transformers.generation.configuration_utils import GenerationMode
+
+from lightning_gen._checks import check_int, is_int
+
+__all__ = ["ResolvedConfig", "eos_id_set", "generation_fields", "merge_config", "resolve_config", "validate_generation_kwargs"]
+
+# `GenerationConfig` stores bookkeeping attributes that are not generation options.
+_NOT_FIELDS = {"transformers_version"}
+
+# Fields that only make sense for search modes or model kinds we do not implement.
+_UNSUPPORTED = {
+    "guidance_scale": "classifier-free guidance needs an unconditional model; not supported",
+    "watermarking_config": "watermarking is not supported",
+    "token_healing": "token healing is not supported",
+    "prefill_chunk_size": "chunked prefill is not supported",
+}
+
+
+def generation_fields() -> frozenset[str]:
+    """Names accepted as `GenerationConfig` fields (what ``**kwargs`` of `generate` may contain)."""
+    return frozenset(k for k in vars(GenerationConfig()) if not k.startswith("_") and k not in _NOT_FIELDS)
+
+
+def _unknown_field_error(key: str, argument: str) -> ValueError:
+    close = difflib.get_close_matches(key, sorted(generation_fields()), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(f"`{argument}` got an unknown GenerationConfig field {key!r}{hint}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(name: str, value: Any, ok: bool, constraint: str) -> None:
+    if not ok:
+        raise ValueError(f"`{name}` must be {constraint}, got {value!r}")
+
+
+def _check_token_ids(name: str, value: Any) -> None:
+    ids = value if isinstance(value, (list, tuple)) else [value]
+    _check(name, value, len(ids) > 0 and all(is_int(i) and i >= 0 for i in ids),
+           "a non-negative token id or a non-empty list of them")
+
+
+def _validate_values(cfg: GenerationConfig) -> None:
+    """Range checks for every field our decoding reads (HF checks a few of these only when sampling)."""
+    for name, low in (("max_new_tokens", 1), ("max_length", 1), ("min_new_tokens", 0), ("min_length", 0),
+                      ("num_return_sequences", 1), ("num_beams", 1), ("no_repeat_ngram_size", 0),
+                      ("encoder_no_repeat_ngram_size", 0), ("top_k", 0)):
+        value = getattr(cfg, name)
+        if value is not None:
+            check_int(name, value, low=low)
+    if cfg.temperature is not None:
+        _check("temperature", cfg.temperature, _is_number(cfg.temperature) and cfg.temperature > 0
+               and math.isfinite(cfg.temperature), "a finite number > 0")
+    for name, constraint, test in (
+        ("top_p", "in (0, 1]", lambda v: 0 < v <= 1),
+        ("typical_p", "in (0, 1]", lambda v: 0 < v <= 1),
+        ("min_p", "in [0, 1]", lambda v: 0 <= v <= 1),
+        ("top_h", "in (0, 1]", lambda v: 0 < v <= 1),
+        ("epsilon_cutoff", "in [0, 1)", lambda v: 0 <= v < 1),
+        ("eta_cutoff", "in [0, 1)", lambda v: 0 <= v < 1),
+        ("repetition_penalty", "a number > 0", lambda v: v > 0),
+        ("encoder_repetition_penalty", "a number > 0", lambda v: v > 0),
+        ("max_time", "a number > 0 (seconds)", lambda v: v > 0),
+    ):
+        value = getattr(cfg, name)
+        if value is not None:
+            _check(name, value, _is_number(value) and test(value), constraint)
+    for name in ("eos_token_id", "pad_token_id", "bos_token_id", "forced_bos_token_id", "forced_eos_token_id"):
+        value = getattr(cfg, name)
+        if value is not None and not isinstance(value, torch.Tensor):
+            _check_token_ids(name, value)
+    if cfg.stop_strings is not None:
+        strings = [cfg.stop_strings] if isinstance(cfg.stop_strings, str) else cfg.stop_strings
+        _check("stop_strings", cfg.stop_strings,
+               isinstance(strings, (list, tuple)) and len(strings) > 0 and all(isinstance(s, str) and s for s in strings),
+               "a non-empty string or list of non-empty strings")
+    for name, value in vars(cfg).items():
+        if name in _UNSUPPORTED and value is not None:
+            raise NotImplementedError(f"`{name}`={value!r}: {_UNSUPPORTED[name]}")
+    mode = cfg.get_generation_mode()
+    if mode not in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE):
+        raise NotImplementedError(
+            f"only greedy decoding and multinomial sampling are implemented, but this configuration selects "
+            f"{mode.value!r} (num_beams={cfg.num_beams}); use num_beams=1 and no assistant/contrastive/DoLa options"
+        )
+
+
+def validate_generation_kwargs(fields: dict[str, Any], *, argument: str = "generation") -> GenerationConfig:
+    """Check a dict of `GenerationConfig` fields without a model, as early as possible.
+
+    Unknown keys raise (HF would keep them silently), then HF's own validation runs, then our range checks.
+
+    Args:
+        fields: `GenerationConfig` field names and values.
+        argument: The name of the caller's argument, used in error messages.
+
+    Returns:
+        The `GenerationConfig` built from ``fields`` with HF's defaults filled in.
+
+    Raises:
+        ValueError: For an unknown field or a value out of range.
+        NotImplementedError: For beam search and other search modes.
+
+    Example::
+
+        >>> validate_generation_kwargs({"do_sample": True, "top_p": 0.9}).top_k
+        50
+    """
+    if not isinstance(fields, dict):
+        raise TypeError(f"`{argument}` must be a dict of GenerationConfig fields, got {type(fields).__name__}")
+    known = generation_fields()
+    for key in fields:
+        if key not in known:
+            raise _unknown_field_error(key, argument)
+    cfg = GenerationConfig()
+    try:
+        cfg.update(**fields)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{argument}` = {fields!r} is not a valid GenerationConfig: {err}") from err
+    cfg.update(**GenerationConfig._get_default_generation_params(), defaults_only=True)
+    _validate_values(cfg)
+    return cfg
+
+
+def merge_config(
+    generation_config: GenerationConfig | None,
+    kwargs: dict[str, Any],
+    *,
+    model_generation_config: GenerationConfig | None = None,
+) -> GenerationConfig:
+    """HF's precedence, the one place it is decided: call ``kwargs``, then ``generation_config``, then the model's
+    own ``generation_config``, then the library defaults (a private copy; nothing passed in is changed).
+
+    Raises:
+        ValueError: A key of ``kwargs`` is not a `GenerationConfig` field.
+
+    Example::
+
+        >>> merge_config(GenerationConfig(top_k=5), {"top_k": 7}).top_k
+        7
+    """
+    known = generation_fields()
+    for key in kwargs:
+        if key not in known:
+            raise _unknown_field_error(key, "generate")
+    cfg = copy.deepcopy(generation_config) if generation_config is not None else GenerationConfig()
+    if model_generation_config is not None:
+        cfg.update(**model_generation_config.to_dict(), defaults_only=True, allow_custom_entries=True)
+    cfg.update(**GenerationConfig._get_default_generation_params(), defaults_only=True)
+    cfg.update(**kwargs)
+    return cfg
+
+
+def eos_id_set(eos_token_id: Any) -> frozenset[int]:
+    """The EOS ids of a configuration value (None, one id, a list or tuple of ids, or a tensor) as a set.
+
+    Example::
+
+        >>> sorted(eos_id_set((2, 1))), eos_id_set(None), eos_id_set(torch.tensor([3]))
+        ([1, 2], frozenset(), frozenset({3}))
+    """
+    if eos_token_id is None:
+        return frozenset()
+    if isinstance(eos_token_id, torch.Tensor):
+        return frozenset(int(i) for i in eos_token_id.reshape(-1).tolist())
+    if isinstance(eos_token_id, (list, tuple, set, frozenset)):
+        return frozenset(int(i) for i in eos_token_id)
+    return frozenset([int(eos_token_id)])
+
+
+@dataclass
+class ResolvedConfig:
+    """A `GenerationConfig` with lengths and special tokens settled for one call of `generate`.
+
+    Attributes:
+        config: The merged configuration (a private copy; ``max_length``/``min_length`` are final).
+        eos: End-of-sequence ids as a 1-D tensor, or None.
+        pad: The id written after a sequence has ended (``pad_token_id``, else the first EOS id), or None.
+    """
+
+    config: GenerationConfig
+    eos: torch.Tensor | None
+    pad: torch.Tensor | None
+
+
+def resolve_config(
+    generation_config: GenerationConfig | None,
+    kwargs: dict[str, Any],
+    *,
+    model_generation_config: GenerationConfig | None,
+    prompt_length: int,
+    max_position_embeddings: int | None,
+    device: torch.device,
+) -> ResolvedConfig:
+    """Merge and validate the configuration for one `generate` call, as HF's `generate` does.
+
+    Args:
+        generation_config: The base configuration passed by the caller, or None.
+        kwargs: Field overrides passed as keyword arguments.
+        model_generation_config: The model's own defaults (``model.generation_config`` of a transformers model).
+        prompt_length: Length of the (padded) prompt, to turn ``max_new_tokens`` into ``max_length``.
+        max_position_embeddings: HF caps the implicit ``max_length=20`` default by this value.
+        device: Where the special-token tensors live.
+    """
+    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+        raise TypeError(
+            f"`generation_config` must be a transformers.GenerationConfig or None, got {type(generation_config).__name__}"
+        )
+    # HF decides whether `max_length` is its implicit default before any defaults are merged.
+    has_default_max_length = (
+        kwargs.get("max_length") is None
+        and (generation_config is None or generation_config.max_length is None)
+        and (model_generation_config is None or model_generation_config.max_length is None)
+    )
+    cfg = merge_config(generation_config, kwargs, model_generation_config=model_generation_config)
+    _validate_values(cfg)
+
+    if cfg.max_new_tokens is not None:
+        cfg.max_length = cfg.max_new_tokens + prompt_length
+    elif has_default_max_length:
+        cfg.max_length = cfg.max_length + prompt_length
+        if max_position_embeddings is not None:
+            cfg.max_length = min(cfg.max_length, max_position_embeddings)
+    if cfg.min_new_tokens is not None:
+        cfg.min_length = cfg.min_new_tokens + prompt_length
+    if prompt_length >= cfg.max_length:
+        raise ValueError(
+            f"`max_length` must be larger than the prompt length {prompt_length}, got {cfg.max_length}; "
+            "set `max_new_tokens` instead"
+        )
+
+    eos = None
+    if cfg.eos_token_id is not None:
+        eos = torch.as_tensor(cfg.eos_token_id, dtype=torch.long, device=device).reshape(-1)
+    pad = None
+    if cfg.pad_token_id is not None:
+        pad = torch.as_tensor(cfg.pad_token_id, dtype=torch.long, device=device)
+    elif eos is not None:
+        pad = eos[0]
+    return ResolvedConfig(config=cfg, eos=eos, pad=pad)

@@ -1,0 +1,154 @@
+"""Teacher-forced log-probabilities of token sequences under a model: how sure it is of a text."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from lightning_gen._checks import check_int
+from lightning_gen.decoding.adapters import model_device, output_logits
+
+__all__ = ["LastPositionOnlyError", "reference_loss", "sequence_logprobs", "token_logprobs"]
+
+
+class LastPositionOnlyError(ValueError):
+    """The model returned logits for the last position only, so sequences cannot be scored."""
+
+
+@torch.no_grad()
+def token_logprobs(
+    model_fn: Callable[[torch.Tensor], Any],
+    prompt_ids: Sequence[int],
+    target_ids: Sequence[int],
+    *,
+    context_length: int | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Teacher-forced log-probabilities `(N,)` (float32, on the CPU) of ``target_ids`` following ``prompt_ids``.
+
+    One forward over ``prompt_ids + target_ids`` (without the last token, which predicts nothing we score);
+    the logits at each position are turned into log-probabilities in float32 and the next token's is gathered.
+    The model's train/eval mode is the caller's business; gradients are off.
+
+    Args:
+        model_fn: Maps a `(1, T)` LongTensor to logits `(1, T, V)` for *every* position (a tensor, a tuple whose
+            first item they are, or an object or dict with ``logits``).
+        prompt_ids: The conditioning tokens; at least one.
+        target_ids: The tokens to score.
+        context_length: Most tokens the model takes at once. A longer sequence is cropped from the left; target
+            tokens with nothing left before them in the window are not scored, so ``N = min(len(target_ids),
+            context_length)``: the *last* ``N`` targets.
+        device: Where the ids go; None uses the device of the model's first parameter (CPU for a plain callable).
+
+    Raises:
+        ValueError: ``prompt_ids`` is empty, ``context_length`` is not a positive integer, the model returned the
+            last position only, or logits of another shape, or a target id is outside the logits' vocabulary.
+
+    Example::
+
+        >>> uniform = lambda ids: torch.zeros(1, ids.shape[1], 4)   # (1, T, V): every token has p = 1/4
+        >>> token_logprobs(uniform, [0], [1, 2])
+        tensor([-1.3863, -1.3863])
+    """
+    prompt, target = list(prompt_ids), list(target_ids)
+    if not prompt:
+        raise ValueError("`prompt_ids` must hold at least one token: the first target needs something to follow")
+    check_int("context_length", context_length, allow_none=True)
+    ids = prompt + target
+    if context_length is not None:
+        ids = ids[-(context_length + 1):]  # the last token is never fed, so the input is at most context_length
+    scored = min(len(target), len(ids) - 1)
+    if scored == 0:
+        return torch.empty(0)
+    device = torch.device(device) if device is not None else model_device(model_fn, torch.device("cpu"))
+    inputs = torch.tensor([ids[:-1]], dtype=torch.long, device=device)  # (1, T)
+    logits = output_logits(model_fn(inputs))
+    length = inputs.shape[1]
+    if logits.dim() != 3 or logits.shape[0] != 1 or logits.shape[1] != length:
+        if length > 1 and (logits.dim() == 2 or (logits.dim() == 3 and logits.shape[1] == 1)):
+            raise LastPositionOnlyError(
+                f"scoring needs full-sequence logits (1, T, V) with T={length}, but the model returned only the last "
+                f"position, shape {tuple(logits.shape)}; pass a callable that returns logits for every position"
+            )
+        raise ValueError(f"the model's logits must have shape (1, {length}, V), got {tuple(logits.shape)}")
+    targets = torch.tensor(ids[-scored:], dtype=torch.long, device=logits.device)  # (N,)
+    vocab = logits.shape[-1]
+    if int(targets.max()) >= vocab or int(targets.min()) < 0:
+        raise ValueError(f"token ids must be in [0, {vocab}) to be scored against logits of vocabulary {vocab}, "
+                         f"got {sorted(set(t for t in ids[-scored:] if not 0 <= t < vocab))[:5]}")
+    # Position t predicts token t + 1: the last `scored` positions predict the last `scored` tokens.
+    logprobs = torch.log_softmax(logits[0, -scored:].float(), dim=-1)  # (N, V)
+    return logprobs.gather(-1, targets[:, None]).squeeze(-1).cpu()  # (N,)
+
+
+def sequence_logprobs(
+    model_fn: Callable[[torch.Tensor], Any],
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    context_length: int | None = None,
+    device: torch.device | str | None = None,
+) -> list[float]:
+    """Mean per-token log-probability of each completion under the model, teacher-forced on its prompt.
+
+    One forward per completion (prompts differ in length and the model need not take a mask). A completion with
+    no scored token (empty) gives NaN. ``perplexity(mean)`` is ``exp(-mean)``. On the model's own samples this is
+    how sure it was of what it wrote: at temperature 1 it estimates the negative per-token entropy, near
+    ``-log(vocab size)`` at initialisation and rising towards 0 as training sharpens the distribution. A value
+    near 0 (perplexity near 1) with a high repeated n-gram rate means the model is confidently looping.
+
+    Args:
+        model_fn, context_length, device: As for `token_logprobs`.
+        prompt_ids: One list of prompt tokens per completion.
+        completion_ids: The completions' tokens.
+
+    Raises:
+        ValueError: The two lists differ in length, or as `token_logprobs`.
+
+    Example::
+
+        >>> uniform = lambda ids: torch.zeros(1, ids.shape[1], 4)
+        >>> [round(x, 4) for x in sequence_logprobs(uniform, [[0], [1, 2]], [[1, 2], [3]])]
+        [-1.3863, -1.3863]
+    """
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"`prompt_ids` and `completion_ids` must pair up, got {len(prompt_ids)} and {len(completion_ids)}")
+    out = []
+    for prompt, completion in zip(prompt_ids, completion_ids):
+        scores = token_logprobs(model_fn, prompt, completion, context_length=context_length, device=device)
+        out.append(float(scores.mean()) if scores.numel() else math.nan)
+    return out
+
+
+def reference_loss(
+    model_fn: Callable[[torch.Tensor], Any],
+    prompt_ids: Sequence[int],
+    reference_ids: Sequence[int],
+    *,
+    context_length: int | None = None,
+    device: torch.device | str | None = None,
+) -> float:
+    """Teacher-forced mean cross-entropy (nats per token) of a reference continuation given its prompt.
+
+    The per-prompt counterpart of the validation loss, on text you chose: healthy is falling roughly like the
+    training loss; a reference loss that rises while the training loss falls means the model is drifting away
+    from that kind of text.
+
+    Raises:
+        ValueError: ``reference_ids`` is empty, or as `token_logprobs`.
+
+    Example::
+
+        >>> uniform = lambda ids: torch.zeros(1, ids.shape[1], 4)
+        >>> round(reference_loss(uniform, [0], [1, 2, 3]), 4)   # log 4
+        1.3863
+    """
+    if not list(reference_ids):
+        raise ValueError("`reference_ids` must hold at least one token to score")
+    scores = token_logprobs(model_fn, prompt_ids, reference_ids, context_length=context_length, device=device)
+    return -float(scores.mean())
+
+

@@ -1,0 +1,374 @@
+"""`GenerationMonitor`: sample fixed prompts during training and log what the model writes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+from transformers import GenerationConfig, LogitsProcessor
+from typing_extensions import override
+
+from lightning_gen.decoding.adapters import find_context_length, find_vocab_size, require_compilable, resolve_adapter
+from lightning_gen.decoding.config import eos_id_set
+from lightning_gen.decoding.scoring import LastPositionOnlyError
+from lightning_gen.monitor._arguments import check_arguments
+from lightning_gen.monitor.distributed import DistributedMode, all_finished_fn, choose_mode, is_fsdp1, run_everywhere
+from lightning_gen.monitor.prompts import encode_prompts, prompts_from_batches
+from lightning_gen.monitor.round import sample_round
+from lightning_gen.monitor.sinks import SampleSink, sinks_for
+from lightning_gen.text.quality import summarize
+from lightning_gen.text.records import RECORDS_FILE
+from lightning_gen.text.samples import EncodedPrompts, Sample
+from lightning_gen.text.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
+
+__all__ = ["GenerationMonitor"]
+
+def _resolve_attr(root: nn.Module, dotted: str) -> Any:
+    obj: Any = root
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"`model_attr`={dotted!r}: {type(obj).__name__} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+@contextmanager
+def _gradient_checkpointing_off(model: nn.Module) -> Iterator[None]:
+    """Switch off every submodule's ``gradient_checkpointing`` flag (HF and most custom models) for sampling."""
+    flagged = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for module in flagged:
+        module.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for module in flagged:
+            module.gradient_checkpointing = True
+
+
+class GenerationMonitor(pl.Callback):
+    """Complete the same prompts at scheduled steps and log the samples, without disturbing training.
+
+    Each round runs `lightning_gen.generate` (Hugging Face's decoding) in eval mode under `torch.no_grad`, with
+    a generator seeded with ``seed`` on the model's device: the same noise every round, so samples are
+    comparable across steps, and no other random stream is touched, so training is bit-identical with or
+    without the monitor. Everything checkable is checked in ``__init__`` (bad configuration) or in ``setup``
+    (tokenizer, model, prompts' ids), before the first training step.
+
+    Args:
+        prompts: Prompt strings, or a path to a ``.txt`` (one a line) or ``.jsonl`` file (``{"prompt": ...,
+            "reference": ...}``).
+        tokenizer: None to use ``pl_module.tokenizer``, then ``trainer.datamodule.tokenizer``; an object with
+            ``encode``/``decode``; or a path to a ``tokenizer.json``, a local HF tokenizer folder, or a
+            sentencepiece ``.model``.
+        every_n_train_steps: Sample when ``global_step`` is a multiple of this.
+        every_n_epochs: Sample at the end of every n-th training epoch.
+        train_time_interval: Sample when this much time has passed since the last round.
+        sample_on_train_start: Sample before the first step (step 0, a baseline).
+        sample_on_train_end: Sample after the last step.
+        generation: `GenerationConfig` fields (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
+            ``top_p`` ...). ``max_new_tokens`` defaults to 64; EOS and pad ids default to the tokenizer's.
+        logits_processors: Extra transformers `LogitsProcessor` objects, merged as HF merges them.
+        seed: Seed of the sampling generator, reset at every round.
+        model_attr: Dotted attribute of the LightningModule to call (e.g. ``"model"``); None calls the
+            LightningModule itself.
+        batch_size: Most prompts per forward; None puts them all in one batch (per length group).
+        context_length: Context length of the model; discovered from the model when None.
+        tag: Prefix of the logged tags.
+        on_error: What a failure while sampling does: ``"warn"`` warns and training goes on, ``"raise"`` re-raises.
+        also_greedy: Also decode greedily and show the greedy completion beside the sampled one.
+        distributed: With several processes: ``"shard"`` splits the prompt batches over processes and gathers
+            the samples to rank 0 (data-parallel strategies); ``"lockstep"`` runs every batch on every process
+            with a synchronised stop (needed when the model is sharded: FSDP, DeepSpeed stage 3);
+            ``"rank_zero"`` samples on global rank 0 only (safe only if the forward is no collective);
+            ``"auto"`` picks lockstep for sharded strategies, else shard.
+        empty_cache: Release cached GPU memory after each round (``torch.cuda.empty_cache``).
+        compile: Compile the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol) with
+            `torch.compile` (see `generate`); the first round pays the compilation (seconds to minutes).
+        log_metrics: Log sample-quality scalars under ``{tag}/...`` to every logger: length, EOS rate,
+            distinct-1/2, repeated 4-gram rate, tokens per second, and (when the model returns logits for every
+            position) the samples' mean log-prob / perplexity and the reference loss.
+        prompts_from_data: Also take this many prompts from the validation dataloader (the first examples, once).
+        data_prompt_tokens: Tokens of each data example used as the prompt.
+        data_reference_tokens: Tokens after that shown as the reference (the true continuation).
+
+    Raises:
+        ValueError: A bad value for any argument, naming it.
+        FileNotFoundError: ``prompts`` or ``tokenizer`` names a file that does not exist.
+        NotImplementedError: ``generation`` asks for beam search or another search mode.
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> monitor = GenerationMonitor(["Once upon a time"], every_n_train_steps=100,
+        ...                             generation={"max_new_tokens": 32, "do_sample": True, "top_p": 0.9})
+        >>> trainer = Trainer(callbacks=[monitor], logger=False, enable_progress_bar=False)
+    """
+
+    def __init__(
+        self,
+        prompts: list[str] | str,
+        tokenizer: str | TextTokenizer | None = None,
+        *,
+        every_n_train_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        train_time_interval: timedelta | None = None,
+        sample_on_train_start: bool = True,
+        sample_on_train_end: bool = True,
+        generation: dict[str, Any] | None = None,
+        logits_processors: list[LogitsProcessor] | None = None,
+        seed: int = 0,
+        model_attr: str | None = None,
+        batch_size: int | None = None,
+        context_length: int | None = None,
+        tag: str = "samples",
+        on_error: Literal["warn", "raise"] = "warn",
+        also_greedy: bool = False,
+        distributed: DistributedMode = "auto",
+        empty_cache: bool = False,
+        compile: bool = False,  # noqa: A002  (torch.compile's word)
+        log_metrics: bool = True,
+        prompts_from_data: int = 0,
+        data_prompt_tokens: int = 32,
+        data_reference_tokens: int = 32,
+    ) -> None:
+        super().__init__()
+        self.prompts = prompts
+        self._tokenizer_arg = tokenizer
+        self.every_n_train_steps = every_n_train_steps
+        self.every_n_epochs = every_n_epochs
+        self.train_time_interval = train_time_interval
+        self.sample_on_train_start = sample_on_train_start
+        self.sample_on_train_end = sample_on_train_end
+        self.generation = generation
+        self.logits_processors = logits_processors
+        self.seed = seed
+        self.model_attr = model_attr
+        self.batch_size = batch_size
+        self.context_length = context_length
+        self.tag = tag
+        self.on_error = on_error
+        self.also_greedy = also_greedy
+        self.distributed = distributed
+        self.empty_cache = empty_cache
+        self.compile = compile
+        self.log_metrics = log_metrics
+        self.prompts_from_data = prompts_from_data
+        self.data_prompt_tokens = data_prompt_tokens
+        self.data_reference_tokens = data_reference_tokens
+        check_arguments(self)
+        self._score = log_metrics
+        # Resume state: the last step sampled.
+        self.last_sampled_step: int | None = None
+        self._last_time = time.monotonic()
+        # Resolved in `setup`.
+        self._model: nn.Module | None = None
+        self._tokenizer: LoadedTokenizer | None = None
+        self._encoded: EncodedPrompts | None = None
+        self._config: GenerationConfig | None = None
+        self._sinks: list[SampleSink] = []
+        self._mode = "single"
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(tag=self.tag)
+
+    # ----------------------------------------------------------------- setup: every check before training
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        model = pl_module if self.model_attr is None else _resolve_attr(pl_module, self.model_attr)
+        if not callable(model):
+            raise TypeError(f"`model_attr`={self.model_attr!r} is a {type(model).__name__}, which is not callable")
+        # A compiled module would recompile for every new sequence length: sample the original.
+        model = getattr(model, "_orig_mod", model) if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else model
+        self._model = model
+        self._mode = choose_mode(trainer.strategy, self.distributed)
+        self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
+        fields = dict(self.generation)
+        if fields.get("eos_token_id") is None and self._tokenizer.eos_token_id is not None:
+            fields["eos_token_id"] = self._tokenizer.eos_token_id
+        if fields.get("pad_token_id") is None and self._tokenizer.pad_token_id is not None:
+            fields["pad_token_id"] = self._tokenizer.pad_token_id
+        self._config = GenerationConfig(**fields)
+        if self._config.stop_strings and self._tokenizer.hf_tokenizer is None:
+            raise ValueError("`generation.stop_strings` needs a Hugging Face tokenizer; this tokenizer is not one")
+
+        vocab = self._vocab_size(pl_module, model)
+        adapter = resolve_adapter(model, use_cache=self._config.use_cache is not False, context_length=self.context_length)
+        if self.compile:
+            require_compilable(adapter)
+        context = adapter.context_length or find_context_length(model) or find_context_length(pl_module)
+        budget = None
+        if context is not None:
+            budget = context - self._config.max_new_tokens if adapter.needs_room_for_new_tokens else context
+            if budget < 1:
+                raise ValueError(
+                    f"`generation.max_new_tokens`={self._config.max_new_tokens} leaves no room for a prompt in the "
+                    f"model's context length {context}"
+                )
+        self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=vocab, max_prompt_tokens=budget)
+        if self.prompts_from_data:
+            self._encoded = self._encoded + self._data_prompts(trainer, pl_module, budget)
+        if self._encoded.cropped:
+            rank_zero_warn(
+                f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens that fit the "
+                "context; they are cropped from the left"
+            )
+        log_dir = trainer.log_dir or trainer.default_root_dir  # on every rank: `log_dir` is a collective
+        self._sinks, skipped = sinks_for(trainer.loggers, log_dir=log_dir)
+        if len(skipped) == len(trainer.loggers):
+            rank_zero_warn(
+                f"GenerationMonitor: no attached logger can show text (loggers: {skipped or 'none'}); samples go only "
+                f"to {os.path.join(log_dir, RECORDS_FILE)}. Attach a TensorBoard, W&B, MLflow or CSV logger to see them."
+            )
+        elif skipped:
+            rank_zero_warn(f"GenerationMonitor: {skipped} cannot show text; they get only the scalars")
+
+    def _data_prompts(self, trainer: pl.Trainer, pl_module: pl.LightningModule, budget: int | None) -> EncodedPrompts:
+        source = trainer.datamodule if trainer.datamodule is not None else pl_module
+        try:
+            loader = source.val_dataloader()
+        except Exception as err:
+            raise ValueError(f"`prompts_from_data`={self.prompts_from_data} needs a validation dataloader: {err}") from err
+        prompt_tokens = min(self.data_prompt_tokens, budget) if budget is not None else self.data_prompt_tokens
+        return prompts_from_batches(loader, self._tokenizer, count=self.prompts_from_data,
+                                    prompt_tokens=prompt_tokens, reference_tokens=self.data_reference_tokens)
+
+    def _resolve_tokenizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LoadedTokenizer:
+        if self._tokenizer_arg is not None:
+            return load_tokenizer(self._tokenizer_arg)
+        for owner, name in ((pl_module, "pl_module.tokenizer"), (trainer.datamodule, "trainer.datamodule.tokenizer")):
+            found = getattr(owner, "tokenizer", None) if owner is not None else None
+            if found is not None:
+                return load_tokenizer(found, argument=name)
+        raise ValueError(
+            "`tokenizer` is None and neither `pl_module.tokenizer` nor `trainer.datamodule.tokenizer` is set; "
+            "pass `tokenizer=` (an object with encode/decode, or a path)"
+        )
+
+    @staticmethod
+    def _vocab_size(pl_module: pl.LightningModule, model: Any) -> int | None:
+        found = find_vocab_size(model) or find_vocab_size(pl_module)
+        if found is not None:
+            return found
+        value = pl_module.hparams.get("vocab_size") if hasattr(pl_module, "hparams") else None
+        return value if isinstance(value, int) and value > 0 else None
+
+    # ----------------------------------------------------------------- schedule
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_time = time.monotonic()
+        if self.sample_on_train_start:
+            self._maybe_sample(trainer, pl_module)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        due = False
+        if self.every_n_train_steps is not None:
+            due = step > 0 and step % self.every_n_train_steps == 0
+        elif self.train_time_interval is not None:
+            elapsed = time.monotonic() - self._last_time
+            # Clocks differ across processes: rank 0 decides for everyone.
+            due = bool(trainer.strategy.broadcast(elapsed >= self.train_time_interval.total_seconds()))
+        if due:
+            self._maybe_sample(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._maybe_sample(trainer, pl_module)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.sample_on_train_end:
+            self._maybe_sample(trainer, pl_module)
+
+    # ----------------------------------------------------------------- one round
+    def _maybe_sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        if trainer.sanity_checking or self.last_sampled_step == step or self._encoded is None:
+            return
+        self.last_sampled_step = step
+        self._last_time = time.monotonic()
+        try:
+            self.sample_now(trainer, step)
+        except Exception as err:  # noqa: BLE001 - a failed round must not end the run (KeyboardInterrupt still does)
+            if self.on_error == "raise":
+                raise
+            rank_zero_warn(f"GenerationMonitor: sampling at step {step} failed with {type(err).__name__}: {err}; "
+                           "training continues")
+
+    def sample_now(self, trainer: pl.Trainer, step: int) -> list[Sample]:
+        """Run one round now, on every process as the mode requires, and hand the samples to the loggers.
+
+        Returns the samples on global rank 0 (an empty list elsewhere).
+        """
+        assert self._model is not None and self._tokenizer is not None and self._encoded is not None
+        start = time.perf_counter()
+        try:
+            pairs = run_everywhere(trainer.strategy, self._mode, lambda: self._run_round(trainer),
+                                   is_global_zero=trainer.is_global_zero)
+        except LastPositionOnlyError:
+            rank_zero_warn("GenerationMonitor: the model returns logits for the last position only, so samples are "
+                           "not scored (mean log-prob, reference loss); the other scalars are still logged")
+            self._score = False
+            pairs = run_everywhere(trainer.strategy, self._mode, lambda: self._run_round(trainer),
+                                   is_global_zero=trainer.is_global_zero)
+        if not trainer.is_global_zero:
+            return []
+        samples = [sample for _, sample in sorted(pairs, key=lambda pair: pair[0])]
+        for sink in self._sinks:
+            sink.write(step, samples, tag=self.tag)
+        if self.log_metrics:
+            eos_ids = eos_id_set(self._config.eos_token_id)
+            scalars = summarize(samples, eos_ids=eos_ids, seconds=time.perf_counter() - start)
+            for logger in trainer.loggers:
+                logger.log_metrics({f"{self.tag}/{name}": value for name, value in scalars.items()}, step=step)
+        return samples
+
+    def _run_round(self, trainer: pl.Trainer) -> list[tuple[int, Sample]]:
+        strategy = trainer.strategy
+        model = self._model
+        if self._mode == "lockstep" and is_fsdp1(strategy) and self.model_attr is None:
+            model = strategy.model  # FSDP1 gathers the root's parameters only when the root module is called
+        shard = (strategy.global_rank, strategy.world_size) if self._mode == "shard" else (0, 1)
+        try:
+            with trainer.precision_plugin.forward_context(), _gradient_checkpointing_off(model):
+                return sample_round(
+                    model, self._encoded, self._tokenizer, self._config,
+                    seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
+                    context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
+                    all_finished=all_finished_fn(strategy) if self._mode == "lockstep" else None, score=self._score,
+                    compile=self.compile,
+                )
+        finally:
+            if self.empty_cache and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _batch_size(self, strategy: Any) -> int | None:
+        if self.batch_size is None and self._mode == "shard":
+            # One batch per process; set `batch_size` to get samples identical to a single-process run.
+            return -(-len(self._encoded.ids) // strategy.world_size)
+        return self.batch_size
+
+    # ----------------------------------------------------------------- resume
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_sampled_step": self.last_sampled_step}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_sampled_step = state_dict.get("last_sampled_step")

@@ -1,0 +1,88 @@
+"""The prompts of every round, tokenized once at `setup`: the user's prompts, and examples from the validation data
+(their first tokens as the prompt, the true continuation as the reference)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from lightning_gen.text.samples import EncodedPrompts, Prompt
+from lightning_gen.text.tokenization import LoadedTokenizer
+
+__all__ = ["encode_prompts", "prompts_from_batches"]
+
+
+def encode_prompts(
+    prompts: Sequence[Prompt], tokenizer: LoadedTokenizer, *, vocab_size: int | None, max_prompt_tokens: int | None
+) -> EncodedPrompts:
+    """Tokenize prompts once, check every id fits the vocabulary, crop long prompts from the left.
+
+    Raises:
+        ValueError: The tokenizer fails on a prompt, a prompt encodes to no tokens, or to ids outside ``[0, vocab_size)``.
+    """
+    ids, cropped = [], []
+    for i, prompt in enumerate(prompts):
+        try:
+            tokens = tokenizer.encode(prompt.text)
+        except Exception as err:
+            raise ValueError(
+                f"`prompts[{i}]` {prompt.text!r} could not be encoded by the tokenizer: {type(err).__name__}: {err}"
+            ) from err
+        if not tokens:
+            raise ValueError(f"`prompts[{i}]` {prompt.text!r} encodes to no tokens")
+        bad = [t for t in tokens if t < 0 or (vocab_size is not None and t >= vocab_size)]
+        if bad:
+            raise ValueError(
+                f"`prompts[{i}]` {prompt.text!r} encodes to ids {bad[:5]} outside the model's vocabulary "
+                f"[0, {vocab_size}); does the tokenizer match the model?"
+            )
+        if max_prompt_tokens is not None and len(tokens) > max_prompt_tokens:
+            tokens = tokens[-max_prompt_tokens:]
+            cropped.append(i)
+        ids.append(tokens)
+    references = [tokenizer.encode(p.reference) if p.reference else None for p in prompts]
+    return EncodedPrompts(list(prompts), ids, cropped, references)
+
+
+def _token_rows(batch: Any) -> torch.Tensor:
+    """The `(B, T)` token ids of a batch: the tensor itself, the first item of a tuple, or ``input_ids``."""
+    if isinstance(batch, dict):
+        batch = batch.get("input_ids")
+    elif isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    if not isinstance(batch, torch.Tensor) or batch.dim() != 2 or batch.is_floating_point():
+        raise ValueError(
+            "`prompts_from_data` needs validation batches of token ids: a (B, T) integer tensor, a tuple whose first "
+            f"item is one, or a dict with 'input_ids'; got {type(batch).__name__}"
+        )
+    return batch
+
+
+def prompts_from_batches(
+    batches: Iterable[Any], tokenizer: LoadedTokenizer, *, count: int, prompt_tokens: int, reference_tokens: int
+) -> EncodedPrompts:
+    """The first ``count`` examples of ``batches``: ``prompt_tokens`` tokens as prompt, the next
+    ``reference_tokens`` as reference. Deterministic as long as the dataloader's order is (validation loaders
+    are not shuffled); chosen once, so every round shows the same examples.
+
+    Raises:
+        ValueError: The batches hold fewer than ``count`` examples, or examples shorter than the prompt plus one
+            reference token, or no token ids.
+    """
+    prompts, ids, references = [], [], []
+    for batch in batches:
+        for row in _token_rows(batch).tolist():
+            if len(row) < prompt_tokens + 1:
+                raise ValueError(
+                    f"`data_prompt_tokens`={prompt_tokens} needs validation examples of more than {prompt_tokens} "
+                    f"tokens, got one of {len(row)}"
+                )
+            prompt, reference = row[:prompt_tokens], row[prompt_tokens:prompt_tokens + reference_tokens]
+            prompts.append(Prompt(tokenizer.decode(prompt), tokenizer.decode(reference)))
+            ids.append(prompt)
+            references.append(reference)
+            if len(ids) == count:
+                return EncodedPrompts(prompts, ids, [], references)
+    raise ValueError(f"`prompts_from_data`={count} asks for more examples than the validation data holds ({len(ids)})")

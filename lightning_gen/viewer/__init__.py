@@ -1,0 +1,2 @@
+"""Views of the samples a run logged: the ``lightning-gen`` command. Never imports torch, transformers or
+Lightning, so it starts at once on a login node."""

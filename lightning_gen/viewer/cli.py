@@ -1,0 +1,98 @@
+"""`lightning-gen`: read back the samples a run logged and show how each prompt's completion changed.
+
+Usage::
+
+    lightning-gen show LOGDIR [--tag samples] [--prompt N ...] [--steps S ...] [--diff] [--width W]
+    lightning-gen export LOGDIR --format md|jsonl [--out FILE]
+
+LOGDIR is searched recursively. ``samples.jsonl`` files (one JSON object per prompt per step, written by the
+monitor) are read when there are any, since they keep ids and metrics; otherwise TensorBoard event files, whose
+``{tag}/prompt_NN`` text is parsed back from the escaped markdown `lightning_gen.text.rendering` stores. Exit codes:
+0 done, 1 no samples (or none match the filters), 2 bad arguments or a LOGDIR that does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from lightning_gen.viewer._errors import CliError
+from lightning_gen.viewer.export import render_jsonl, render_markdown
+from lightning_gen.viewer.records import load_records, select_records
+from lightning_gen.viewer.show import render_show
+
+__all__ = ["main"]
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightning-gen", description="Read back the samples GenerationMonitor logged.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{show,export}")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("logdir", metavar="LOGDIR", help="a log directory (searched recursively) or a samples.jsonl")
+        sub.add_argument("--tag", default="samples", help="the monitor's tag (default: %(default)s)")
+        sub.add_argument("--prompt", type=int, nargs="+", metavar="N", help="only these prompt indices")
+        sub.add_argument("--steps", type=int, nargs="+", metavar="S", help="only these steps")
+
+    show = commands.add_parser("show", help="print each prompt's completions step by step")
+    common(show)
+    show.add_argument("--diff", action="store_true", help="mark what changed since the previous step")
+    show.add_argument("--width", type=int, metavar="W", help="line width (default: the terminal's)")
+    show.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                      help="colour the --diff marks (auto: when stdout is a terminal and NO_COLOR is unset)")
+    export = commands.add_parser("export", help="write the samples as markdown or JSON lines")
+    common(export)
+    export.add_argument("--format", choices=["md", "jsonl"], required=True)
+    export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    return parser
+
+
+def _write(stream: TextIO, text: str) -> None:
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:  # a legacy console encoding: keep going, show what cannot be encoded as escapes
+        encoding = stream.encoding or "ascii"
+        stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+
+def _use_color(choice: str) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lightning-gen``; returns the exit code (0 ok, 1 no samples, 2 bad arguments or missing LOGDIR)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "show" and args.width is not None and args.width < 20:
+        parser.error(f"--width must be at least 20, got {args.width}")
+    try:
+        records = select_records(load_records(args.logdir, args.tag), args.prompt, args.steps)
+        if args.command == "show":
+            width = args.width or shutil.get_terminal_size((100, 24)).columns
+            text = render_show(records, width=width, diff=args.diff, color=_use_color(args.color))
+        else:
+            text = render_markdown(records) if args.format == "md" else render_jsonl(records)
+        if args.command == "export" and args.out:
+            Path(args.out).write_text(text, encoding="utf-8")
+            print(f"lightning-gen: wrote {len(records)} samples to {args.out}", file=sys.stderr)
+        else:
+            _write(sys.stdout, text)
+            sys.stdout.flush()
+    except CliError as err:
+        print(f"lightning-gen: error: {err}", file=sys.stderr)
+        return err.code
+    except BrokenPipeError:  # `lightning-gen show ... | head`: the reader left, which is fine
+        # Point stdout at devnull so the flush at interpreter exit does not raise again (Python docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

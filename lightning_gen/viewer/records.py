@@ -1,0 +1,165 @@
+"""Read back the samples a run logged: ``samples.jsonl`` files, else TensorBoard event files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lightning_gen.text.records import RECORDS_FILE, parse_prompt_tag, prompt_tag, tag_width
+from lightning_gen.text.rendering import parse_sample_markdown
+from lightning_gen.viewer._errors import CliError
+
+__all__ = ["Record", "group_records", "group_title", "load_records", "select_records"]
+
+_EVENTS_GLOB = "events.out.tfevents.*"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One prompt's sample at one step of one run, as read back from the logs.
+
+    ``run`` is the directory the samples came from, relative to LOGDIR; ids and metrics are only known when
+    they came from a ``samples.jsonl``.
+    """
+
+    run: str
+    tag: str
+    index: int
+    step: int
+    prompt: str
+    completion: str
+    greedy: str | None = None
+    reference: str | None = None
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _warn(message: str) -> None:
+    print(f"lightning-gen: warning: {message}", file=sys.stderr)
+
+
+def _run_name(directory: Path, root: Path) -> str:
+    return directory.relative_to(root).as_posix() if directory != root else "."
+
+
+def _read_jsonl(path: Path, run: str, tag: str) -> list[Record]:
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if obj.get("tag", tag) != tag:
+                    continue
+                records.append(Record(
+                    run=run, tag=tag, index=int(obj["index"]), step=int(obj["step"]),
+                    prompt=str(obj["prompt"]), completion=str(obj["completion"]),
+                    greedy=obj.get("greedy"), reference=obj.get("reference"),
+                    prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
+                    metrics=dict(obj.get("metrics") or {}),
+                ))
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                # A run killed mid-write leaves a torn last line; one bad line should not hide the rest.
+                _warn(f"{path}:{number}: skipped, not a sample record ({type(err).__name__}: {err})")
+    return records
+
+
+def _read_events(directory: Path, run: str, tag: str) -> tuple[list[Record], set[str]]:
+    """The records of ``tag`` in one directory's event files, and every monitor tag found there."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(directory), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    records, tags = [], set()
+    for name in accumulator.Tags().get("tensors", []):
+        parsed = parse_prompt_tag(name)
+        if parsed:
+            tags.add(parsed[0])
+        if not parsed or parsed[0] != tag:
+            continue
+        for event in accumulator.Tensors(name):
+            sample = parse_sample_markdown(event.tensor_proto.string_val[0].decode("utf-8"))
+            records.append(Record(run=run, tag=tag, index=parsed[1], step=event.step,
+                                  prompt=sample.prompt, completion=sample.completion,
+                                  greedy=sample.greedy, reference=sample.reference))
+    return records, tags
+
+
+def _latest(records: Iterable[Record]) -> list[Record]:
+    """One record per (run, tag, prompt, step), the last one read (a resumed run may log a step twice)."""
+    unique = {(r.run, r.tag, r.index, r.step): r for r in records}
+    return [unique[key] for key in sorted(unique)]
+
+
+def load_records(logdir: str | os.PathLike[str], tag: str = "samples") -> list[Record]:
+    """Every sample logged under ``logdir`` (a directory, a ``samples.jsonl`` or an event file) for ``tag``.
+
+    ``samples.jsonl`` files are preferred: when LOGDIR holds any, event files are not read.
+
+    Returns:
+        Records sorted by run, prompt index and step.
+
+    Raises:
+        CliError: ``logdir`` does not exist (code 2); nothing was logged under ``tag`` (code 1).
+    """
+    root = Path(logdir)
+    if not root.exists():
+        raise CliError(f"LOGDIR {str(logdir)!r} does not exist", code=2)
+    base = root.parent if root.is_file() else root
+    if root.is_file():
+        jsonl, events = ([root], []) if root.suffix == ".jsonl" else ([], [root])
+    else:
+        jsonl = sorted(root.rglob(RECORDS_FILE))
+        events = [] if jsonl else sorted(root.rglob(_EVENTS_GLOB))
+    records: list[Record] = []
+    tags: set[str] = set()
+    for path in jsonl:
+        records += _read_jsonl(path, _run_name(path.parent, base), tag)
+    # An accumulator reads every event file of its directory in order: one per directory (= per run).
+    for source in [root] if events and root.is_file() else sorted({path.parent for path in events}):
+        found, found_tags = _read_events(source, _run_name(source if source.is_dir() else source.parent, base), tag)
+        records += found
+        tags |= found_tags
+    files = jsonl or events
+    if not records:
+        what = f"{len(files)} {RECORDS_FILE if jsonl else 'event'} file(s)" if files else f"no {RECORDS_FILE} or event file"
+        hint = f"; tags found: {', '.join(sorted(tags))} (pass --tag)" if tags else ""
+        raise CliError(f"no samples with tag {tag!r} under {str(logdir)!r} ({what}){hint}")
+    return _latest(records)
+
+
+def select_records(records: list[Record], prompts: Sequence[int] | None, steps: Sequence[int] | None) -> list[Record]:
+    """The records of the given prompt indices and steps (None: all).
+
+    Raises:
+        CliError: Nothing matches; the message lists the prompts and steps there are.
+    """
+    selected = [r for r in records if (prompts is None or r.index in prompts) and (steps is None or r.step in steps)]
+    if not selected:
+        have_prompts = ", ".join(map(str, sorted({r.index for r in records})))
+        have_steps = ", ".join(map(str, sorted({r.step for r in records})))
+        asked = " ".join(f"{flag} {' '.join(map(str, values))}" for flag, values in
+                         (("--prompt", prompts), ("--steps", steps)) if values is not None)
+        raise CliError(f"no samples match {asked} (prompts: {have_prompts}; steps: {have_steps})")
+    return selected
+
+
+def group_records(records: list[Record]) -> list[list[Record]]:
+    """Records grouped per (run, tag, prompt), in order; each group sorted by step."""
+    groups: dict[tuple[str, str, int], list[Record]] = {}
+    for r in records:
+        groups.setdefault((r.run, r.tag, r.index), []).append(r)
+    return [sorted(group, key=lambda r: r.step) for _, group in sorted(groups.items())]
+
+
+def group_title(group: list[Record], many_runs: bool, prompts: int = 1) -> str:
+    """The group's prompt tag as the monitor wrote it (``prompts``: how many prompts the run had), and its run."""
+    first = group[0]
+    title = prompt_tag(first.tag, first.index, tag_width(prompts))
+    return f"{first.run} · {title}" if many_runs else title

@@ -1,0 +1,220 @@
+"""`generate_completions`: prompts of mixed lengths give what per-group (plain) or per-prompt (HF) calls give."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+from lightning_gen import generate, generate_completions
+from lightning_gen.decoding.batching import plan_batches
+
+V = 24
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class CumMeanLM(nn.Module):
+    """Plain LM where every position sees the mean of the prefix: padding would change its output."""
+
+    vocab_size = V
+
+    def __init__(self) -> None:
+        super().__init__()
+        with seeded(0):
+            self.emb = nn.Embedding(V, 12)
+            self.head = nn.Linear(12, V)
+            nn.init.normal_(self.emb.weight, std=2.0)
+        self.batch_shapes: list[tuple[int, int]] = []
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        self.batch_shapes.append(tuple(ids.shape))
+        x = self.emb(ids)  # (B, T, C)
+        mean = x.cumsum(1) / torch.arange(1, ids.shape[1] + 1).view(1, -1, 1)
+        return self.head(torch.tanh(x + mean))  # (B, T, V)
+
+
+class Script(nn.Module):
+    """Bigram lookup: the next token after t is ``table[t]``."""
+
+    vocab_size = V
+
+    def __init__(self, table: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("table", 10.0 * F.one_hot(torch.tensor(table), V).float())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table[ids]  # (B, T, V)
+
+
+MIXED = [[3, 4, 5], [6, 7], [8, 9, 10], [11], [12, 13], [14, 15, 16]]  # lengths 3, 2, 3, 1, 2, 3
+
+
+# ---------------------------------------------------------------------------------------- plan_batches
+@pytest.mark.parametrize(("lengths", "batch_size", "pad", "expected"), [
+    ([3, 5, 3, 5, 4], 8, False, [[0, 2], [1, 3], [4]]),
+    ([3, 5, 3, 5, 4], 8, True, [[0, 1, 2, 3, 4]]),
+    ([3, 5, 3, 5, 4], 2, True, [[0, 1], [2, 3], [4]]),
+    ([3, 3, 3, 5], 2, False, [[0, 1], [2], [3]]),
+    ([7, 7, 7], 1, False, [[0], [1], [2]]),
+    ([4], 3, True, [[0]]),
+])
+def test_plan_batches(lengths, batch_size, pad, expected):
+    assert plan_batches(lengths, batch_size=batch_size, pad=pad) == expected
+
+
+def test_plan_batches_never_mixes_lengths_without_padding():
+    lengths = [5, 1, 5, 2, 1, 5, 2, 2, 5]
+    plan = plan_batches(lengths, batch_size=2, pad=False)
+    assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
+    assert all(len({lengths[i] for i in batch}) == 1 and len(batch) <= 2 for batch in plan)
+
+
+# ---------------------------------------------------------------------------------------- plain models
+def test_plain_model_is_never_shown_padding():
+    model = CumMeanLM()
+    generate_completions(model, MIXED, max_new_tokens=2)
+    prefills = model.batch_shapes[::2]
+    assert prefills == [(3, 3), (2, 2), (1, 1)]  # one call per length, in order of first appearance
+
+
+def test_plain_sampling_equals_generate_per_length_group_with_a_shared_generator():
+    model = CumMeanLM()
+    kwargs = dict(max_new_tokens=6, do_sample=True, temperature=1.5)
+    out = generate_completions(model, MIXED, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    generator = torch.Generator().manual_seed(0)
+    expected: dict[int, list[int]] = {}
+    for group in ([0, 2, 5], [1, 4], [3]):  # one call per length, in order of first appearance
+        ids = torch.tensor([MIXED[i] for i in group])
+        new = generate(model, ids, generator=generator, **kwargs)[:, ids.shape[1]:]
+        expected.update(zip(group, new.tolist()))
+    assert out == [expected[i] for i in range(len(MIXED))]
+
+
+def test_plain_batch_size_splits_groups_and_keeps_the_order():
+    model = CumMeanLM()
+    whole = generate_completions(model, MIXED, max_new_tokens=5)
+    model.batch_shapes.clear()
+    split = generate_completions(model, MIXED, max_new_tokens=5, batch_size=1)
+    assert split == whole
+    assert all(shape[0] == 1 for shape in model.batch_shapes)
+    alone = [generate(model, torch.tensor([p]), max_new_tokens=5)[0, len(p):].tolist() for p in MIXED]
+    assert whole == alone
+
+
+def test_completions_are_cut_after_the_first_eos():
+    table = [(t + 1) % V for t in range(V)]
+    table[5] = 1  # 3 → 4 → 5 → EOS(1)
+    model = Script(table)
+    out = generate_completions(model, [[3], [4, 5], [10, 11]], max_new_tokens=5, eos_token_id=1, pad_token_id=0)
+    assert out == [[4, 5, 1], [1], [12, 13, 14, 15, 16]]
+
+
+def test_completions_are_cut_at_any_eos_and_without_pad_token():
+    table = [(t + 1) % V for t in range(V)]
+    table[5], table[12] = 1, 2
+    out = generate_completions(Script(table), [[3], [10, 11]], max_new_tokens=6, eos_token_id=[2, 1])
+    assert out == [[4, 5, 1], [12, 2]]
+
+
+def test_num_return_sequences_are_grouped_per_prompt_in_prompt_order():
+    model = CumMeanLM()
+    prompts = [[3, 4, 5], [6], [7, 8, 9]]
+    out = generate_completions(model, prompts, max_new_tokens=4, do_sample=True, num_return_sequences=2,
+                               generator=torch.Generator().manual_seed(1))
+    assert len(out) == 6
+    generator = torch.Generator().manual_seed(1)
+    first = generate(model, torch.tensor([prompts[0], prompts[2]]), max_new_tokens=4, do_sample=True,
+                     num_return_sequences=2, generator=generator)[:, 3:].tolist()
+    second = generate(model, torch.tensor([prompts[1]]), max_new_tokens=4, do_sample=True,
+                      num_return_sequences=2, generator=generator)[:, 1:].tolist()
+    assert out == first[:2] + second + first[2:]
+
+
+def test_prompts_may_be_tensors():
+    model = CumMeanLM()
+    assert generate_completions(model, [torch.tensor([3, 4]), torch.tensor([5])], max_new_tokens=3) == \
+        generate_completions(model, [[3, 4], [5]], max_new_tokens=3)
+
+
+def test_context_length_is_passed_to_the_adapter():
+    model = CumMeanLM()
+    generate_completions(model, [[3, 4, 5, 6]], max_new_tokens=4, context_length=3)
+    assert max(shape[1] for shape in model.batch_shapes) == 3
+
+
+# ---------------------------------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize(("prompts", "kwargs", "fragment"), [
+    ([], {}, "`prompts` is empty"),
+    ([[3, 4], []], {}, "`prompts[1]` is empty"),
+    ([[3, 4]], {"batch_size": 0}, "`batch_size` must be a positive integer or None, got 0"),
+    ([[3, 4]], {"batch_size": -2}, "got -2"),
+    ([[3, 4]], {"batch_size": 1.5}, "got 1.5"),
+])
+def test_bad_arguments_are_refused(prompts, kwargs, fragment):
+    model = CumMeanLM()
+    with pytest.raises(ValueError) as err:
+        generate_completions(model, prompts, max_new_tokens=2, **kwargs)
+    assert fragment in str(err.value)
+    assert model.batch_shapes == []
+
+
+# ---------------------------------------------------------------------------------------- transformers models
+def _gpt2() -> GPT2LMHeadModel:
+    with seeded(0):
+        return GPT2LMHeadModel(GPT2Config(
+            n_layer=2, n_head=2, n_embd=32, vocab_size=V, n_positions=64, initializer_range=0.5,
+            pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        )).eval()
+
+
+def _llama() -> LlamaForCausalLM:
+    with seeded(0):
+        return LlamaForCausalLM(LlamaConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=V, max_position_embeddings=64, initializer_range=0.5, pad_token_id=0, eos_token_id=1,
+            bos_token_id=2,
+        )).eval()
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def hf_model(request) -> PreTrainedModel:
+    return {"gpt2": _gpt2, "llama": _llama}[request.param]()
+
+
+def _prompts() -> list[list[int]]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.randint(3, V, (n,), generator=g).tolist() for n in (3, 7, 1, 5, 7, 2)]
+
+
+def test_hf_prompts_are_left_padded_into_one_batch(hf_model):
+    shapes = []
+    handle = hf_model.register_forward_pre_hook(lambda m, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                                with_kwargs=True)
+    try:
+        generate_completions(hf_model, _prompts(), max_new_tokens=3)
+    finally:
+        handle.remove()
+    assert shapes[0] == (6, 7)  # all six prompts in one left-padded prefill
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_hf_greedy_left_padded_batch_equals_each_prompt_alone(hf_model, batch_size):
+    prompts = _prompts()
+    batched = generate_completions(hf_model, prompts, max_new_tokens=10, batch_size=batch_size)
+    alone = [generate(hf_model, torch.tensor([p]), max_new_tokens=10)[0, len(p):] for p in prompts]
+    eos = hf_model.generation_config.eos_token_id
+    alone = [a[: a.tolist().index(eos) + 1].tolist() if eos in a.tolist() else a.tolist() for a in alone]
+    assert batched == alone
+    assert any(len(c) < 10 for c in batched) or len({tuple(c) for c in batched}) > 1  # not a degenerate model

@@ -1,0 +1,154 @@
+"""Faults, precision, compiled and checkpointed models, memory: sampling never endangers the training run."""
+
+from __future__ import annotations
+
+import gc
+import warnings
+
+import pytest
+import torch
+from tiny import VOCAB, CharTokenizer, TinyCacheLM, TinyLM, text_events, trainer
+from transformers import GenerationConfig
+
+from lightning_gen import GenerationMonitor
+from lightning_gen.monitor.prompts import encode_prompts
+from lightning_gen.monitor.round import sample_round
+from lightning_gen.text.samples import Prompt
+from lightning_gen.text.tokenization import load_tokenizer
+
+GEN = {"max_new_tokens": 5, "do_sample": True}
+
+
+class NanLM(TinyLM):
+    def forward(self, ids):
+        logits = super().forward(ids)
+        return logits if self.training else logits * float("nan")
+
+
+class BadDecode(CharTokenizer):
+    def decode(self, ids):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+
+class FailingWriterLM(TinyLM):
+    def on_train_start(self):
+        def add_text(*args, **kwargs):
+            raise OSError("disk full")
+
+        self.logger.experiment.add_text = add_text
+
+
+def _fit_expecting_warning(tmp_path, model, match, **monitor_kwargs):
+    monitor = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN, **monitor_kwargs)
+    t = trainer(tmp_path, [monitor], max_steps=4)
+    with pytest.warns(UserWarning, match=match):
+        t.fit(model)
+    assert t.global_step == 4  # training reached max_steps
+    return t
+
+
+@pytest.mark.parametrize(
+    ("make_model", "match"),
+    [
+        (lambda: TinyLM(fail_forward=True), "RuntimeError: forward exploded"),
+        (NanLM, "RuntimeError: .*(nan|inf)"),
+        (lambda: _with_tokenizer(TinyLM(), BadDecode()), "UnicodeDecodeError"),
+        (FailingWriterLM, "OSError: disk full"),
+    ],
+    ids=["forward-raises", "nan-logits", "decode-raises", "logger-raises"],
+)
+def test_fault_warns_names_the_cause_and_training_completes(tmp_path, make_model, match):
+    _fit_expecting_warning(tmp_path, make_model(), match)
+
+
+def _with_tokenizer(model, tokenizer):
+    model.tokenizer = tokenizer
+    return model
+
+
+def test_keyboard_interrupt_is_never_swallowed(tmp_path):
+    class Interrupting(TinyLM):
+        def forward(self, ids):
+            if not self.training:
+                raise KeyboardInterrupt
+            return super().forward(ids)
+
+    monitor = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN, sample_on_train_start=False)
+    t = trainer(tmp_path, [monitor], max_steps=6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            t.fit(Interrupting())
+        except (KeyboardInterrupt, SystemExit):
+            pass
+    assert t.interrupted and t.global_step == 2  # Lightning's graceful shutdown ran; training stopped there
+    assert not any("GenerationMonitor" in str(w.message) for w in caught)
+
+
+def test_bf16_mixed_precision_samples_with_float32_processors(tmp_path):
+    seen = []
+
+    class Recording(TinyLM):
+        def forward(self, ids):
+            logits = super().forward(ids)
+            if not self.training:
+                seen.append(logits.dtype)
+            return logits
+
+    monitor = GenerationMonitor(["ab"], generation=GEN, sample_on_train_end=False)
+    trainer(tmp_path, [monitor], max_steps=1, precision="bf16-mixed").fit(Recording())
+    assert seen and set(seen) == {torch.bfloat16}  # the trainer's autocast was active while sampling
+    assert "samples/prompt_00" in text_events(str(tmp_path / "tb" / "version_0"))
+
+
+def test_compiled_module_is_sampled_through_its_original(tmp_path):
+    class Compiled(TinyLM):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.compile(TinyLM(), backend="eager")
+
+    model = Compiled()
+    monitor = GenerationMonitor(["ab"], generation=GEN, model_attr="net", sample_on_train_end=False)
+    trainer(tmp_path, [monitor], max_steps=1).fit(model)
+    assert monitor._model is model.net._orig_mod
+
+
+def test_gradient_checkpointing_is_off_while_sampling_and_restored(tmp_path):
+    states = []
+
+    class Checkpointed(TinyLM):
+        def __init__(self):
+            super().__init__()
+            self.mlp.gradient_checkpointing = True
+
+        def forward(self, ids):
+            if not self.training:
+                states.append(self.mlp.gradient_checkpointing)
+            return super().forward(ids)
+
+    model = Checkpointed()
+    trainer(tmp_path, [GenerationMonitor(["ab"], generation=GEN)], max_steps=1).fit(model)
+    assert states and not any(states)
+    assert model.mlp.gradient_checkpointing is True
+
+
+def _live_tensors() -> int:
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
+
+
+def test_no_memory_growth_over_100_rounds_and_caches_freed():
+    model = TinyCacheLM()
+    tokenizer = load_tokenizer(CharTokenizer())
+    encoded = encode_prompts([Prompt("ab"), Prompt("hello")], tokenizer, vocab_size=len(VOCAB), max_prompt_tokens=None)
+    config = GenerationConfig(**GEN)
+
+    def one_round():
+        sample_round(model, encoded, tokenizer, config, seed=0)
+        assert model.kv_cache is None  # the cache adapter freed it
+
+    one_round()
+    before = _live_tensors()
+    for _ in range(100):
+        one_round()
+    assert _live_tensors() == before

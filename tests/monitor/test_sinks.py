@@ -1,0 +1,307 @@
+"""Sinks with real loggers: each writes, and what the logger put on disk is read back.
+
+W&B runs offline and MLflow on a local file store, both under ``tmp_path``; nothing contacts a server.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import struct
+import time
+from pathlib import Path
+
+# Before mlflow is imported: no usage telemetry (there is no network here anyway).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from tiny import TinyLM, text_events, trainer
+
+import lightning_gen.monitor.callback
+from lightning_gen import GenerationMonitor
+from lightning_gen.text.samples import Sample
+from lightning_gen.monitor.sinks import (
+    CSVSink,
+    JsonlSink,
+    MLflowSink,
+    TensorBoardSink,
+    WandbSink,
+    sinks_for,
+)
+from lightning_gen.text.records import sample_record
+from lightning_gen.text.rendering import markdown_escape
+from lightning_gen.text.tables import sample_table
+
+
+def markdown_table(samples):
+    """The markdown table MLflow gets: the one table builder, with plain markdown escaping."""
+    return sample_table(samples, markdown_escape)
+
+GEN = {"max_new_tokens": 5, "do_sample": True}
+PROMPTS = ["ab", "hello"]
+# Text that breaks naive writers: CSV separators and quotes, newlines, markdown/HTML, non-ASCII.
+HOSTILE = Sample(
+    prompt='say, "hi"\nthen |go|',
+    completion=" <eos> *x*\r\n\tend, ü",
+    prompt_ids=[1, 2, 3],
+    completion_ids=[4, 5],
+    reference="ref, with\nnewline",
+    greedy="gr`eedy`",
+    metrics={"length": 2.0, "mean_logprob": float("nan")},
+)
+PLAIN = Sample(prompt="ab", completion="cd", prompt_ids=[0, 1], completion_ids=[2, 3])
+
+
+class NoTextLogger(Logger):
+    """A logger with no text API: the sinks skip it."""
+
+    name, version = "none", 0
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def fit(tmp_path, logger, max_steps=4, prompts=PROMPTS):
+    monitor = GenerationMonitor(prompts, every_n_train_steps=2, generation=GEN)
+    t = trainer(tmp_path, [monitor], max_steps=max_steps, logger=logger)
+    t.fit(TinyLM())
+    return t
+
+
+# ----------------------------------------------------------------- sinks_for
+def test_sinks_for_picks_one_sink_per_logger_skips_the_rest_and_adds_jsonl(tmp_path):
+    tb, csv_logger = TensorBoardLogger(str(tmp_path)), CSVLogger(str(tmp_path))
+    sinks, skipped = sinks_for([tb, NoTextLogger(), csv_logger])
+    assert [type(s) for s in sinks] == [TensorBoardSink, CSVSink] and skipped == ["NoTextLogger"]
+    assert sinks[0].logger is tb and sinks[1].logger is csv_logger
+    sinks, skipped = sinks_for([], log_dir=str(tmp_path))
+    assert [type(s) for s in sinks] == [JsonlSink] and skipped == []
+    assert sinks[0].path == os.path.join(str(tmp_path), "samples.jsonl")
+
+
+# ----------------------------------------------------------------- JSON Lines
+def test_jsonl_sink_appends_one_strict_json_object_per_prompt_per_step(tmp_path):
+    path = tmp_path / "new" / "samples.jsonl"
+    sink = JsonlSink(path)
+    sink.write(2, [HOSTILE, PLAIN], tag="samples")
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 2  # on disk after each step
+    sink.write(4, [PLAIN], tag="other")
+    text = path.read_text(encoding="utf-8")
+    assert "ü" in text  # ensure_ascii=False
+    records = [json.loads(line, parse_constant=pytest.fail) for line in text.splitlines()]  # no NaN tokens
+    assert records[0] == {
+        "step": 2, "tag": "samples", "index": 0, "prompt": HOSTILE.prompt, "completion": HOSTILE.completion,
+        "greedy": HOSTILE.greedy, "reference": HOSTILE.reference, "prompt_ids": [1, 2, 3], "completion_ids": [4, 5],
+        "metrics": {"length": 2.0, "mean_logprob": None},
+    }  # fmt: skip
+    assert records[1] == sample_record(2, 1, PLAIN, tag="samples")
+    assert records[1]["greedy"] is None and records[1]["reference"] is None
+    keys = [(r["step"], r["tag"], r["index"]) for r in records]
+    assert keys == [(2, "samples", 0), (2, "samples", 1), (4, "other", 0)]
+
+
+def test_jsonl_end_to_end_with_log_dir(tmp_path, monkeypatch):
+    # The monitor passes `log_dir` once it is wired; until then, give it one here.
+    jsonl_dir = tmp_path / "jsonl"
+    with_jsonl = lambda loggers, **_: sinks_for(loggers, log_dir=str(jsonl_dir))  # noqa: E731
+    monkeypatch.setattr(lightning_gen.monitor.callback, "sinks_for", with_jsonl)
+    fit(tmp_path, logger=False, max_steps=3)
+    records = [json.loads(line) for line in (jsonl_dir / "samples.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["index"]) for r in records] == [(0, 0), (0, 1), (2, 0), (2, 1), (3, 0), (3, 1)]
+    for r in records:
+        assert r["prompt"] == PROMPTS[r["index"]] and len(r["completion_ids"]) == GEN["max_new_tokens"]
+        assert r["prompt_ids"] == [ord(c) - ord("a") for c in r["prompt"]]
+
+
+# ----------------------------------------------------------------- CSV
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_sink_round_trips_commas_quotes_and_newlines(tmp_path):
+    logger = CSVLogger(str(tmp_path), name="csv", version=0)
+    sink = CSVSink(logger)
+    sink.write(3, [HOSTILE, PLAIN], tag="samples")
+    sink.write(5, [PLAIN], tag="samples")
+    rows = read_csv(Path(logger.log_dir) / "samples.csv")
+    assert list(rows[0]) == ["step", "tag", "index", "prompt", "completion", "greedy", "reference"]
+    assert [(r["step"], r["index"]) for r in rows] == [("3", "0"), ("3", "1"), ("5", "0")]
+    # newline="" on both sides keeps the "\r\n" inside a field exact.
+    assert rows[0]["prompt"] == HOSTILE.prompt and rows[0]["completion"] == HOSTILE.completion
+    assert rows[0]["greedy"] == HOSTILE.greedy and rows[0]["reference"] == HOSTILE.reference
+    assert rows[1]["greedy"] == "" and rows[1]["reference"] == ""
+
+
+def test_csv_end_to_end_in_the_loggers_folder(tmp_path):
+    t = fit(tmp_path, CSVLogger(str(tmp_path), name="csv", version=0))
+    log_dir = Path(t.logger.log_dir)
+    assert log_dir == tmp_path / "csv" / "version_0" and (log_dir / "hparams.yaml").exists()
+    rows = read_csv(log_dir / "samples.csv")
+    assert [(int(r["step"]), r["prompt"]) for r in rows] == [(s, p) for s in (0, 2, 4) for p in PROMPTS]
+    assert all(len(r["completion"]) == GEN["max_new_tokens"] and r["tag"] == "samples" for r in rows)
+
+
+# ----------------------------------------------------------------- TensorBoard (its text is tested in test_monitor)
+def test_tensorboard_sink_one_tag_per_prompt_and_an_overview(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    TensorBoardSink(logger).write(7, [PLAIN, PLAIN], tag="s")
+    events = text_events(logger.log_dir)
+    assert sorted(events) == ["s/all", "s/prompt_00", "s/prompt_01"]
+    assert all(sorted(by_step) == [7] for by_step in events.values())
+
+
+# ----------------------------------------------------------------- markdown
+def test_markdown_table_escapes_what_markdown_would_eat():
+    table = markdown_table([HOSTILE, PLAIN])
+    lines = table.splitlines()
+    assert lines[0] == "| # | prompt | completion | greedy | reference |" and len(lines) == 4
+    # The leading space is kept as &nbsp; (a table cell would trim it); every markdown character is escaped.
+    prompt, completion = r'say, "hi"<br>then \|go\|', r"&nbsp;\<eos\> \*x\*<br>" + "\tend, ü"
+    assert lines[2] == rf"| 0 | {prompt} | {completion} | gr\`eedy\` | ref, with<br>newline |"
+    assert lines[3] == "| 1 | ab | cd |  |  |"
+
+
+# ----------------------------------------------------------------- MLflow
+@pytest.fixture
+def mlflow_logger(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    # MLflow 3 refuses the file store unless asked; its database store needs sqlalchemy, which mlflow-skinny lacks.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLFlowLogger(experiment_name="gen", tracking_uri=f"file:{tmp_path / 'mlruns'}")
+
+
+def mlflow_artifacts(logger) -> Path:
+    (found,) = glob.glob(os.path.join(logger.save_dir, "*", logger.run_id, "artifacts"))
+    return Path(found)
+
+
+def test_mlflow_sink_writes_markdown_and_jsonl_artifacts(mlflow_logger):
+    MLflowSink(mlflow_logger).write(3, [HOSTILE, PLAIN], tag="samples")
+    folder = mlflow_artifacts(mlflow_logger) / "samples"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_00000003.jsonl", "step_00000003.md"]
+    markdown = (folder / "step_00000003.md").read_text(encoding="utf-8")
+    assert markdown == "# samples at step 3\n\n" + markdown_table([HOSTILE, PLAIN]) + "\n"
+    records = [json.loads(line) for line in (folder / "step_00000003.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert records == [sample_record(3, i, s, tag="samples") for i, s in enumerate([HOSTILE, PLAIN])]
+
+
+def test_mlflow_end_to_end(tmp_path, mlflow_logger):
+    fit(tmp_path, mlflow_logger)
+    folder = mlflow_artifacts(mlflow_logger) / "samples"
+    assert sorted(p.name for p in folder.glob("*.md")) == [f"step_{s:08d}.md" for s in (0, 2, 4)]
+    for step in (0, 2, 4):
+        records = [json.loads(line) for line in (folder / f"step_{step:08d}.jsonl").read_text().splitlines()]
+        assert [(r["step"], r["prompt"]) for r in records] == [(step, p) for p in PROMPTS]
+        shown = [Sample(r["prompt"], r["completion"], r["prompt_ids"], r["completion_ids"]) for r in records]
+        assert (folder / f"step_{step:08d}.md").read_text() == f"# samples at step {step}\n\n{markdown_table(shown)}\n"
+
+
+# ----------------------------------------------------------------- W&B
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb_home"))
+    # WandbLogger(offline=True) rewrites WANDB_MODE; setting it here makes monkeypatch restore it afterwards.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
+    yield tmp_path
+    wandb.finish()
+
+
+def wandb_records(run_dir: Path):
+    """The protobuf records of an offline run's ``run-*.wandb`` file (a LevelDB-style log of 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("run-*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, chunk = 7, b""  # after the header: magic, version
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _, length, kind = struct.unpack("<IHB", data[pos: pos + 7]) if left >= 7 else (0, 0, 0)
+        if length == 0 and kind == 0:  # block padding
+            pos += left
+            continue
+        if pos + 7 + length > len(data):  # still being written
+            return
+        chunk += data[pos + 7: pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            yield record
+
+
+def finished_run_records(run_dir: Path, timeout: float = 30.0) -> list:
+    """The run's records once its ``exit`` record is on disk: `wandb.finish` can return before the file is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(wandb_records(run_dir))
+        if records and records[-1].WhichOneof("record_type") == "exit" or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+def wandb_tables(run_dir: Path, key: str) -> dict[int, dict]:
+    """trainer/global_step → the table logged under ``key`` at that step, read from the files the run wrote."""
+    tables = {}
+    for record in finished_run_records(run_dir):
+        if record.WhichOneof("record_type") != "history":
+            continue
+        row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+        if f"{key}/path" in row:
+            assert row[f"{key}/_type"] == "table-file"
+            table = json.loads((run_dir / "files" / row[f"{key}/path"]).read_text(encoding="utf-8"))
+            tables[row["trainer/global_step"]] = table
+    return tables
+
+
+def offline_run_dir(tmp_path) -> Path:
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    return run_dir
+
+
+def test_wandb_sink_logs_a_table_per_step_at_the_global_step(wandb_env):
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(save_dir=str(wandb_env), offline=True)
+    sink = WandbSink(logger)
+    logger.log_metrics({"loss": 1.0}, step=5)  # W&B's own step moves on; the table must still land at step 3
+    sink.write(3, [HOSTILE, PLAIN], tag="samples")
+    sink.write(9, [PLAIN], tag="samples")
+    wandb.finish()
+    tables = wandb_tables(offline_run_dir(wandb_env), "samples/table")
+    assert sorted(tables) == [3, 9]
+    assert tables[3]["columns"] == ["step", "index", "prompt", "completion", "greedy", "reference", "length",
+                                    "mean_logprob"]
+    assert tables[3]["data"][0][:6] == [3, 0, HOSTILE.prompt, HOSTILE.completion, HOSTILE.greedy, HOSTILE.reference]
+    assert tables[3]["data"][1][:6] == [3, 1, "ab", "cd", None, None]
+    assert tables[9] == {"columns": ["step", "index", "prompt", "completion"], "data": [[9, 0, "ab", "cd"]]}
+
+
+def test_wandb_end_to_end(wandb_env):
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    fit(wandb_env, WandbLogger(save_dir=str(wandb_env), offline=True))
+    wandb.finish()
+    tables = wandb_tables(offline_run_dir(wandb_env), "samples/table")
+    assert sorted(tables) == [0, 2, 4]
+    for step, table in tables.items():
+        assert table["columns"] == ["step", "index", "prompt", "completion", "mean_logprob"]
+        assert all(row[4] < 0 for row in table["data"])  # the monitor scores every sample
+        assert [row[:3] for row in table["data"]] == [[step, i, p] for i, p in enumerate(PROMPTS)]
+        assert all(len(row[3]) == GEN["max_new_tokens"] for row in table["data"])

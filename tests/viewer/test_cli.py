@@ -1,0 +1,267 @@
+"""`lightning-gen show/export`: samples read back from a hand-written samples.jsonl and from a real run's events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tiny import TinyLM, text_events, trainer
+
+from lightning_gen import GenerationMonitor
+from lightning_gen.text.rendering import escape, parse_sample_markdown, sample_markdown, unescape
+from lightning_gen.text.samples import Sample
+from lightning_gen.viewer.cli import main
+from lightning_gen.viewer.show import render_show, wrap_segments
+
+HOSTILE = [
+    "",
+    "plain words",
+    "<eos></s><|endoftext|>",
+    "# heading\n* item\n1. one\n> quote",
+    "a | b | c",
+    "  two leading spaces,   a run,  and trailing  ",
+    " one leading space",
+    "x\n\n  y\n",
+    "&#60; &amp; &#160; &nbsp; &#x41;",
+    "<br><br><em>reference:</em> not a reference",
+    "<strong>bold</strong> **also** __this__ `code`",
+    "back\\slash \\n \\\\",
+    "\u00a0literal no-break space\u00a0",
+    "emoji 😀, accents é, CJK 漢字",
+    "123;456",
+]
+
+
+# ----------------------------------------------------------------- parsing TensorBoard's stored text
+@pytest.mark.parametrize("text", HOSTILE)
+def test_unescape_inverts_escape(text):
+    assert unescape(escape(text)) == text
+    assert unescape(escape(text, starts_line=False)) == text
+
+
+def test_unescape_normalises_what_escape_normalises():
+    assert unescape(escape("a\r\nb\rc\td")) == "a\nb\nc    d"
+
+
+@pytest.mark.parametrize("prompt", ["Hi", "ends in a newline\n", "<|im_start|>", "  indented"])
+@pytest.mark.parametrize("completion", HOSTILE[:8] + HOSTILE[9:11])
+def test_parse_sample_markdown_round_trips(prompt, completion):
+    for greedy, reference in ((None, None), (completion[::-1], None), (None, "ref | <eos>"), ("g\n", " r  ")):
+        sample = Sample(prompt, completion, [1], [2], reference=reference, greedy=greedy)
+        assert parse_sample_markdown(sample_markdown(sample)) == Sample(prompt, completion, [], [], reference, greedy)
+
+
+def test_text_in_another_shape_is_a_completion():
+    assert parse_sample_markdown("just text&#33;") == Sample("", "just text!", [], [])
+
+
+# ----------------------------------------------------------------- a hand-written samples.jsonl
+def record(step, index, prompt, completion, **extra):
+    return {"step": step, "tag": "samples", "index": index, "prompt": prompt, "completion": completion,
+            "greedy": None, "reference": None, "prompt_ids": [1], "completion_ids": [2, 3],
+            "metrics": {"length": 2.0}, **extra}
+
+
+@pytest.fixture
+def logdir(tmp_path):
+    run = tmp_path / "tb" / "version_0"
+    run.mkdir(parents=True)
+    rows = [
+        record(0, 0, "Once", " upon zq"),
+        record(0, 1, "def f(x):", "\n    return x"),
+        record(100, 0, "Once", " upon a time"),
+        record(100, 1, "def f(x):", "\n    return y"),
+        record(200, 0, "Once", " upon a time there"),
+        record(200, 1, "def f(x):", "\n    return y"),
+        record(100, 0, "other", "tag", tag="other"),
+    ]
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def show(capsys, *args):
+    code = main(["show", *map(str, args), "--width", "60"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_show_prints_each_prompt_then_a_row_per_step(logdir, capsys):
+    code, out, _ = show(capsys, logdir)
+    assert code == 0
+    assert out.splitlines() == [
+        "── samples/prompt_00 " + "─" * 39,
+        "prompt: Once",
+        "step │ completion",
+        "─────┼" + "─" * 54,
+        "   0 │  upon zq",
+        " 100 │  upon a time",
+        " 200 │  upon a time there",
+        "",
+        "── samples/prompt_01 " + "─" * 39,
+        "prompt: def f(x):",
+        "step │ completion",
+        "─────┼" + "─" * 54,
+        "   0 │ ⏎    return x",
+        " 100 │ ⏎    return y",
+        " 200 │ ⏎    return y",
+    ]
+
+
+def test_show_filters_prompts_and_steps(logdir, capsys):
+    _, out, _ = show(capsys, logdir, "--prompt", 1, "--steps", 0, 200)
+    assert "prompt_00" not in out and "prompt: def f(x):" in out
+    assert [line.split("│")[0].strip() for line in out.splitlines() if "│" in line] == ["step", "0", "200"]
+    code, out, err = show(capsys, logdir, "--steps", 5)
+    assert code == 1 and out == ""
+    assert "no samples match --steps 5 (prompts: 0, 1; steps: 0, 100, 200)" in err
+
+
+def test_show_other_tag(logdir, capsys):
+    _, out, _ = show(capsys, logdir, "--tag", "other")
+    assert "other/prompt_00" in out and " 100 │ tag" in out
+
+
+def test_show_diff_marks_changes_since_the_previous_step(logdir, capsys):
+    _, out, _ = show(capsys, logdir, "--diff", "--color", "never")
+    rows = [line for line in out.splitlines() if "│" in line and "step" not in line]
+    assert rows == [
+        "   0 │  upon zq",
+        " 100 │  upon [-zq-]{+a time+}",
+        " 200 │  upon a time{+ there+}",
+        "   0 │ ⏎    return x",
+        " 100 │ ⏎    return [-x-]{+y+}",
+        " 200 │ ⏎    return y",
+    ]
+    _, out, _ = show(capsys, logdir, "--diff", "--color", "always", "--prompt", 0)
+    assert " 100 │  upon \x1b[9;31mzq\x1b[0m\x1b[1;32ma time\x1b[0m" in out
+
+
+def test_show_wraps_long_text_and_shows_control_characters(tmp_path, capsys):
+    long = " ".join(["word"] * 30) + "\x1b[31m\ttab"
+    (tmp_path / "samples.jsonl").write_text(json.dumps(record(7, 0, "p", long)) + "\n")
+    _, out, _ = show(capsys, tmp_path)
+    rows = [line for line in out.splitlines() if "│" in line][1:]
+    assert rows[0].startswith("   7 │ word word")
+    assert all(row.startswith("     │ ") for row in rows[1:]) and len(rows) == 4
+    assert all(len(row) <= 60 for row in rows)
+    # every word is there, in order; the escape sequence is shown, not obeyed
+    assert "".join(row[7:] for row in rows).replace(" ", "") == ("word" * 30) + "␛[31m⇥tab"
+    assert "\x1b" not in out
+
+
+def test_wrap_splits_a_word_longer_than_the_line():
+    lines = wrap_segments([("abcdefghij", "")], 4)
+    assert ["".join(text for text, _ in line) for line in lines] == ["abcd", "efgh", "ij"]
+
+
+def test_greedy_and_reference_rows(tmp_path, capsys):
+    rows = [record(s, 0, "p", c, greedy=g, reference="the ref") for s, c, g in ((0, "a", "b"), (5, "c", "b"))]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, out, _ = show(capsys, tmp_path)
+    assert "reference: the ref" in out
+    assert "   0 │ a\n     │ greedy: b\n   5 │ c\n     │ greedy: b" in out
+
+
+def test_export_markdown(logdir, capsys):
+    assert main(["export", str(logdir), "--format", "md", "--prompt", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "# lightning-gen samples",
+        "",
+        "## samples/prompt_01",
+        "",
+        "**Prompt:** def f(x):",
+        "",
+        "| step | completion |",
+        "|---:|---|",
+        "| 0 | <br>&nbsp;&nbsp;&nbsp; return x |",
+        "| 100 | <br>&nbsp;&nbsp;&nbsp; return y |",
+        "| 200 | <br>&nbsp;&nbsp;&nbsp; return y |",
+    ]
+
+
+def test_export_markdown_escapes_what_markdown_would_eat(tmp_path, capsys):
+    (tmp_path / "samples.jsonl").write_text(json.dumps(record(0, 0, "a|b", "<eos> *x* `y` & \\")) + "\n")
+    main(["export", str(tmp_path), "--format", "md"])
+    assert "| 0 | \\<eos\\> \\*x\\* \\`y\\` \\& \\\\ |" in capsys.readouterr().out
+
+
+def test_export_jsonl_to_a_file(logdir, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert main(["export", str(logdir), "--format", "jsonl", "--out", str(out), "--steps", "100"]) == 0
+    assert "wrote 2 samples" in capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == [
+        {**record(100, 0, "Once", " upon a time"), "run": "tb/version_0"},
+        {**record(100, 1, "def f(x):", "\n    return y"), "run": "tb/version_0"},
+    ]
+
+
+def test_two_runs_are_told_apart(logdir, capsys):
+    second = logdir / "tb" / "version_1"
+    second.mkdir()
+    (second / "samples.jsonl").write_text(json.dumps(record(0, 0, "Once", " again")) + "\n")
+    _, out, _ = show(capsys, logdir, "--prompt", 0)
+    assert "── tb/version_0 · samples/prompt_00" in out and "── tb/version_1 · samples/prompt_00" in out
+
+
+def test_a_torn_line_is_skipped_with_a_warning(tmp_path, capsys):
+    (tmp_path / "samples.jsonl").write_text(json.dumps(record(0, 0, "p", "ok")) + "\n" + '{"step": 2, "ta')
+    code, out, err = show(capsys, tmp_path / "samples.jsonl")
+    assert code == 0 and "   0 │ ok" in out
+    assert "samples.jsonl:2: skipped" in err
+
+
+def test_errors_name_the_path_and_set_the_exit_code(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["show", str(missing)]) == 2
+    assert f"LOGDIR '{missing}' does not exist" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--format", "md"]) == 1
+    assert f"no samples with tag 'samples' under '{tmp_path}' (no samples.jsonl or event file)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path), "--format", "html"])
+    assert exit_info.value.code == 2
+
+
+def test_render_show_on_records_without_a_cli():
+    from lightning_gen.viewer.records import Record
+
+    text = render_show([Record(".", "t", 3, 12345, "p", "")], width=30)
+    assert "── t/prompt_03" in text and "12345 │" in text
+
+
+# ----------------------------------------------------------------- a real run's TensorBoard events
+def test_show_reads_a_real_runs_event_files(tmp_path, capsys):
+    monitor = GenerationMonitor(["ab", "hello"], every_n_train_steps=2,
+                                generation={"max_new_tokens": 6, "do_sample": True})
+    fit = trainer(tmp_path, [monitor], max_steps=4)
+    fit.fit(TinyLM())
+    events = text_events(fit.logger.log_dir)
+    assert sorted(events["samples/prompt_01"]) == [0, 2, 4]
+
+    # Once the monitor also writes samples.jsonl, both sources must read the same; this test is about the events.
+    written = sorted(tmp_path.rglob("samples.jsonl"))
+    if written:
+        main(["show", str(tmp_path), "--width", "200"])
+        from_jsonl = capsys.readouterr().out
+    for path in written:
+        path.unlink()
+
+    assert main(["show", str(tmp_path), "--width", "200"]) == 0
+    out = capsys.readouterr().out
+    if written:
+        assert out == from_jsonl
+    for i, prompt in enumerate(["ab", "hello"]):
+        section = out.split(f"── samples/prompt_{i:02d} ")[1].split("\n\n")[0]
+        assert f"prompt: {prompt}\n" in section
+        for step, stored in sorted(events[f"samples/prompt_{i:02d}"].items()):
+            sample = parse_sample_markdown(stored)
+            assert sample.prompt == prompt and len(sample.completion) == 6
+            assert f"\n{step:>4} │ {sample.completion.replace(chr(10), '⏎')}".rstrip() in section
+
+    # from the events alone, ids are unknown
+    assert main(["export", str(tmp_path), "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["index"], r["step"]) for r in rows] == [(0, 0), (0, 2), (0, 4), (1, 0), (1, 2), (1, 4)]
+    assert rows[0]["run"] == "tb/version_0" and rows[0]["completion_ids"] is None
+    assert rows[0]["completion"] == parse_sample_markdown(events["samples/prompt_00"][0]).completion
