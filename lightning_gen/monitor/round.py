@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from transformers import GenerationConfig
 from lightning_gen.decoding.adapters import ModelAdapter, model_device
 from lightning_gen.decoding.batching import complete_batch, plan_completions
 from lightning_gen.decoding.generation import eval_mode
-from lightning_gen.decoding.scoring import reference_loss, sequence_logprobs
+from lightning_gen.decoding.scoring import reference_loss, token_logprobs
 from lightning_gen.text.samples import EncodedPrompts, Sample
 from lightning_gen.text.tokenization import LoadedTokenizer
 
@@ -58,7 +59,8 @@ def sample_round(
         all_finished: Passed to `generate` (lockstep decoding for sharded models); every process then runs
             every batch, and ``shard`` must be ``(0, 1)``.
         score: Also measure each sample under the model, teacher-forced: ``metrics["mean_logprob"]`` of the
-            completion and, for prompts with a reference, ``metrics["reference_loss"]``.
+            completion (and each token's, ``Sample.token_logprobs``) and, for prompts with a reference,
+            ``metrics["reference_loss"]``.
         compile: Passed to `generate`: compile the decode step of a KV-cache model.
 
     Raises:
@@ -84,6 +86,8 @@ def sample_round(
         greedy = complete_batch(model, plan, batch, _greedy(generation_config), **options) if also_greedy else None
         for row, completion in enumerate(sampled):
             i = batch[row // plan.copies]
+            metrics, per_token = (_score(model, encoded, i, completion, context_length or plan.runner.context_length)
+                                  if score else ({}, None))
             out.append((i * plan.copies + row % plan.copies, Sample(
                 prompt=tokenizer.decode(encoded.ids[i]),
                 completion=tokenizer.decode(completion),
@@ -91,19 +95,27 @@ def sample_round(
                 completion_ids=completion,
                 reference=encoded.prompts[i].reference,
                 greedy=tokenizer.decode(greedy[row // plan.copies]) if greedy is not None else None,
-                metrics=_score(model, encoded, i, completion, context_length or plan.runner.context_length)
-                if score else {},
+                metrics=metrics,
+                token_logprobs=per_token,
             )))
     return out
 
 
-def _score(model: nn.Module, encoded: EncodedPrompts, i: int, completion: list[int], context: int | None) -> dict:
-    """Teacher-forced measurements of one sample (eval mode, no gradients, so training is untouched)."""
-    metrics = {}
+def _score(
+    model: nn.Module, encoded: EncodedPrompts, i: int, completion: list[int], context: int | None
+) -> tuple[dict[str, float], list[float] | None]:
+    """Teacher-forced measurements of one sample (eval mode, no gradients, so training is untouched).
+
+    Returns the metrics and the log-probability of each completion token (None for an empty completion); where
+    the context crops the sequence only the last tokens are scored (see `token_logprobs`).
+    """
+    metrics, per_token = {}, None
     with torch.no_grad(), eval_mode(model):
         if completion:
-            metrics["mean_logprob"] = sequence_logprobs(model, [encoded.ids[i]], [completion], context_length=context)[0]
+            scores = token_logprobs(model, encoded.ids[i], completion, context_length=context)  # (N,)
+            per_token = scores.tolist()
+            metrics["mean_logprob"] = float(scores.mean()) if per_token else math.nan
         reference = encoded.references[i] if encoded.references else None
         if reference:
             metrics["reference_loss"] = reference_loss(model, encoded.ids[i], reference, context_length=context)
-    return metrics
+    return metrics, per_token

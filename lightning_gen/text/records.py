@@ -57,18 +57,25 @@ def parse_prompt_tag(name: str) -> tuple[str, int] | None:
 def sample_record(step: int, index: int, sample: Sample, *, tag: str) -> dict[str, Any]:
     """A sample as one JSON-ready dict, the schema of the records file.
 
-    Non-finite metrics become None, so every line is strict JSON.
+    Non-finite metrics become None, so every line is strict JSON. ``token_logprobs`` holds the log-probability
+    of each completion token when the round was scored (``score=True``), else None.
 
     Example::
 
         >>> sample_record(4, 0, Sample("Hi", " there", [1], [2], metrics={"length": 1.0}), tag="samples")
         ... # doctest: +NORMALIZE_WHITESPACE
         {'step': 4, 'tag': 'samples', 'index': 0, 'prompt': 'Hi', 'completion': ' there', 'greedy': None,
-         'reference': None, 'prompt_ids': [1], 'completion_ids': [2], 'metrics': {'length': 1.0}}
+         'reference': None, 'prompt_ids': [1], 'completion_ids': [2], 'metrics': {'length': 1.0},
+         'token_logprobs': None}
     """
     metrics = {name: (float(v) if math.isfinite(v) else None) for name, v in sample.metrics.items()}
     return {
         "step": int(step), "tag": tag, "index": index, "prompt": sample.prompt, "completion": sample.completion,
         "greedy": sample.greedy, "reference": sample.reference, "prompt_ids": [int(i) for i in sample.prompt_ids],
         "completion_ids": [int(i) for i in sample.completion_ids], "metrics": metrics,
+        "token_logprobs": _finite(sample.token_logprobs),
     }  # fmt: skip
+
+
+def _finite(values: list[float] | None) -> list[float | None] | None:
+    return None if values is None else [float(v) if math.isfinite(v) else None for v in values]

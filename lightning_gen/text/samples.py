@@ -57,6 +57,8 @@ class Sample:
         reference: The reference continuation, when the prompt has one.
         greedy: The greedy completion beside the sampled one, when asked for (``also_greedy``).
         metrics: Per-sample measurements (length, EOS, mean log-prob ...), filled by the monitor.
+        token_logprobs: The model's teacher-forced log-probability of each completion token (where it was sure,
+            where it guessed), when the round was scored; else None. Left out of the repr, which it would drown.
     """
 
     prompt: str
@@ -66,3 +68,4 @@ class Sample:
     reference: str | None = None
     greedy: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    token_logprobs: list[float] | None = field(default=None, repr=False)

@@ -23,7 +23,8 @@ class Record:
     """One prompt's sample at one step of one run, as read back from the logs.
 
     ``run`` is the directory the samples came from, relative to LOGDIR; ids and metrics are only known when
-    they came from a ``samples.jsonl``.
+    they came from a ``samples.jsonl``, and ``token_logprobs`` (one per completion token) only when the round
+    was scored.
     """
 
     run: str
@@ -37,6 +38,7 @@ class Record:
     prompt_ids: list[int] | None = None
     completion_ids: list[int] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    token_logprobs: list[float] | None = None
 
 
 def _warn(message: str) -> None:
@@ -62,7 +64,7 @@ def _read_jsonl(path: Path, run: str, tag: str) -> list[Record]:
                     prompt=str(obj["prompt"]), completion=str(obj["completion"]),
                     greedy=obj.get("greedy"), reference=obj.get("reference"),
                     prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
-                    metrics=dict(obj.get("metrics") or {}),
+                    metrics=dict(obj.get("metrics") or {}), token_logprobs=obj.get("token_logprobs"),
                 ))
             except (ValueError, KeyError, TypeError, AttributeError) as err:
                 # A run killed mid-write leaves a torn last line; one bad line should not hide the rest.

@@ -51,6 +51,7 @@ HOSTILE = Sample(
     reference="ref, with\nnewline",
     greedy="gr`eedy`",
     metrics={"length": 2.0, "mean_logprob": float("nan")},
+    token_logprobs=[-0.5, float("-inf")],
 )
 PLAIN = Sample(prompt="ab", completion="cd", prompt_ids=[0, 1], completion_ids=[2, 3])
 
@@ -98,7 +99,7 @@ def test_jsonl_sink_appends_one_strict_json_object_per_prompt_per_step(tmp_path)
     assert records[0] == {
         "step": 2, "tag": "samples", "index": 0, "prompt": HOSTILE.prompt, "completion": HOSTILE.completion,
         "greedy": HOSTILE.greedy, "reference": HOSTILE.reference, "prompt_ids": [1, 2, 3], "completion_ids": [4, 5],
-        "metrics": {"length": 2.0, "mean_logprob": None},
+        "metrics": {"length": 2.0, "mean_logprob": None}, "token_logprobs": [-0.5, None],
     }  # fmt: skip
     assert records[1] == sample_record(2, 1, PLAIN, tag="samples")
     assert records[1]["greedy"] is None and records[1]["reference"] is None
@@ -117,6 +118,9 @@ def test_jsonl_end_to_end_with_log_dir(tmp_path, monkeypatch):
     for r in records:
         assert r["prompt"] == PROMPTS[r["index"]] and len(r["completion_ids"]) == GEN["max_new_tokens"]
         assert r["prompt_ids"] == [ord(c) - ord("a") for c in r["prompt"]]
+        # The monitor scores every sample: one log-prob per completion token, whose mean is `mean_logprob`.
+        assert len(r["token_logprobs"]) == len(r["completion_ids"]) and all(x < 0 for x in r["token_logprobs"])
+        assert sum(r["token_logprobs"]) / len(r["token_logprobs"]) == pytest.approx(r["metrics"]["mean_logprob"])
 
 
 # ----------------------------------------------------------------- CSV
