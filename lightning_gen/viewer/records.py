@@ -13,7 +13,7 @@ from lightning_gen.text.records import RECORDS_FILE, parse_prompt_tag, prompt_ta
 from lightning_gen.text.rendering import parse_sample_markdown
 from lightning_gen.viewer._errors import CliError
 
-__all__ = ["Record", "group_records", "group_title", "load_records", "select_records"]
+__all__ = ["Record", "group_records", "group_title", "load_records", "read_run", "records_files", "select_records"]
 
 _EVENTS_GLOB = "events.out.tfevents.*"
 
@@ -49,7 +49,8 @@ def _run_name(directory: Path, root: Path) -> str:
     return directory.relative_to(root).as_posix() if directory != root else "."
 
 
-def _read_jsonl(path: Path, run: str, tag: str) -> list[Record]:
+def _read_jsonl(path: Path, run: str, tag: str | None) -> list[Record]:
+    """The records of ``tag`` in one records file (None: of every tag; a record without one is ``samples``)."""
     records = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -57,10 +58,10 @@ def _read_jsonl(path: Path, run: str, tag: str) -> list[Record]:
                 continue
             try:
                 obj = json.loads(line)
-                if obj.get("tag", tag) != tag:
+                if tag is not None and obj.get("tag", tag) != tag:
                     continue
                 records.append(Record(
-                    run=run, tag=tag, index=int(obj["index"]), step=int(obj["step"]),
+                    run=run, tag=str(obj.get("tag", tag or "samples")), index=int(obj["index"]), step=int(obj["step"]),
                     prompt=str(obj["prompt"]), completion=str(obj["completion"]),
                     greedy=obj.get("greedy"), reference=obj.get("reference"),
                     prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
@@ -99,6 +100,28 @@ def _latest(records: Iterable[Record]) -> list[Record]:
     return [unique[key] for key in sorted(unique)]
 
 
+def records_files(logdir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Every run under ``logdir`` that has a records file: run (its directory relative to ``logdir``) → file.
+
+    Example::
+
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for run in ("a/version_0", "b"):
+        ...     (root / run).mkdir(parents=True)
+        ...     (root / run / RECORDS_FILE).write_text("")
+        >>> {run: path.relative_to(root).as_posix() for run, path in records_files(root).items()}
+        {'a/version_0': 'a/version_0/samples.jsonl', 'b': 'b/samples.jsonl'}
+    """
+    root = Path(logdir)
+    return {_run_name(path.parent, root): path for path in sorted(root.rglob(RECORDS_FILE)) if path.is_file()}
+
+
+def read_run(path: str | os.PathLike[str], run: str) -> list[Record]:
+    """Every record of one records file, of every tag, with ``run`` as their run (`load_records`' order)."""
+    return _latest(_read_jsonl(Path(path), run, None))
+
+
 def load_records(logdir: str | os.PathLike[str], tag: str = "samples") -> list[Record]:
     """Every sample logged under ``logdir`` (a directory, a ``samples.jsonl`` or an event file) for ``tag``.
 
@@ -117,7 +140,7 @@ def load_records(logdir: str | os.PathLike[str], tag: str = "samples") -> list[R
     if root.is_file():
         jsonl, events = ([root], []) if root.suffix == ".jsonl" else ([], [root])
     else:
-        jsonl = sorted(root.rglob(RECORDS_FILE))
+        jsonl = list(records_files(root).values())
         events = [] if jsonl else sorted(root.rglob(_EVENTS_GLOB))
     records: list[Record] = []
     tags: set[str] = set()
