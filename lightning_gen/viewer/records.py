@@ -109,7 +109,7 @@ def records_files(logdir: str | os.PathLike[str]) -> dict[str, Path]:
         >>> root = Path(tempfile.mkdtemp())
         >>> for run in ("a/version_0", "b"):
         ...     (root / run).mkdir(parents=True)
-        ...     (root / run / RECORDS_FILE).write_text("")
+        ...     _ = (root / run / RECORDS_FILE).write_text("")
         >>> {run: path.relative_to(root).as_posix() for run, path in records_files(root).items()}
         {'a/version_0': 'a/version_0/samples.jsonl', 'b': 'b/samples.jsonl'}
     """
