@@ -32,6 +32,8 @@ def _imported_after(statement: str) -> set[str]:
         ("import lightning_gen.viewer.cli, lightning_gen.viewer.show, lightning_gen.viewer.export",
          {"torch", "transformers", "lightning"}),
         ("import lightning_gen", {"torch", "transformers", "lightning"}),
+        # TensorBoard imports the dashboard's plugin at start-up: a heavy or broken import there breaks TensorBoard.
+        ("import lightning_gen.viewer.tensorboard.plugin", {"torch", "transformers", "lightning"}),
     ],
 )
 def test_a_layer_never_imports_the_layers_above_it(statement, forbidden):

@@ -1,0 +1,9 @@
+"""Samples for TensorBoard: the dashboard of the samples a run logged, as a tab of TensorBoard.
+
+Installed with the package through the ``tensorboard_plugins`` entry point, so ``tensorboard --logdir
+lightning_logs`` shows a **Samples** tab with no extra flag. It reads the runs' records files
+(``samples.jsonl``), so every round is there however many there are. `plugin` is the TensorBoard side (WSGI
+routes), `store` reads and shapes the records, ``static/`` holds the page (an ES module and its CSS, no network).
+Importing any of it never imports torch, transformers or Lightning: a plugin that fails to import breaks
+TensorBoard's start-up.
+"""

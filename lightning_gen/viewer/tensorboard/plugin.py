@@ -1,0 +1,126 @@
+"""Samples for TensorBoard: the TensorBoard plugin that serves the dashboard's page and the runs' records.
+
+TensorBoard finds `SamplesPlugin` through the package's ``tensorboard_plugins`` entry point, serves its routes
+under ``/data/plugin/lightning_gen_samples/`` and, when the **Samples** tab is opened, loads ``index.js`` in an
+iframe and calls its ``render()``. The page fetches JSON from the routes below; it builds every text into the
+page as text, never as HTML.
+
+Routes (``run`` is a run's directory relative to the logdir; ``tag`` defaults to ``samples``):
+
+- ``/runs``: the runs that have a records file.
+- ``/tags?run=``: the run's tags.
+- ``/prompts?run=&tag=``: index, prompt and reference of each prompt.
+- ``/steps?run=&tag=``: the sampled steps.
+- ``/samples?run=[&run=...]&tag=[&prompt=][&step=]``: the records, of one prompt and/or one step if asked.
+- ``/index.js``, ``/text.js``, ``/style.css``: the page, served from the package (no network).
+
+Only a logdir on the local file system is read (``--logdir``; not ``--logdir_spec`` or a remote URL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+from werkzeug import Request, Response
+
+from lightning_gen.viewer.tensorboard.store import RecordsStore
+
+__all__ = ["PLUGIN_NAME", "SamplesPlugin"]
+
+#: The plugin's name: its routes' prefix and the TensorBoard URL fragment (``/#lightning_gen_samples``).
+PLUGIN_NAME = "lightning_gen_samples"
+TAB_NAME = "Samples"
+
+_STATIC = Path(__file__).parent / "static"
+_ASSETS = {"/index.js": "text/javascript", "/text.js": "text/javascript", "/style.css": "text/css"}
+
+
+def _int_arg(request: Request, name: str) -> int | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"`{name}` must be an integer, got {value!r}") from None
+
+
+class SamplesPlugin(base_plugin.TBPlugin):
+    """Samples for TensorBoard: a **Samples** tab showing the prompts' samples of every run under the logdir.
+
+    Active when a records file (``samples.jsonl``) exists under the logdir. Reads the records, not the event
+    files, so every round is shown whatever TensorBoard's ``--samples_per_plugin``.
+
+    Example::
+
+        >>> import tempfile
+        >>> from tensorboard.plugins import base_plugin
+        >>> plugin = SamplesPlugin(base_plugin.TBContext(logdir=tempfile.mkdtemp()))
+        >>> plugin.is_active(), sorted(plugin.get_plugin_apps())[:3]
+        (False, ['/index.js', '/prompts', '/runs'])
+    """
+
+    plugin_name = PLUGIN_NAME
+
+    def __init__(self, context: base_plugin.TBContext) -> None:
+        self._store = RecordsStore(context.logdir)
+
+    def is_active(self) -> bool:
+        return self._store.has_records()
+
+    def frontend_metadata(self) -> base_plugin.FrontendMetadata:
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name=TAB_NAME)
+
+    def get_plugin_apps(self) -> dict[str, Callable[..., Any]]:
+        apps = {
+            "/runs": self._json(lambda request: self._store.runs()),
+            "/tags": self._json(lambda request: self._store.tags(self._run(request))),
+            "/prompts": self._json(lambda request: self._store.prompts(self._run(request), self._tag(request))),
+            "/steps": self._json(lambda request: self._store.steps(self._run(request), self._tag(request))),
+            "/samples": self._json(self._samples),
+        }
+        apps.update({route: self._asset(route, content_type) for route, content_type in _ASSETS.items()})
+        return apps
+
+    @staticmethod
+    def _run(request: Request) -> str:
+        run = request.args.get("run")
+        if run is None:
+            raise ValueError("`run` is required: a run's directory relative to the logdir (see /runs)")
+        return run
+
+    @staticmethod
+    def _tag(request: Request) -> str:
+        return request.args.get("tag", "samples")
+
+    def _samples(self, request: Request) -> list[dict[str, Any]]:
+        runs = request.args.getlist("run") or [self._run(request)]
+        return self._store.samples(runs, self._tag(request), prompt=_int_arg(request, "prompt"),
+                                   step=_int_arg(request, "step"))
+
+    @staticmethod
+    def _json(answer: Callable[[Request], Any]) -> Callable[..., Any]:
+        """A WSGI app answering ``answer(request)`` as JSON; a bad argument is a 400 whose body says which."""
+
+        @Request.application
+        def app(request: Request) -> Response:
+            try:
+                content = answer(request)
+            except (KeyError, ValueError) as err:
+                message = err.args[0] if err.args else str(err)
+                return http_util.Respond(request, {"error": message}, "application/json", code=400)
+            return http_util.Respond(request, content, "application/json")
+
+        return app
+
+    @staticmethod
+    def _asset(route: str, content_type: str) -> Callable[..., Any]:
+        @Request.application
+        def app(request: Request) -> Response:
+            return http_util.Respond(request, (_STATIC / route.lstrip("/")).read_bytes(), content_type)
+
+        return app

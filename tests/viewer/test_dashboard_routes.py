@@ -1,0 +1,147 @@
+"""Samples for TensorBoard: the plugin's routes, served by TensorBoard's own WSGI application, on records files.
+
+The records are written by `sample_record`, the monitor's own schema; TensorBoard's application does the routing
+(``/data/plugin/lightning_gen_samples/...``) and the plugin listing the frontend reads to show the tab.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.application import TensorBoardWSGI
+from tensorboard.plugins import base_plugin
+from werkzeug.test import Client
+
+from lightning_gen.text.records import RECORDS_FILE, sample_record
+from lightning_gen.text.samples import Sample
+from lightning_gen.viewer.tensorboard.plugin import PLUGIN_NAME, SamplesPlugin
+
+PREFIX = f"/data/plugin/{PLUGIN_NAME}"
+HOSTILE = '<script>alert(1)</script> <b>x</b> &amp; **x**'
+
+
+def write_run(directory, rows):
+    """A records file of ``(step, index, prompt, completion[, tag])`` rows, one JSON line each."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / RECORDS_FILE).open("a", encoding="utf-8") as out:
+        for step, index, prompt, completion, *tag in rows:
+            sample = Sample(prompt, completion, [1], [2, 3], metrics={"mean_logprob": -0.5 * step},
+                            token_logprobs=[-0.1, -2.0])
+            out.write(json.dumps(sample_record(step, index, sample, tag=tag[0] if tag else "samples")) + "\n")
+
+
+@pytest.fixture
+def logdir(tmp_path):
+    write_run(tmp_path / "tb" / "version_0", [
+        (0, 0, "Hi", " a"), (0, 1, "Yo", " b"), (10, 0, "Hi", " stale"), (10, 1, "Yo", " d"),
+        (10, 0, "Hi", " c"),  # a resumed run logs step 10 again: the last line read wins
+        (10, 0, "Hi", " other tag", "extra"),
+    ])
+    write_run(tmp_path / "hostile", [(5, 0, HOSTILE, HOSTILE)])
+    (tmp_path / "tb" / "version_0" / "events.out.tfevents.1").write_bytes(b"")  # other files are ignored
+    return tmp_path
+
+
+def client(logdir) -> Client:
+    plugin = SamplesPlugin(base_plugin.TBContext(logdir=str(logdir)))
+    return Client(TensorBoardWSGI([plugin]))
+
+
+def get(logdir, route, **params):
+    response = client(logdir).get(f"{PREFIX}/{route}", query_string=params)
+    return response.status_code, response.get_json()
+
+
+def test_runs_tags_prompts_and_steps_come_from_the_records_files(logdir):
+    assert get(logdir, "runs") == (200, ["hostile", "tb/version_0"])
+    assert get(logdir, "tags", run="tb/version_0") == (200, ["extra", "samples"])
+    assert get(logdir, "steps", run="tb/version_0") == (200, [0, 10])
+    assert get(logdir, "steps", run="tb/version_0", tag="extra") == (200, [10])
+    assert get(logdir, "prompts", run="tb/version_0") == (200, [
+        {"index": 0, "prompt": "Hi", "reference": None}, {"index": 1, "prompt": "Yo", "reference": None}])
+
+
+def test_samples_of_one_prompt_one_step_or_several_runs(logdir):
+    code, records = get(logdir, "samples", run="tb/version_0")
+    assert code == 200
+    assert [(r["index"], r["step"], r["completion"]) for r in records] == [
+        (0, 0, " a"), (0, 10, " c"), (1, 0, " b"), (1, 10, " d")]
+    assert records[0]["metrics"] == {"mean_logprob": -0.0}
+    assert records[0]["token_logprobs"] == [-0.1, -2.0] and records[0]["completion_ids"] == [2, 3]
+    _, one = get(logdir, "samples", run="tb/version_0", prompt="1", step="10")
+    assert [(r["run"], r["completion"]) for r in one] == [("tb/version_0", " d")]
+    response = client(logdir).get(f"{PREFIX}/samples?run=tb/version_0&run=hostile&prompt=0")
+    assert [(r["run"], r["step"]) for r in response.get_json()] == [("tb/version_0", 0), ("tb/version_0", 10),
+                                                                     ("hostile", 5)]
+
+
+def test_hostile_text_travels_as_json_text(logdir):
+    response = client(logdir).get(f"{PREFIX}/samples?run=hostile")
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # no browser reads it as HTML
+    assert response.get_json()[0]["completion"] == HOSTILE
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "message"),
+    [
+        ("steps", {"run": "nope"}, "`run` must be one of ['hostile', 'tb/version_0'], got 'nope'"),
+        ("tags", {}, "`run` is required"),
+        ("samples", {"run": "hostile", "step": "last"}, "`step` must be an integer, got 'last'"),
+        ("samples", {"run": "../../etc"}, "`run` must be one of"),  # only runs found under the logdir are read
+    ],
+)
+def test_a_bad_argument_is_a_400_that_names_it(logdir, route, params, message):
+    code, body = get(logdir, route, **params)
+    assert code == 400
+    assert message in body["error"]
+
+
+def test_the_tab_is_listed_only_when_a_records_file_exists(tmp_path):
+    def listing():
+        return client(tmp_path).get("/data/plugins_listing").get_json()[PLUGIN_NAME]
+
+    assert listing()["enabled"] is False
+    write_run(tmp_path / "run", [(0, 0, "Hi", " a")])
+    entry = listing()
+    assert entry["enabled"] is True
+    assert entry["tab_name"] == "Samples"
+    assert entry["loading_mechanism"] == {"type": "IFRAME", "module_path": f"{PREFIX}/index.js"}
+    assert SamplesPlugin(base_plugin.TBContext(logdir=None)).is_active() is False  # --logdir_spec: no logdir
+
+
+def test_a_run_that_grows_is_read_again(logdir):
+    app = client(logdir)
+    assert app.get(f"{PREFIX}/steps?run=hostile").get_json() == [5]
+    write_run(logdir / "hostile", [(9, 0, HOSTILE, "later")])
+    assert app.get(f"{PREFIX}/steps?run=hostile").get_json() == [5, 9]
+
+
+def test_the_page_is_served_from_the_package_with_no_network(logdir):
+    app = client(logdir)
+    assets = {}
+    for name, kind in (("index.js", "text/javascript"), ("text.js", "text/javascript"), ("style.css", "text/css")):
+        response = app.get(f"{PREFIX}/{name}")
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == f"{kind}; charset=utf-8"
+        assets[name] = response.get_data(as_text=True)
+    assert "export async function render()" in assets["index.js"]
+    assert not re.search(r"https?://|//cdn|@import", "".join(assets.values()))
+    # Data reaches the page as text only: no HTML sink anywhere in the page's code.
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", "".join(assets.values()))
+
+
+def test_tensorboard_finds_the_plugin_through_its_entry_point(tmp_path):
+    code = ("import sys; from tensorboard import default; "
+            "names = [p.plugin_name for p in default.get_dynamic_plugins()]; "
+            "print(names, sorted({'torch', 'transformers', 'lightning'} & set(sys.modules)))")
+    # cwd: not the checkout, whose stale egg-info (if any) would hide the installed entry points.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         cwd=tmp_path)
+    names, heavy = out.stdout.strip().rsplit("] ", 1)
+    assert PLUGIN_NAME in names
+    assert heavy == "[]"
