@@ -500,7 +500,7 @@ class _OnlySetupCaches(CumMeanLM):
     (_OnlySetupCaches(), True, GptFastAdapter),
     (_tiny_gpt2(), True, HFAdapter),
     (LitStyleLM(), False, PlainAdapter),
-    (GptFastLM(), False, PlainAdapter),
+    (GptFastLM(), False, GptFastAdapter),  # its forward needs the caches: it recomputes instead
     (_tiny_gpt2(), False, HFAdapter),  # transformers models handle use_cache=False themselves
 ], ids=["plain", "litgpt", "gpt-fast", "setup_caches-only", "hf", "litgpt-no-cache", "gpt-fast-no-cache",
         "hf-no-cache"])
@@ -508,6 +508,15 @@ def test_auto_detection(model, use_cache, expected):
     runner = resolve_adapter(model, use_cache=use_cache)
     assert type(runner) is expected and runner.model is model
     assert type(resolve_adapter(model, "auto", use_cache=use_cache)) is expected
+
+
+def test_gpt_fast_without_cache_recomputes_the_whole_sequence_and_matches_cached():
+    model = GptFastLM()
+    runner = resolve_adapter(model, use_cache=False)
+    assert runner.recompute and not runner.can_compile
+    out = generate(model, PROMPT, max_new_tokens=10, use_cache=False)
+    assert torch.equal(out, generate(model, PROMPT, max_new_tokens=10))
+    assert torch.equal(out, greedy_reference(ReForward(model), PROMPT, 10))
 
 
 def test_hf_adapter_carries_use_cache():

@@ -1,0 +1,116 @@
+"""transformers models, prepared and called by their own generation code, step for step as ``model.generate``."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_gen.decoding.adapters.base import ModelAdapter, has_padding, last_logits
+
+__all__ = ["HFAdapter"]
+
+
+class HFAdapter(ModelAdapter):
+    """A transformers `PreTrainedModel`, called exactly as its own `generate` calls it.
+
+    The adapter does what HF's ``generate`` and ``_sample`` do between the forwards, by calling the model's own
+    methods: position ids from the attention mask (``_prepare_position_ids_for_generation``), the mask dropped
+    when it has no padding, ``logits_to_keep=1`` where the forward takes it, the cache HF would choose
+    (``_prepare_cache_for_generation``: a `DynamicCache`, the static cache of ``cache_implementation``, or none for
+    models that make their own, such as Mamba, RWKV, xLSTM or MiniMax), then ``prepare_inputs_for_generation``
+    before every forward (which is where Mamba drops the mask at decode steps and Phi-3 re-runs the prompt when
+    it crosses ``original_max_position_embeddings``) and ``_update_model_kwargs_for_generation`` after it (RWKV's
+    ``state``). A model without that generation code (a bare `PreTrainedModel`) is re-run on the whole sequence,
+    with its attention mask.
+    """
+
+    supports_attention_mask = True
+
+    def __init__(self, model: nn.Module, *, context_length: int | None = None, vocab_size: int | None = None,
+                 use_cache: bool = True) -> None:
+        # HF only warns past `max_position_embeddings` (rotary models run beyond it): no limit unless given.
+        super().__init__(model, context_length=context_length, vocab_size=vocab_size)
+        self.context_length = context_length
+        self.use_cache = use_cache
+        self.generation_config: Any = None  # set by `generate` to the resolved configuration
+        self._kwargs: dict[str, Any] = {}
+        # Remote code written before transformers renamed `past_key_values` to `cache` (during 5.x) takes the old name.
+        params = inspect.signature(model.forward).parameters
+        self._cache_key = "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
+        self._generative = callable(getattr(model, "prepare_inputs_for_generation", None)) and callable(
+            getattr(model, "_update_model_kwargs_for_generation", None))
+
+    def configure(self, generation_config: Any) -> None:
+        self.generation_config = generation_config
+
+    def _config(self, max_length: int) -> Any:
+        from transformers import GenerationConfig
+
+        base = self.generation_config or getattr(self.model, "generation_config", None) or GenerationConfig()
+        config = copy.deepcopy(base)
+        config.use_cache = self.use_cache
+        config.max_length = max_length
+        return config
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, max_length: int) -> torch.Tensor:
+        if not self._generative:
+            return self._bare_forward(input_ids, attention_mask)
+        from transformers.generation.configuration_utils import GenerationMode
+
+        model = self.model
+        params = set(inspect.signature(model.forward).parameters)
+        config = self._config(max_length)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        kwargs: dict[str, Any] = {}
+        if "attention_mask" in params:
+            kwargs["attention_mask"] = attention_mask
+        if "position_ids" in params:
+            kwargs["position_ids"] = model._prepare_position_ids_for_generation(input_ids, kwargs)
+        if "attention_mask" in params and not has_padding(attention_mask):
+            config._mask_length = attention_mask.shape[1]  # HF drops a mask without padding, remembering its length
+            kwargs["attention_mask"] = None
+        if "logits_to_keep" in params:
+            kwargs["logits_to_keep"] = 1
+        mode = GenerationMode.SAMPLE if config.do_sample else GenerationMode.GREEDY_SEARCH
+        # HF sizes static caches for the batch before `num_return_sequences` copies, then multiplies.
+        batch = input_ids.shape[0] // max(1, config.num_return_sequences or 1)
+        model._prepare_cache_for_generation(config, kwargs, mode, batch, max_length - 1)
+        kwargs["use_cache"] = self.use_cache
+        # HF's `_prefill` with a new cache: the whole prompt, as the model prepares it for its first forward.
+        outputs = self._call(model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs))
+        self._kwargs = model._update_model_kwargs_for_generation(outputs, kwargs, is_encoder_decoder=False)
+        return last_logits(outputs)
+
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if not self._generative:
+            return self._bare_forward(input_ids, attention_mask)
+        model = self.model
+        inputs = model.prepare_inputs_for_generation(
+            input_ids, next_sequence_length=1 if self._kwargs["use_cache"] else None, **self._kwargs)
+        outputs = self._call(inputs)
+        self._kwargs = model._update_model_kwargs_for_generation(outputs, self._kwargs, is_encoder_decoder=False)
+        return last_logits(outputs)
+
+    def _call(self, inputs: dict[str, Any]) -> Any:
+        if self._cache_key == "cache":
+            return self.model(**inputs, return_dict=True)
+        if "cache" in inputs:
+            inputs[self._cache_key] = inputs.pop("cache")
+        outputs = self.model(**inputs, return_dict=True)
+        if self._cache_key in outputs:
+            outputs["cache"] = outputs[self._cache_key]
+        return outputs
+
+    def _bare_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        inputs: dict[str, Any] = {"input_ids": input_ids}
+        if has_padding(attention_mask):
+            inputs["attention_mask"] = attention_mask
+        return last_logits(self.model(**inputs))
+
+    def close(self) -> None:
+        self._kwargs = {}  # the cache goes with it
