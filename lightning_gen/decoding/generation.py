@@ -136,6 +136,8 @@ def generate(
         >>> out.shape
         torch.Size([1, 8])
     """
+    if isinstance(adapter, ModelAdapter) and vocab_size is None:
+        vocab_size = adapter.vocab_size  # the sampling vocabulary a caller (the monitor) settled on
     vocab = _infer_vocab_size(model, vocab_size)
     _check_input_ids(input_ids, vocab)
     device = model_device(model, input_ids.device)
@@ -156,6 +158,7 @@ def generate(
     )
     cfg, eos, pad = resolved.config, resolved.eos, resolved.pad
     runner = resolve_adapter(model, adapter, use_cache=bool(cfg.use_cache), context_length=context_length)
+    runner.configure(cfg)
     if not runner.supports_attention_mask and has_padding(attention_mask):
         raise ValueError(
             f"`attention_mask` marks padding, but {type(runner).__name__} cannot mask padded positions; "
@@ -190,7 +193,8 @@ def generate(
         # HF would draw from the global RNG; a private generator seeded from the OS leaves it untouched.
         generator = torch.Generator(device=device)
         generator.seed()
-    with torch.no_grad(), eval_mode(model):
+    # The model leaves as it came: modes, and every buffer, submodule and cache size the adapter touched.
+    with torch.no_grad(), eval_mode(model), runner.kept():
         return _decode_loop(
             runner, ids, attention_mask, processors, criteria,
             do_sample=bool(cfg.do_sample), max_length=max_length, vocab_size=vocab,
