@@ -16,6 +16,7 @@ from transformers import LogitsProcessor
 
 from lightning_gen._checks import check_bool, check_int, is_int
 from lightning_gen.decoding.config import validate_generation_kwargs
+from lightning_gen.monitor.console import ConsoleMode
 from lightning_gen.monitor.distributed import DistributedMode
 from lightning_gen.text.prompts import load_prompts
 from lightning_gen.text.tokenization import load_tokenizer
@@ -24,7 +25,8 @@ __all__ = ["DEFAULT_MAX_NEW_TOKENS", "check_arguments"]
 
 DEFAULT_MAX_NEW_TOKENS = 64
 
-_BOOLS = ("sample_on_train_start", "sample_on_train_end", "also_greedy", "empty_cache", "compile", "log_metrics")
+_BOOLS = ("sample_on_train_start", "sample_on_train_end", "sample_on_validation", "also_greedy", "empty_cache",
+          "compile", "log_metrics")
 _SCHEDULES = ("every_n_train_steps", "every_n_epochs", "train_time_interval")
 
 
@@ -58,6 +60,8 @@ def check_arguments(monitor: Any) -> None:
         raise ValueError(f"`tag` must be a non-empty string, got {monitor.tag!r}")
     if monitor.on_error not in ("warn", "raise"):
         raise ValueError(f"`on_error` must be 'warn' or 'raise', got {monitor.on_error!r}")
+    if monitor.console not in get_args(ConsoleMode):
+        raise ValueError(f"`console` must be one of {', '.join(map(repr, get_args(ConsoleMode)))}, got {monitor.console!r}")
     modes = get_args(DistributedMode)
     if monitor.distributed not in modes:
         raise ValueError(f"`distributed` must be one of {', '.join(map(repr, modes))}, got {monitor.distributed!r}")

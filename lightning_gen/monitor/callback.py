@@ -23,7 +23,8 @@ from lightning_gen.monitor._arguments import check_arguments
 from lightning_gen.monitor.distributed import DistributedMode, all_finished_fn, choose_mode, is_fsdp1, run_everywhere
 from lightning_gen.monitor.prompts import encode_prompts, prompts_from_batches
 from lightning_gen.monitor.round import sample_round
-from lightning_gen.monitor.sinks import SampleSink, sinks_for
+from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line, say
+from lightning_gen.monitor.sinks import SampleSink, run_log_dir, sinks_for
 from lightning_gen.text.quality import summarize
 from lightning_gen.text.records import RECORDS_FILE
 from lightning_gen.text.samples import EncodedPrompts, Sample
@@ -73,6 +74,8 @@ class GenerationMonitor(pl.Callback):
         train_time_interval: Sample when this much time has passed since the last round.
         sample_on_train_start: Sample before the first step (step 0, a baseline).
         sample_on_train_end: Sample after the last step.
+        sample_on_validation: Also sample whenever validation runs during fit (the sanity check excepted), to
+            watch samples at the validation cadence; like every schedule, at most one round per global step.
         generation: `GenerationConfig` fields (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
             ``top_p`` ...). ``max_new_tokens`` defaults to 64; EOS and pad ids default to the tokenizer's.
         logits_processors: Extra transformers `LogitsProcessor` objects, merged as HF merges them.
@@ -98,6 +101,9 @@ class GenerationMonitor(pl.Callback):
         prompts_from_data: Also take this many prompts from the validation dataloader (the first examples, once).
         data_prompt_tokens: Tokens of each data example used as the prompt.
         data_reference_tokens: Tokens after that shown as the reference (the true continuation).
+        console: What global rank 0 prints through Lightning's logging: ``"rounds"`` a line per round
+            (``step 50: 6 samples, 3.2 s, 310 tok/s``) and, when training ends, where the samples are and the
+            commands that open them; ``"first_sample"`` also each round's first sample; ``"off"`` nothing.
 
     Raises:
         ValueError: A bad value for any argument, naming it.
@@ -122,6 +128,7 @@ class GenerationMonitor(pl.Callback):
         train_time_interval: timedelta | None = None,
         sample_on_train_start: bool = True,
         sample_on_train_end: bool = True,
+        sample_on_validation: bool = False,
         generation: dict[str, Any] | None = None,
         logits_processors: list[LogitsProcessor] | None = None,
         seed: int = 0,
@@ -138,6 +145,7 @@ class GenerationMonitor(pl.Callback):
         prompts_from_data: int = 0,
         data_prompt_tokens: int = 32,
         data_reference_tokens: int = 32,
+        console: ConsoleMode = "rounds",
     ) -> None:
         super().__init__()
         self.prompts = prompts
@@ -147,6 +155,7 @@ class GenerationMonitor(pl.Callback):
         self.train_time_interval = train_time_interval
         self.sample_on_train_start = sample_on_train_start
         self.sample_on_train_end = sample_on_train_end
+        self.sample_on_validation = sample_on_validation
         self.generation = generation
         self.logits_processors = logits_processors
         self.seed = seed
@@ -163,6 +172,7 @@ class GenerationMonitor(pl.Callback):
         self.prompts_from_data = prompts_from_data
         self.data_prompt_tokens = data_prompt_tokens
         self.data_reference_tokens = data_reference_tokens
+        self.console = console
         check_arguments(self)
         self._score = log_metrics
         # Resume state: the last step sampled.
@@ -174,6 +184,8 @@ class GenerationMonitor(pl.Callback):
         self._encoded: EncodedPrompts | None = None
         self._config: GenerationConfig | None = None
         self._sinks: list[SampleSink] = []
+        self._records_dir: str | None = None
+        self._rounds = 0
         self._mode = "single"
 
     @property
@@ -224,12 +236,15 @@ class GenerationMonitor(pl.Callback):
                 f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens that fit the "
                 "context; they are cropped from the left"
             )
-        log_dir = trainer.log_dir or trainer.default_root_dir  # on every rank: `log_dir` is a collective
-        self._sinks, skipped = sinks_for(trainer.loggers, log_dir=log_dir)
+        self._records_dir = run_log_dir(trainer)  # on every rank: the path is broadcast from rank 0
+        self._sinks, skipped = sinks_for(trainer.loggers, log_dir=self._records_dir)
+        self._rounds = 0
         if len(skipped) == len(trainer.loggers):
+            kept = (f"only to {os.path.join(self._records_dir, RECORDS_FILE)}" if self._records_dir is not None
+                    else "nowhere but the console (no log directory)")
             rank_zero_warn(
-                f"GenerationMonitor: no attached logger can show text (loggers: {skipped or 'none'}); samples go only "
-                f"to {os.path.join(log_dir, RECORDS_FILE)}. Attach a TensorBoard, W&B, MLflow or CSV logger to see them."
+                f"GenerationMonitor: no attached logger can show text (loggers: {skipped or 'none'}); samples go "
+                f"{kept}. Attach a TensorBoard, W&B, MLflow or CSV logger to see them."
             )
         elif skipped:
             rank_zero_warn(f"GenerationMonitor: {skipped} cannot show text; they get only the scalars")
@@ -292,9 +307,16 @@ class GenerationMonitor(pl.Callback):
             self._maybe_sample(trainer, pl_module)
 
     @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.sample_on_validation and trainer.state.fn == "fit":  # `_maybe_sample` skips the sanity check
+            self._maybe_sample(trainer, pl_module)
+
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.sample_on_train_end:
             self._maybe_sample(trainer, pl_module)
+        if self.console != "off" and self._rounds:
+            say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)))
 
     # ----------------------------------------------------------------- one round
     def _maybe_sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -330,11 +352,15 @@ class GenerationMonitor(pl.Callback):
         if not trainer.is_global_zero:
             return []
         samples = [sample for _, sample in sorted(pairs, key=lambda pair: pair[0])]
+        seconds = time.perf_counter() - start
+        self._rounds += 1
         for sink in self._sinks:
             sink.write(step, samples, tag=self.tag)
+        if self.console != "off":
+            say(round_line(step, samples, seconds, first_sample=self.console == "first_sample"))
         if self.log_metrics:
             eos_ids = eos_id_set(self._config.eos_token_id)
-            scalars = summarize(samples, eos_ids=eos_ids, seconds=time.perf_counter() - start)
+            scalars = summarize(samples, eos_ids=eos_ids, seconds=seconds)
             for logger in trainer.loggers:
                 logger.log_metrics({f"{self.tag}/{name}": value for name, value in scalars.items()}, step=step)
         return samples

@@ -20,7 +20,6 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from tiny import TinyLM, text_events, trainer
 
-import lightning_gen.monitor.callback
 from lightning_gen import GenerationMonitor
 from lightning_gen.text.samples import Sample
 from lightning_gen.monitor.sinks import (
@@ -107,13 +106,11 @@ def test_jsonl_sink_appends_one_strict_json_object_per_prompt_per_step(tmp_path)
     assert keys == [(2, "samples", 0), (2, "samples", 1), (4, "other", 0)]
 
 
-def test_jsonl_end_to_end_with_log_dir(tmp_path, monkeypatch):
-    # The monitor passes `log_dir` once it is wired; until then, give it one here.
-    jsonl_dir = tmp_path / "jsonl"
-    with_jsonl = lambda loggers, **_: sinks_for(loggers, log_dir=str(jsonl_dir))  # noqa: E731
-    monkeypatch.setattr(lightning_gen.monitor.callback, "sinks_for", with_jsonl)
-    fit(tmp_path, logger=False, max_steps=3)
-    records = [json.loads(line) for line in (jsonl_dir / "samples.jsonl").read_text().splitlines()]
+def test_jsonl_end_to_end_in_the_version_folder(tmp_path):
+    t = fit(tmp_path, TensorBoardLogger(str(tmp_path), name="tb"), max_steps=3)
+    assert t.logger.log_dir == str(tmp_path / "tb" / "version_0")
+    assert sorted(tmp_path.rglob("samples.jsonl")) == [tmp_path / "tb" / "version_0" / "samples.jsonl"]
+    records = [json.loads(line) for line in (tmp_path / "tb" / "version_0" / "samples.jsonl").read_text().splitlines()]
     assert [(r["step"], r["index"]) for r in records] == [(0, 0), (0, 1), (2, 0), (2, 1), (3, 0), (3, 1)]
     for r in records:
         assert r["prompt"] == PROMPTS[r["index"]] and len(r["completion_ids"]) == GEN["max_new_tokens"]
@@ -121,6 +118,15 @@ def test_jsonl_end_to_end_with_log_dir(tmp_path, monkeypatch):
         # The monitor scores every sample: one log-prob per completion token, whose mean is `mean_logprob`.
         assert len(r["token_logprobs"]) == len(r["completion_ids"]) and all(x < 0 for x in r["token_logprobs"])
         assert sum(r["token_logprobs"]) / len(r["token_logprobs"]) == pytest.approx(r["metrics"]["mean_logprob"])
+
+
+@pytest.mark.parametrize("options", [{"logger": False}, {"fast_dev_run": 2}], ids=["no logger", "fast_dev_run"])
+def test_no_log_directory_no_records_file(tmp_path, options):
+    monitor = GenerationMonitor(PROMPTS, every_n_train_steps=1, generation=GEN)
+    with pytest.warns(UserWarning, match="no attached logger can show text"):
+        trainer(tmp_path, [monitor], **options).fit(TinyLM())
+    assert monitor.last_sampled_step is not None and monitor._records_dir is None
+    assert list(tmp_path.rglob("samples.*")) == []
 
 
 # ----------------------------------------------------------------- CSV
@@ -135,12 +141,15 @@ def test_csv_sink_round_trips_commas_quotes_and_newlines(tmp_path):
     sink.write(3, [HOSTILE, PLAIN], tag="samples")
     sink.write(5, [PLAIN], tag="samples")
     rows = read_csv(Path(logger.log_dir) / "samples.csv")
-    assert list(rows[0]) == ["step", "tag", "index", "prompt", "completion", "greedy", "reference"]
+    assert list(rows[0]) == ["step", "tag", "index", "prompt", "completion", "greedy", "reference", "length",
+                             "mean_logprob", "reference_loss"]
     assert [(r["step"], r["index"]) for r in rows] == [("3", "0"), ("3", "1"), ("5", "0")]
     # newline="" on both sides keeps the "\r\n" inside a field exact.
     assert rows[0]["prompt"] == HOSTILE.prompt and rows[0]["completion"] == HOSTILE.completion
     assert rows[0]["greedy"] == HOSTILE.greedy and rows[0]["reference"] == HOSTILE.reference
     assert rows[1]["greedy"] == "" and rows[1]["reference"] == ""
+    # Per-sample numbers: the length always; a NaN or an unscored metric is an empty field.
+    assert [(r["length"], r["mean_logprob"], r["reference_loss"]) for r in rows] == [("2", "", "")] * 3
 
 
 def test_csv_end_to_end_in_the_loggers_folder(tmp_path):
@@ -150,6 +159,12 @@ def test_csv_end_to_end_in_the_loggers_folder(tmp_path):
     rows = read_csv(log_dir / "samples.csv")
     assert [(int(r["step"]), r["prompt"]) for r in rows] == [(s, p) for s in (0, 2, 4) for p in PROMPTS]
     assert all(len(r["completion"]) == GEN["max_new_tokens"] and r["tag"] == "samples" for r in rows)
+    # The monitor scores every sample: its mean log-prob is there beside its text.
+    records = {(r["step"], r["index"]): r for r in map(json.loads, (log_dir / "samples.jsonl").read_text().splitlines())}
+    for r in rows:
+        record = records[int(r["step"]), int(r["index"])]
+        assert int(r["length"]) == len(record["completion_ids"]) == GEN["max_new_tokens"]
+        assert float(r["mean_logprob"]) == pytest.approx(record["metrics"]["mean_logprob"]) and r["reference_loss"] == ""
 
 
 # ----------------------------------------------------------------- TensorBoard (its text is tested in test_monitor)
@@ -191,11 +206,27 @@ def mlflow_artifacts(logger) -> Path:
 def test_mlflow_sink_writes_markdown_and_jsonl_artifacts(mlflow_logger):
     MLflowSink(mlflow_logger).write(3, [HOSTILE, PLAIN], tag="samples")
     folder = mlflow_artifacts(mlflow_logger) / "samples"
-    assert sorted(p.name for p in folder.iterdir()) == ["step_00000003.jsonl", "step_00000003.md"]
+    assert {"step_00000003.jsonl", "step_00000003.md"} <= {p.name for p in folder.iterdir()}
     markdown = (folder / "step_00000003.md").read_text(encoding="utf-8")
     assert markdown == "# samples at step 3\n\n" + markdown_table([HOSTILE, PLAIN]) + "\n"
     records = [json.loads(line) for line in (folder / "step_00000003.jsonl").read_text(encoding="utf-8").splitlines()]
     assert records == [sample_record(3, i, s, tag="samples") for i, s in enumerate([HOSTILE, PLAIN])]
+
+
+def test_mlflow_log_table_grows_by_a_round_per_step(mlflow_logger):
+    pytest.importorskip("pandas")  # log_table's own dependency
+    sink = MLflowSink(mlflow_logger)
+    sink.write(3, [HOSTILE, PLAIN], tag="samples")
+    sink.write(5, [PLAIN], tag="samples")
+    table = json.loads((mlflow_artifacts(mlflow_logger) / "samples" / "samples.json").read_text(encoding="utf-8"))
+    assert table["columns"] == ["step", "index", "prompt", "completion", "greedy", "reference", "length",
+                                "mean_logprob"]
+    assert [row[:4] for row in table["data"]] == [[3, 0, HOSTILE.prompt, HOSTILE.completion], [3, 1, "ab", "cd"],
+                                                  [5, 0, "ab", "cd"]]
+    assert table["data"][0][4:7] == [HOSTILE.greedy, HOSTILE.reference, 2]
+    # MLflow lists it as a table of the run (what its UI shows and compares across runs).
+    tags = mlflow_logger.experiment.get_run(mlflow_logger.run_id).data.tags
+    assert {"path": "samples/samples.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
 
 
 def test_mlflow_end_to_end(tmp_path, mlflow_logger):
@@ -259,14 +290,17 @@ def finished_run_records(run_dir: Path, timeout: float = 30.0) -> list:
 
 
 def wandb_tables(run_dir: Path, key: str) -> dict[int, dict]:
-    """trainer/global_step → the table logged under ``key`` at that step, read from the files the run wrote."""
+    """trainer/global_step → the increment of the table ``key`` logged at that step (its new rows), read from the
+    files the run wrote; asserts that every increment belongs to one INCREMENTAL table, numbered in order."""
     tables = {}
     for record in finished_run_records(run_dir):
         if record.WhichOneof("record_type") != "history":
             continue
         row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
         if f"{key}/path" in row:
-            assert row[f"{key}/_type"] == "table-file"
+            assert row[f"{key}/_type"] == "incremental-table-file" and row[f"{key}/log_mode"] == "INCREMENTAL"
+            assert row[f"{key}/increment_num"] == len(tables)  # one table, increment after increment
+            assert len(row[f"{key}/previous_increments_paths"]) == len(tables)
             table = json.loads((run_dir / "files" / row[f"{key}/path"]).read_text(encoding="utf-8"))
             tables[row["trainer/global_step"]] = table
     return tables
@@ -277,7 +311,7 @@ def offline_run_dir(tmp_path) -> Path:
     return run_dir
 
 
-def test_wandb_sink_logs_a_table_per_step_at_the_global_step(wandb_env):
+def test_wandb_sink_grows_one_table_at_the_global_step(wandb_env):
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
@@ -289,11 +323,11 @@ def test_wandb_sink_logs_a_table_per_step_at_the_global_step(wandb_env):
     wandb.finish()
     tables = wandb_tables(offline_run_dir(wandb_env), "samples/table")
     assert sorted(tables) == [3, 9]
-    assert tables[3]["columns"] == ["step", "index", "prompt", "completion", "greedy", "reference", "length",
-                                    "mean_logprob"]
-    assert tables[3]["data"][0][:6] == [3, 0, HOSTILE.prompt, HOSTILE.completion, HOSTILE.greedy, HOSTILE.reference]
-    assert tables[3]["data"][1][:6] == [3, 1, "ab", "cd", None, None]
-    assert tables[9] == {"columns": ["step", "index", "prompt", "completion"], "data": [[9, 0, "ab", "cd"]]}
+    columns = ["step", "index", "prompt", "completion", "greedy", "reference", "length", "mean_logprob"]
+    assert tables[3]["columns"] == tables[9]["columns"] == columns  # fixed at the first round
+    assert tables[3]["data"] == [[3, 0, HOSTILE.prompt, HOSTILE.completion, HOSTILE.greedy, HOSTILE.reference, 2, None],
+                                 [3, 1, "ab", "cd", None, None, 2, None]]
+    assert tables[9]["data"] == [[9, 0, "ab", "cd", None, None, 2, None]]  # only the new rows
 
 
 def test_wandb_end_to_end(wandb_env):
@@ -305,7 +339,7 @@ def test_wandb_end_to_end(wandb_env):
     tables = wandb_tables(offline_run_dir(wandb_env), "samples/table")
     assert sorted(tables) == [0, 2, 4]
     for step, table in tables.items():
-        assert table["columns"] == ["step", "index", "prompt", "completion", "mean_logprob"]
-        assert all(row[4] < 0 for row in table["data"])  # the monitor scores every sample
+        assert table["columns"] == ["step", "index", "prompt", "completion", "length", "mean_logprob"]
+        assert all(row[4] == GEN["max_new_tokens"] and row[5] < 0 for row in table["data"])  # every sample scored
         assert [row[:3] for row in table["data"]] == [[step, i, p] for i, p in enumerate(PROMPTS)]
         assert all(len(row[3]) == GEN["max_new_tokens"] for row in table["data"])

@@ -1,0 +1,100 @@
+"""What the monitor says on the console: one line per round, and where the samples are when training ends.
+
+Lines go through Lightning's own logging on global rank 0 (`rank_zero_info`, the channel of ModelCheckpoint's
+and EarlyStopping's messages), so they show where Lightning's do and a logging level silences both. The texts
+are built by pure functions, tested as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import unicodedata
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from lightning_gen.monitor.sinks import CSV_FILENAME
+from lightning_gen.text.records import RECORDS_FILE
+from lightning_gen.text.samples import Sample
+
+__all__ = ["ConsoleMode", "end_lines", "round_line", "say"]
+
+#: ``"rounds"``: a line per round; ``"first_sample"``: that line and the round's first sample; ``"off"``: silent.
+ConsoleMode = Literal["rounds", "first_sample", "off"]
+
+# TensorBoard's default loader keeps 100 text events per tag (reservoir sampling); past that it drops rounds.
+_TENSORBOARD_TEXT_KEPT = 100
+_SAMPLE_CHARS = 120
+
+
+def say(message: str) -> None:
+    """One line on the console, from global rank 0, through Lightning's logging."""
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(message)
+
+
+def _oneline(text: str, limit: int = _SAMPLE_CHARS) -> str:
+    """``text`` on one line: newlines ⏎, tabs ⇥, other control characters as ``\\xNN``; cut to ``limit`` with …."""
+    pictures = {"\n": "⏎", "\t": "⇥"}
+    shown = "".join(pictures.get(c) or (f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c) for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def round_line(step: int, samples: Sequence[Sample], seconds: float, *, first_sample: bool = False) -> str:
+    """The line of one round: step, samples, wall time and new tokens per second (and its first sample).
+
+    Example::
+
+        >>> samples = [Sample("Hi", " there\\nyou", [0], [1, 2, 3, 4])] * 6
+        >>> round_line(50, samples, 0.08)
+        'GenerationMonitor: step 50: 6 samples, 0.08 s, 300 tok/s'
+        >>> print(round_line(50, samples, 3.2, first_sample=True))
+        GenerationMonitor: step 50: 6 samples, 3.2 s, 8 tok/s
+          'Hi' → ' there⏎you'
+    """
+    tokens = sum(len(s.completion_ids) for s in samples)
+    rate = f", {tokens / seconds:.0f} tok/s" if seconds > 0 else ""
+    line = f"GenerationMonitor: step {step}: {len(samples)} sample{'s' * (len(samples) != 1)}, {seconds:.2g} s{rate}"
+    if first_sample and samples:
+        first = samples[0]
+        line += f"\n  '{_oneline(first.prompt, 40)}' → '{_oneline(first.completion)}'"
+    return line
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute; quoted for a shell."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    return shlex.quote(relative if not relative.startswith(os.pardir) else absolute)
+
+
+def end_lines(rounds: int, records_dir: str | None, loggers: Sequence[Any], *, tag: str) -> list[str]:
+    """The lines at the end of training: how many rounds, where each logger keeps the samples, how to open them.
+
+    Example::
+
+        >>> print("\\n".join(end_lines(13, "lightning_logs/version_3", [], tag="samples")))
+        GenerationMonitor: 13 rounds of samples in lightning_logs/version_3/samples.jsonl
+          in a terminal: lightning-gen show lightning_logs/version_3
+    """
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    where = _shown_path(os.path.join(records_dir, RECORDS_FILE)) if records_dir is not None else "no file (no logger)"
+    lines = [f"GenerationMonitor: {rounds} round{'s' * (rounds != 1)} of {tag} in {where}"]
+    if records_dir is not None:
+        lines.append(f"  in a terminal: lightning-gen show {_shown_path(records_dir)}")
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            command = f"tensorboard --logdir {_shown_path(logger.root_dir)}"
+            if rounds > _TENSORBOARD_TEXT_KEPT:  # the Text tab's default keeps 100 of them, chosen at random
+                command += f" --samples_per_plugin text={rounds}"
+            lines.append(f"  in TensorBoard: {command}")
+        elif isinstance(logger, CSVLogger):
+            lines.append(f"  as CSV: {_shown_path(os.path.join(logger.log_dir, CSV_FILENAME))}")
+        elif isinstance(logger, WandbLogger):
+            url = getattr(logger.experiment, "url", None)
+            lines.append(f"  in W&B: the table {tag}/table of run {logger.version}" + (f" ({url})" if url else ""))
+        elif isinstance(logger, MLFlowLogger):
+            lines.append(f"  in MLflow: the table {tag}/samples.json among the artifacts of run {logger.run_id}")
+    return lines
