@@ -169,21 +169,37 @@ class ExponentialStream:
         self._shape: tuple[int, ...] = ()  # (B, V)
         self._used = self._count = 0
         self._start: Any = None  # generator state before the block
+        self._history: list[tuple[Any, int, tuple[int, ...]]] = []  # earlier blocks, all used: (start, count, shape)
 
     def next(self, shape: tuple[int, ...]) -> torch.Tensor:
         """The next step's exponentials, float32 of ``shape`` `(B, V)`."""
-        if self._used == self._count or shape != self._shape:
+        if self._used >= len(self._block) or shape != self._shape:
             self._refill(tuple(shape))
         self._used += 1
         return self._block[self._used - 1]
 
     def _refill(self, shape: tuple[int, ...]) -> None:
+        if self._count and self._used == self._count and shape == self._shape:
+            self._history.append((self._start, self._count, self._shape))
+        else:  # a block left part-used (or a first one): `rewind` never reaches before it
+            self._history.clear()
         self.close()
         self._count = max(1, min(self.steps, BLOCK_ELEMENTS // max(1, math.prod(shape))))
         self.steps -= self._count
         self._start = self.generator.get_state()
         self._block = _exponentials((self._count, *shape), self.generator).unbind(0)
         self._shape, self._used = shape, 0
+
+    def rewind(self, steps: int) -> None:
+        """Take back the last ``steps`` steps: `close` then leaves the generator as if they had not drawn."""
+        while steps > self._used:
+            assert self._history, "rewind past the first block of the stream"
+            steps -= self._used
+            self.steps += self._count  # that block is given back whole
+            self._start, self._count, self._shape = self._history.pop()
+            self._used = self._count
+        self._used -= steps
+        self._block = ()  # its views no longer line up with the steps taken: a later `next` draws afresh
 
     def close(self) -> None:
         """Leave the generator as if only the steps taken had drawn from it."""

@@ -49,6 +49,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -177,6 +178,8 @@ class Sampler:
         sync_free: Never wait for the device at a step: the checks that need the host (a NaN in greedy scores, an
             invalid distribution for the draw) are gathered and raised by `finish`, after the last step. None (the
             default) chooses it off the CPU, where a host sync stalls the device queue.
+        rewindable: How many of the last steps `rewind` may take back (a loop that learns late that it had
+            stopped); sampling then keeps the generator state from before each of them.
 
     Example::
 
@@ -191,7 +194,8 @@ class Sampler:
         >>> sampler.close()
     """
 
-    def __init__(self, processors: Any, *, steps: int = 1, sync_free: bool | None = None) -> None:
+    def __init__(self, processors: Any, *, steps: int = 1, sync_free: bool | None = None,
+                 rewindable: int = 0) -> None:
         self.processors = processors
         self.plan = _plan(processors) if ENABLED else None
         chain = self.plan.chain if self.plan is not None else None
@@ -204,6 +208,9 @@ class Sampler:
         self._stream: draws.ExponentialStream | None = None
         self.sync_free = sync_free
         self._invalid: list[torch.Tensor] = []  # sync-free steps: 0-dim booleans, "this step could not choose"
+        self._generator: torch.Generator | None = None
+        # Generator states from before each of the last `rewindable` draws (none kept while a stream draws ahead).
+        self._states: deque[torch.Tensor] | None = deque(maxlen=rewindable) if rewindable > 0 else None
 
     def process(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """``processors(input_ids, scores)``, without `LogitsProcessorList`'s per-call signature inspection when
@@ -223,6 +230,9 @@ class Sampler:
         route = self._route
         if route is None:
             route = self._route = self._choose_route(scores, generator)
+            self._generator = generator if generator is not None else _default_generator(scores.device)
+        if self._states is not None and self._stream is None:
+            self._states.append(self._generator.get_state())
         return route(input_ids, scores, generator)
 
     def greedy(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -246,6 +256,19 @@ class Sampler:
         if invalid and bool(torch.stack(invalid).any()):
             sampled = self._route is not None  # `sample` chose a route; `greedy` needs none
             raise draws.invalid_distribution_error() if sampled else _nan_logits_error()
+
+    def rewind(self, steps: int) -> None:
+        """Take back the last ``steps`` steps (at most ``rewindable``): the generator is left as before them and
+        their deferred checks are dropped, as if the loop had stopped earlier."""
+        if steps <= 0:
+            return
+        if self._invalid:  # sync-free steps leave one check each
+            del self._invalid[len(self._invalid) - steps:]
+        if self._stream is not None:
+            self._stream.rewind(steps)
+        elif self._route is not None:  # `sample` ran: restore the state from before the first step taken back
+            assert self._states is not None and steps <= len(self._states), "rewind beyond `rewindable`"
+            self._generator.set_state(self._states[-steps])
 
     def close(self) -> None:
         """Rewind a generator drawn ahead to where step-by-step draws would have left it."""
@@ -316,6 +339,12 @@ class Sampler:
     def _direct(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         probs = self._direct_probs(input_ids, scores)
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+def _default_generator(device: torch.device) -> torch.Generator:
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
 
 
 def _nan_logits_error() -> FloatingPointError:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import GenerationConfig, MaxLengthCriteria
+from transformers import EosTokenCriteria, GenerationConfig, MaxLengthCriteria
 
 from lightning_gen.decoding import _fastpath as fastpath
 from lightning_gen._checks import check_int
@@ -236,6 +236,31 @@ def _stops_only_at(criteria: Any, max_length: int) -> bool:
         limit.max_position_embeddings is None or max_length - 1 <= limit.max_position_embeddings)
 
 
+#: How many decode steps pass between two checks of "has every row ended?" when EOS is the only early stop. Off
+#: the CPU each check waits for the device; rows that end between checks keep receiving pad, and the output and the
+#: generator are then wound back to the step HF stopped at. On the CPU reading a flag costs nothing: every step.
+EOS_CHECK_EVERY: dict[str, int] = {"cpu": 1}
+_EOS_CHECK_EVERY_ELSEWHERE = 8
+
+
+def _eos_only(criteria: Any, max_length: int) -> torch.Tensor | None:
+    """The EOS ids when ``criteria`` are HF's `EosTokenCriteria` plus the `MaxLengthCriteria` of `_stops_only_at`,
+    and nothing else: the loop can then decide by itself when each row ends. None otherwise."""
+    items = _as_list(criteria)
+    eos = [c for c in items if type(c) is EosTokenCriteria]
+    limits = [c for c in items if type(c) is not EosTokenCriteria]
+    if len(eos) != 1 or not _stops_only_at(limits, max_length):
+        return None
+    return eos[0].eos_token_id
+
+
+def _steps_hf_takes(new_tokens: torch.Tensor, eos: torch.Tensor) -> int:
+    """How many steps HF's loop runs on ``new_tokens`` `(B, n)` in which every row holds an EOS id: up to the step
+    the last row to end took its first one."""
+    first = torch.isin(new_tokens, eos).int().argmax(dim=1)  # (B,) the first EOS of each row
+    return int(first.max()) + 1
+
+
 def _decode_loop(
     runner: ModelAdapter,
     ids: torch.Tensor,
@@ -255,9 +280,12 @@ def _decode_loop(
     With ``all_finished`` (a collective across processes), a process whose rows have all ended keeps calling
     the model on its last tokens, without extending them, until every process is done, as HF's ``synced_gpus``.
     When the only criterion is the maximum length, the loop counts instead of evaluating it: no tensor work and
-    no host sync per token.
+    no host sync per token. When EOS is the only other one, the loop tracks the rows that ended as a mask and looks
+    at it every `EOS_CHECK_EVERY` steps only; steps run past HF's stop are then taken back (the tokens trimmed, the
+    generator rewound, their deferred checks dropped), so tokens and generator state are HF's.
     """
     batch, length = ids.shape
+    start = length
     tokens = ids.new_empty((batch, max_length))  # (B, L_max), filled as we go
     tokens[:, :length] = ids
     mask = None
@@ -266,7 +294,15 @@ def _decode_loop(
         mask[:, :length] = attention_mask
     unfinished = torch.ones(batch, dtype=torch.long, device=ids.device)
     length_only = _stops_only_at(criteria, max_length)
-    sampler = fastpath.Sampler(processors, steps=max_length - length)
+    eos = None if length_only or all_finished is not None else _eos_only(criteria, max_length)
+    every = 1
+    if eos is not None:
+        eos = eos.to(ids.device)
+        alive = torch.ones(batch, dtype=torch.bool, device=ids.device)  # (B,) rows that have not ended
+        # Winding the generator back needs one that is known (not the default one, which the model may use).
+        if not do_sample or generator is not None:
+            every = EOS_CHECK_EVERY.get(ids.device.type, _EOS_CHECK_EVERY_ELSEWHERE)
+    sampler = fastpath.Sampler(processors, steps=max_length - length, rewindable=every - 1)
     done = False
     sequences = ids
     try:
@@ -282,19 +318,32 @@ def _decode_loop(
                     next_tokens = sampler.sample(sequences, scores, generator=generator)
                 else:
                     next_tokens = sampler.greedy(sequences, scores)
-                if pad is not None:
-                    next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
-                tokens[:, length] = next_tokens
-                length += 1
-                sequences = tokens[:, :length]
-                if length_only:
-                    done = length >= max_length
+                if eos is not None:
+                    if pad is not None:
+                        next_tokens = torch.where(alive, next_tokens, pad)  # HF's arithmetic, as a select
+                    tokens[:, length] = next_tokens
+                    length += 1
+                    alive &= ~torch.isin(next_tokens, eos)
+                    done = length >= max_length or ((length - start) % every == 0 and not bool(alive.any()))
                 else:
-                    unfinished = unfinished & ~criteria(sequences, None)
-                    done = not bool(unfinished.any())  # the one host sync per token: EOS, stop strings ...
+                    if pad is not None:
+                        next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
+                    tokens[:, length] = next_tokens
+                    length += 1
+                    if length_only:
+                        done = length >= max_length
+                    else:
+                        unfinished = unfinished & ~criteria(tokens[:, :length], None)
+                        done = not bool(unfinished.any())  # the one host sync per token: stop strings, max time ...
+                sequences = tokens[:, :length]
             if all_finished(done) if all_finished is not None else done:
                 break
             logits = runner.decode(sequences, None if mask is None else mask[:, :length])
+        if every > 1 and not bool(alive.any()):
+            taken = _steps_hf_takes(tokens[:, start:length], eos)
+            if taken < length - start:
+                sampler.rewind(length - start - taken)
+                sequences = tokens[:, :start + taken]
         sampler.finish()
     finally:
         sampler.close()

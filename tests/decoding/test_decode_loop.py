@@ -88,3 +88,106 @@ def test_counted_and_evaluated_stopping_give_the_same_tokens():
     evaluated = generate(Recorder(), prompt, generator=torch.Generator().manual_seed(5), stopping_criteria=[stop],
                          **options)
     assert torch.equal(counted, evaluated) and stop.calls == 8
+
+
+# --------------------------------------------------------------------------------------------------
+# EOS without a per-token check (issue 15): rows that end keep receiving pad, "has every row ended?" is read every
+# `EOS_CHECK_EVERY` steps, and the steps run past HF's stop are taken back: tokens trimmed, generator rewound.
+# --------------------------------------------------------------------------------------------------
+import pytest  # noqa: E402
+from conftest import PAD_ID  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
+from lightning_gen.decoding import generation  # noqa: E402
+
+MAX_NEW = 12
+
+
+@pytest.fixture(scope="module")
+def wide_gpt2() -> GPT2LMHeadModel:
+    """4096 tokens: a batch of 2 has 8192 scores, enough for the fast route."""
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=4096, n_positions=64, initializer_range=0.5,
+                        bos_token_id=None, eos_token_id=None)
+    return GPT2LMHeadModel(config).eval()
+
+
+def _hf(model, prompt, seed, **options):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), **options)
+    return out, torch.get_rng_state()
+
+
+def _eos_ending_every_row(model, prompt, seed, options):
+    """EOS ids that end every row early (by step 7), the first row by step 2: tokens the rows emit with ``seed``,
+    which they emit again until they end (a row's tokens do not depend on the others')."""
+    probe, _ = _hf(model, prompt, seed, max_new_tokens=MAX_NEW, eos_token_id=None, **options)
+    new = probe[:, prompt.shape[1]:]
+    return sorted({int(new[0, 2])} | {int(new[row, 7]) for row in range(1, len(new))})
+
+
+ROUTES = {  # (model fixture, batch, options): each sampler route once, and greedy
+    "direct, drawn ahead": ("tiny_gpt2", 3, dict(do_sample=True, top_k=20)),
+    "fast": ("wide_gpt2", 2, dict(do_sample=True, top_k=50, top_p=0.9)),
+    "fast, no top-k": ("wide_gpt2", 2, dict(do_sample=True, top_p=0.9)),
+    "plain (fast path off)": ("tiny_gpt2", 3, dict(do_sample=True, temperature=0.7)),
+    "greedy": ("tiny_gpt2", 3, dict(do_sample=False, repetition_penalty=1.3)),
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("check", ["early", "at the last step"])
+def test_steps_past_hfs_stop_are_taken_back(route, check, request, monkeypatch):
+    fixture, batch, options = ROUTES[route]
+    model = request.getfixturevalue(fixture)
+    if route.startswith("plain"):
+        monkeypatch.setattr(fastpath, "ENABLED", False)
+    vocab = model.config.vocab_size
+    prompt = torch.randint(3, vocab, (batch, 5), generator=torch.Generator().manual_seed(4))
+    eos = _eos_ending_every_row(model, prompt, 11, options)
+    common = dict(max_new_tokens=MAX_NEW, eos_token_id=eos, pad_token_id=PAD_ID, **options)
+    reference, reference_state = _hf(model, prompt, 11, **common)
+    taken = reference.shape[1] - prompt.shape[1]
+    assert 2 < taken < MAX_NEW, f"design: every row ends on EOS, the last one after step 2\n{reference}"
+    # Check first after HF's stop (and before the last step), or only at the last step: either way past it.
+    if check == "early":
+        every = next(e for e in range(2, taken) if taken % e and -(-taken // e) * e < MAX_NEW)
+    else:
+        every = MAX_NEW + 1
+    monkeypatch.setitem(generation.EOS_CHECK_EVERY, "cpu", every)
+    fastpath.stats.reset()
+    generator = torch.Generator().manual_seed(11)
+    ours = generate(model, prompt, generator=generator, **common)
+    assert torch.equal(ours, reference)
+    if options["do_sample"]:
+        assert torch.equal(generator.get_state(), reference_state)
+        route_taken = {"direct": fastpath.stats.direct, "fast": fastpath.stats.fast, "plain": fastpath.stats.plain}
+        assert route_taken[route.split(",")[0].split(" ")[0]] > taken, "design: the loop ran past HF's stop"
+
+
+def test_the_check_every_step_on_the_cpu_never_runs_past_the_stop(tiny_gpt2):
+    prompt = torch.randint(3, 96, (3, 5), generator=torch.Generator().manual_seed(4))
+    options = dict(do_sample=True, top_k=20)
+    eos = _eos_ending_every_row(tiny_gpt2, prompt, 11, options)
+    fastpath.stats.reset()
+    out = generate(tiny_gpt2, prompt, generator=torch.Generator().manual_seed(11), max_new_tokens=MAX_NEW,
+                   eos_token_id=eos, pad_token_id=PAD_ID, **options)
+    assert generation.EOS_CHECK_EVERY["cpu"] == 1
+    assert fastpath.stats.direct == out.shape[1] - prompt.shape[1] < MAX_NEW
+
+
+def test_a_stream_rewinds_across_blocks():
+    # Steps of 4 x 4096 values: 4 per block, so taking back 6 of 10 steps crosses back into the first block.
+    from lightning_gen.decoding import _draws as draws
+
+    a, b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    stream = draws.ExponentialStream(a, steps=20)
+    for _ in range(10):
+        stream.next((4, 4096))
+    stream.rewind(6)
+    stream.close()
+    for _ in range(4):
+        torch.empty(4, 4096).exponential_(1, generator=b)
+    assert torch.equal(a.get_state(), b.get_state())
