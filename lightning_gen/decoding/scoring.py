@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from lightning_gen._checks import check_int
-from lightning_gen.decoding.adapters import model_device, output_logits
+from lightning_gen.decoding.adapters import ModelAdapter, model_device, output_logits
 
 __all__ = ["LastPositionOnlyError", "reference_loss", "sequence_logprobs", "token_logprobs"]
 
@@ -18,9 +18,16 @@ class LastPositionOnlyError(ValueError):
     """The model returned logits for the last position only, so sequences cannot be scored."""
 
 
+def _forward_of(model_fn: Callable[[torch.Tensor], Any] | ModelAdapter) -> tuple[Callable[[torch.Tensor], Any], Any]:
+    """The callable that gives every position's logits, and what holds the weights (for the device)."""
+    if isinstance(model_fn, ModelAdapter):
+        return model_fn.sequence_logits, model_fn.model  # the protocol the model samples with (caches, input_pos)
+    return model_fn, model_fn
+
+
 @torch.no_grad()
 def token_logprobs(
-    model_fn: Callable[[torch.Tensor], Any],
+    model_fn: Callable[[torch.Tensor], Any] | ModelAdapter,
     prompt_ids: Sequence[int],
     target_ids: Sequence[int],
     *,
@@ -35,7 +42,9 @@ def token_logprobs(
 
     Args:
         model_fn: Maps a `(1, T)` LongTensor to logits `(1, T, V)` for *every* position (a tensor, a tuple whose
-            first item they are, or an object or dict with ``logits``).
+            first item they are, or an object or dict with ``logits``); or a `ModelAdapter`, whose
+            `~ModelAdapter.sequence_logits` calls the model by its own protocol (a gpt-fast model with fresh caches
+            and ``input_pos``, a plain one as ``model(ids)``), leaving its state as it was.
         prompt_ids: The conditioning tokens; at least one.
         target_ids: The tokens to score.
         context_length: Most tokens the model takes at once. A longer sequence is cropped from the left; target
@@ -63,9 +72,10 @@ def token_logprobs(
     scored = min(len(target), len(ids) - 1)
     if scored == 0:
         return torch.empty(0)
-    device = torch.device(device) if device is not None else model_device(model_fn, torch.device("cpu"))
+    forward, holder = _forward_of(model_fn)
+    device = torch.device(device) if device is not None else model_device(holder, torch.device("cpu"))
     inputs = torch.tensor([ids[:-1]], dtype=torch.long, device=device)  # (1, T)
-    logits = output_logits(model_fn(inputs))
+    logits = output_logits(forward(inputs))
     length = inputs.shape[1]
     if logits.dim() != 3 or logits.shape[0] != 1 or logits.shape[1] != length:
         if length > 1 and (logits.dim() == 2 or (logits.dim() == 3 and logits.shape[1] == 1)):
@@ -85,7 +95,7 @@ def token_logprobs(
 
 
 def sequence_logprobs(
-    model_fn: Callable[[torch.Tensor], Any],
+    model_fn: Callable[[torch.Tensor], Any] | ModelAdapter,
     prompt_ids: Sequence[Sequence[int]],
     completion_ids: Sequence[Sequence[int]],
     *,
@@ -124,7 +134,7 @@ def sequence_logprobs(
 
 
 def reference_loss(
-    model_fn: Callable[[torch.Tensor], Any],
+    model_fn: Callable[[torch.Tensor], Any] | ModelAdapter,
     prompt_ids: Sequence[int],
     reference_ids: Sequence[int],
     *,

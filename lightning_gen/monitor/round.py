@@ -86,7 +86,7 @@ def sample_round(
         greedy = complete_batch(model, plan, batch, _greedy(generation_config), **options) if also_greedy else None
         for row, completion in enumerate(sampled):
             i = batch[row // plan.copies]
-            metrics, per_token = (_score(model, encoded, i, completion, context_length or plan.runner.context_length)
+            metrics, per_token = (_score(model, encoded, i, completion, context_length or plan.runner.context_length, plan.runner)
                                   if score else ({}, None))
             out.append((i * plan.copies + row % plan.copies, Sample(
                 prompt=tokenizer.decode(encoded.ids[i]),
@@ -102,7 +102,8 @@ def sample_round(
 
 
 def _score(
-    model: nn.Module, encoded: EncodedPrompts, i: int, completion: list[int], context: int | None
+    model: nn.Module, encoded: EncodedPrompts, i: int, completion: list[int], context: int | None,
+    runner: ModelAdapter | None = None,
 ) -> tuple[dict[str, float], list[float] | None]:
     """Teacher-forced measurements of one sample (eval mode, no gradients, so training is untouched).
 
@@ -110,12 +111,13 @@ def _score(
     the context crops the sequence only the last tokens are scored (see `token_logprobs`).
     """
     metrics, per_token = {}, None
+    scorer = runner if runner is not None else model  # the protocol the model samples with scores it too
     with torch.no_grad(), eval_mode(model):
         if completion:
-            scores = token_logprobs(model, encoded.ids[i], completion, context_length=context)  # (N,)
+            scores = token_logprobs(scorer, encoded.ids[i], completion, context_length=context)  # (N,)
             per_token = scores.tolist()
             metrics["mean_logprob"] = float(scores.mean()) if per_token else math.nan
         reference = encoded.references[i] if encoded.references else None
         if reference:
-            metrics["reference_loss"] = reference_loss(model, encoded.ids[i], reference, context_length=context)
+            metrics["reference_loss"] = reference_loss(scorer, encoded.ids[i], reference, context_length=context)
     return metrics, per_token
