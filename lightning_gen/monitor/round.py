@@ -86,8 +86,8 @@ def sample_round(
         greedy = complete_batch(model, plan, batch, _greedy(generation_config), **options) if also_greedy else None
         for row, completion in enumerate(sampled):
             i = batch[row // plan.copies]
-            metrics, per_token = (_score(model, encoded, i, completion, context_length or plan.runner.context_length, plan.runner)
-                                  if score else ({}, None))
+            context = context_length or plan.runner.context_length
+            metrics, per_token = _score(model, encoded, i, completion, context, plan.runner) if score else ({}, None)
             out.append((i * plan.copies + row % plan.copies, Sample(
                 prompt=tokenizer.decode(encoded.ids[i]),
                 completion=tokenizer.decode(completion),
