@@ -106,3 +106,50 @@ def test_compiled_decode_step_with_cuda_graphs_matches_eager_greedy():
     eager = generate(model, ids, max_new_tokens=24)
     for _ in range(2):  # the second call replays the captured graph
         assert torch.equal(generate(model, ids, max_new_tokens=24, compile=True), eager)
+
+
+def test_eos_decode_steps_wait_for_the_gpu_only_every_few_steps(monkeypatch):
+    # With EOS, the loop reads "has every row ended?" once per `EOS_CHECK_EVERY` steps, not once per token; the steps
+    # run past HF's stop are taken back, so tokens and generator state equal a loop that checks every step.
+    import warnings
+
+    from lightning_gen.decoding import generation
+
+    model = _example_gpt()
+    ids = torch.randint(0, 100, (4, 8), device="cuda")
+    options = {"max_new_tokens": 40, "do_sample": True, "temperature": 0.8, "top_k": 40}
+    probe = generate(model, ids, generator=torch.Generator(device="cuda").manual_seed(3), **options)[:, 8:]
+    eos = sorted({int(probe[row, 3 + 5 * row]) for row in range(4)})  # every row ends, the last one by step 19
+    options.update(eos_token_id=eos, pad_token_id=0)
+    monkeypatch.setitem(generation.EOS_CHECK_EVERY, "cuda", 1)  # the reference: a check at every step
+    each_step = torch.Generator(device="cuda").manual_seed(3)
+    reference = generate(model, ids, generator=each_step, **options)
+    taken = reference.shape[1] - 8
+    assert taken < 40, "design: every row ends early"
+    every = next(e for e in range(8, 1, -1) if taken % e and -(-taken // e) * e < 40)  # a check past HF's stop
+    monkeypatch.setitem(generation.EOS_CHECK_EVERY, "cuda", every)
+    forwards: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: forwards.append(0) if args[0].shape[1] == 1 else None, with_kwargs=True)
+    finish = fastpath.Sampler.finish
+
+    def relaxed_finish(self):
+        torch.cuda.set_sync_debug_mode("default")
+        return finish(self)
+
+    monkeypatch.setattr(fastpath.Sampler, "finish", relaxed_finish)
+    ours = torch.Generator(device="cuda").manual_seed(3)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            got = generate(model, ids, generator=ours, **options)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        hook.remove()
+    steps = len(forwards) + 1  # decode forwards, plus the prefill's step
+    waits = sum("synchroniz" in str(w.message) for w in caught)
+    assert steps > taken, "design: the loop ran past HF's stop"
+    assert waits <= steps // every + 8, (waits, steps, every)  # the checks, plus setup and the final trim
+    assert torch.equal(got, reference)
+    assert torch.equal(ours.get_state(), each_step.get_state())
