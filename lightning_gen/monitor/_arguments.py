@@ -15,6 +15,7 @@ from typing import Any, get_args
 from transformers import LogitsProcessor
 
 from lightning_gen._checks import check_bool, check_int, is_int
+from lightning_gen.decoding.adapters import ModelAdapter, adapter_class
 from lightning_gen.decoding.config import validate_generation_kwargs
 from lightning_gen.monitor.console import ConsoleMode
 from lightning_gen.monitor.distributed import DistributedMode
@@ -55,6 +56,9 @@ def check_arguments(monitor: Any) -> None:
     if model_attr is not None and (not isinstance(model_attr, str) or not all(model_attr.split("."))):
         raise ValueError(f"`model_attr` must be a dotted attribute name like 'model' or 'net.decoder', got {model_attr!r}")
     check_int("batch_size", monitor.batch_size, allow_none=True)
+    check_int("vocab_size", monitor.vocab_size, allow_none=True)
+    if not isinstance(monitor.adapter, ModelAdapter):
+        adapter_class(monitor.adapter)  # a known name, a ModelAdapter subclass, or the import path of one
     check_int("context_length", monitor.context_length, allow_none=True)
     if not isinstance(monitor.tag, str) or not monitor.tag.strip():
         raise ValueError(f"`tag` must be a non-empty string, got {monitor.tag!r}")

@@ -11,15 +11,16 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from transformers import GenerationConfig, LogitsProcessor
 from typing_extensions import override
 
-from lightning_gen.decoding.adapters import find_context_length, find_vocab_size, require_compilable, resolve_adapter
+from lightning_gen.decoding.adapters import ModelAdapter
 from lightning_gen.decoding.config import eos_id_set
 from lightning_gen.decoding.scoring import LastPositionOnlyError
 from lightning_gen.monitor._arguments import check_arguments
+from lightning_gen.monitor.discovery import find_network, settle
 from lightning_gen.monitor.distributed import DistributedMode, all_finished_fn, choose_mode, is_fsdp1, run_everywhere
 from lightning_gen.monitor.prompts import encode_prompts, prompts_from_batches
 from lightning_gen.monitor.round import sample_round
@@ -31,15 +32,6 @@ from lightning_gen.text.samples import EncodedPrompts, Sample
 from lightning_gen.text.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
 
 __all__ = ["GenerationMonitor"]
-
-def _resolve_attr(root: nn.Module, dotted: str) -> Any:
-    obj: Any = root
-    for part in dotted.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"`model_attr`={dotted!r}: {type(obj).__name__} has no attribute {part!r}")
-        obj = getattr(obj, part)
-    return obj
-
 
 @contextmanager
 def _gradient_checkpointing_off(model: nn.Module) -> Iterator[None]:
@@ -80,8 +72,16 @@ class GenerationMonitor(pl.Callback):
             ``top_p`` ...). ``max_new_tokens`` defaults to 64; EOS and pad ids default to the tokenizer's.
         logits_processors: Extra transformers `LogitsProcessor` objects, merged as HF merges them.
         seed: Seed of the sampling generator, reset at every round.
-        model_attr: Dotted attribute of the LightningModule to call (e.g. ``"model"``); None calls the
-            LightningModule itself.
+        model_attr: Dotted attribute of the LightningModule to call (e.g. ``"model"``); None finds the network:
+            the LightningModule when it has a cache protocol, a context length or a vocabulary of its own, else its
+            one language-model child (``self.model`` ...), printed once at ``setup`` (see
+            `lightning_gen.monitor.discovery`).
+        adapter: How to call the network: None detects its protocol; a name (``"plain"``, ``"litgpt"``,
+            ``"gpt-fast"``, ``"torchtune"``, ``"hf"``), a `ModelAdapter` subclass or its import path (from YAML),
+            or a `ModelAdapter` instance.
+        vocab_size: Sample only ids below this; None takes the smaller of the model's vocabulary and the
+            tokenizer's, so a padded vocabulary (50304 logits for 50257 tokens) never yields ids that cannot be
+            decoded.
         batch_size: Most prompts per forward; None puts them all in one batch (per length group).
         context_length: Context length of the model; discovered from the model when None.
         tag: Prefix of the logged tags.
@@ -133,6 +133,8 @@ class GenerationMonitor(pl.Callback):
         logits_processors: list[LogitsProcessor] | None = None,
         seed: int = 0,
         model_attr: str | None = None,
+        adapter: ModelAdapter | type[ModelAdapter] | str | None = None,
+        vocab_size: int | None = None,
         batch_size: int | None = None,
         context_length: int | None = None,
         tag: str = "samples",
@@ -160,6 +162,8 @@ class GenerationMonitor(pl.Callback):
         self.logits_processors = logits_processors
         self.seed = seed
         self.model_attr = model_attr
+        self.adapter = adapter
+        self.vocab_size = vocab_size
         self.batch_size = batch_size
         self.context_length = context_length
         self.tag = tag
@@ -180,6 +184,7 @@ class GenerationMonitor(pl.Callback):
         self._last_time = time.monotonic()
         # Resolved in `setup`.
         self._model: nn.Module | None = None
+        self._adapter: ModelAdapter | None = None
         self._tokenizer: LoadedTokenizer | None = None
         self._encoded: EncodedPrompts | None = None
         self._config: GenerationConfig | None = None
@@ -198,12 +203,8 @@ class GenerationMonitor(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        model = pl_module if self.model_attr is None else _resolve_attr(pl_module, self.model_attr)
-        if not callable(model):
-            raise TypeError(f"`model_attr`={self.model_attr!r} is a {type(model).__name__}, which is not callable")
-        # A compiled module would recompile for every new sequence length: sample the original.
-        model = getattr(model, "_orig_mod", model) if isinstance(model, torch._dynamo.eval_frame.OptimizedModule) else model
-        self._model = model
+        network = find_network(pl_module, self.model_attr)  # `pl_module` itself, or its one language-model child
+        self._model = network.called
         self._mode = choose_mode(trainer.strategy, self.distributed)
         self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
         fields = dict(self.generation)
@@ -215,11 +216,14 @@ class GenerationMonitor(pl.Callback):
         if self._config.stop_strings and self._tokenizer.hf_tokenizer is None:
             raise ValueError("`generation.stop_strings` needs a Hugging Face tokenizer; this tokenizer is not one")
 
-        vocab = self._vocab_size(pl_module, model)
-        adapter = resolve_adapter(model, use_cache=self._config.use_cache is not False, context_length=self.context_length)
-        if self.compile:
-            require_compilable(adapter)
-        context = adapter.context_length or find_context_length(model) or find_context_length(pl_module)
+        # Which protocol drives the network, its context, and the ids both its logits and the tokenizer cover.
+        sampling = settle(pl_module, network, adapter=self.adapter, use_cache=self._config.use_cache is not False,
+                          context_length=self.context_length, vocab_size=self.vocab_size,
+                          tokenizer_vocab=self._tokenizer.vocab_size, compile=self.compile)
+        rank_zero_info(sampling.line)
+        self._adapter = adapter = sampling.adapter
+        context = sampling.context
+        vocab = sampling.vocab
         budget = None
         if context is not None:
             budget = context - self._config.max_new_tokens if adapter.needs_room_for_new_tokens else context
@@ -270,14 +274,6 @@ class GenerationMonitor(pl.Callback):
             "`tokenizer` is None and neither `pl_module.tokenizer` nor `trainer.datamodule.tokenizer` is set; "
             "pass `tokenizer=` (an object with encode/decode, or a path)"
         )
-
-    @staticmethod
-    def _vocab_size(pl_module: pl.LightningModule, model: Any) -> int | None:
-        found = find_vocab_size(model) or find_vocab_size(pl_module)
-        if found is not None:
-            return found
-        value = pl_module.hparams.get("vocab_size") if hasattr(pl_module, "hparams") else None
-        return value if isinstance(value, int) and value > 0 else None
 
     # ----------------------------------------------------------------- schedule
     @override
@@ -368,7 +364,7 @@ class GenerationMonitor(pl.Callback):
     def _run_round(self, trainer: pl.Trainer) -> list[tuple[int, Sample]]:
         strategy = trainer.strategy
         model = self._model
-        if self._mode == "lockstep" and is_fsdp1(strategy) and self.model_attr is None:
+        if self._mode == "lockstep" and is_fsdp1(strategy) and self._model is trainer.lightning_module:
             model = strategy.model  # FSDP1 gathers the root's parameters only when the root module is called
         shard = (strategy.global_rank, strategy.world_size) if self._mode == "shard" else (0, 1)
         try:
@@ -378,7 +374,7 @@ class GenerationMonitor(pl.Callback):
                     seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
                     context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
                     all_finished=all_finished_fn(strategy) if self._mode == "lockstep" else None, score=self._score,
-                    compile=self.compile,
+                    compile=self.compile, adapter=self._adapter if model is self._model else None,
                 )
         finally:
             if self.empty_cache and torch.cuda.is_available():
