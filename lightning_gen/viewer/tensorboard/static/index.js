@@ -316,8 +316,13 @@ async function runsView() {
     const column = el('div', 'column');
     column.appendChild(el('h2', null, run));
     const record = records.find((r) => r.run === run);
-    column.appendChild(record ? card(record)
-      : el('span', 'missing', `no sample of prompt ${state.prompt} at step ${state.step} under tag ${state.tag}`));
+    if (record) {
+      column.appendChild(card(record));
+    } else {
+      const steps = await getJson('steps', {run, tag: state.tag}).catch(() => []);
+      column.appendChild(el('span', 'missing', `not sampled at step ${state.step} under tag ${state.tag}` +
+        (steps.length ? ` (this run's steps: ${steps.join(', ')})` : ' (no samples under this tag)')));
+    }
     columns.appendChild(column);
   }
   section.appendChild(columns);
