@@ -13,6 +13,7 @@ from transformers import GenerationConfig
 
 from lightning_gen.decoding.adapters import ModelAdapter, model_device
 from lightning_gen.decoding.batching import complete_batch, plan_completions
+from lightning_gen.decoding.config import eos_id_set
 from lightning_gen.decoding.generation import eval_mode
 from lightning_gen.decoding.scoring import reference_loss, token_logprobs
 from lightning_gen.text.samples import EncodedPrompts, Sample
@@ -77,6 +78,7 @@ def sample_round(
     options = dict(logits_processor=list(logits_processors or []), tokenizer=hf_tokenizer, all_finished=all_finished,
                    compile=compile)
     rank, world = shard
+    eos_ids = eos_id_set(generation_config.eos_token_id)
     out = []
     for number, batch in enumerate(plan.batches):
         if number % world != rank:
@@ -97,6 +99,8 @@ def sample_round(
                 greedy=tokenizer.decode(greedy[row // plan.copies]) if greedy is not None else None,
                 metrics=metrics,
                 token_logprobs=per_token,
+                tokens=[tokenizer.decode([t]) for t in completion] if per_token is not None else None,
+                eos=bool(completion) and completion[-1] in eos_ids,
             )))
     return out
 

@@ -66,14 +66,14 @@ def sample_record(step: int, index: int, sample: Sample, *, tag: str) -> dict[st
         ... # doctest: +NORMALIZE_WHITESPACE
         {'step': 4, 'tag': 'samples', 'index': 0, 'prompt': 'Hi', 'completion': ' there', 'greedy': None,
          'reference': None, 'prompt_ids': [1], 'completion_ids': [2], 'metrics': {'length': 1.0},
-         'token_logprobs': None}
+         'token_logprobs': None, 'tokens': None, 'eos': None}
     """
     metrics = {name: (float(v) if math.isfinite(v) else None) for name, v in sample.metrics.items()}
     return {
         "step": int(step), "tag": tag, "index": index, "prompt": sample.prompt, "completion": sample.completion,
         "greedy": sample.greedy, "reference": sample.reference, "prompt_ids": [int(i) for i in sample.prompt_ids],
         "completion_ids": [int(i) for i in sample.completion_ids], "metrics": metrics,
-        "token_logprobs": _finite(sample.token_logprobs),
+        "token_logprobs": _finite(sample.token_logprobs), "tokens": sample.tokens, "eos": sample.eos,
     }  # fmt: skip
 
 

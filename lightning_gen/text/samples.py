@@ -59,6 +59,11 @@ class Sample:
         metrics: Per-sample measurements (length, EOS, mean log-prob ...), filled by the monitor.
         token_logprobs: The model's teacher-forced log-probability of each completion token (where it was sure,
             where it guessed), when the round was scored; else None. Left out of the repr, which it would drown.
+        tokens: Each completion token's text, decoded alone (what the per-token views colour), when the round was
+            scored; else None. A token that is part of a character (byte-level BPE) decodes to a replacement
+            character, so the texts need not add up to ``completion``. Left out of the repr.
+        eos: Whether the completion ended with an end-of-sequence token; None when not known. Left out of the
+            repr.
     """
 
     prompt: str
@@ -69,3 +74,5 @@ class Sample:
     greedy: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     token_logprobs: list[float] | None = field(default=None, repr=False)
+    tokens: list[str] | None = field(default=None, repr=False)
+    eos: bool | None = field(default=None, repr=False)

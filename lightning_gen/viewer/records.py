@@ -39,6 +39,8 @@ class Record:
     completion_ids: list[int] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     token_logprobs: list[float] | None = None
+    tokens: list[str] | None = None
+    eos: bool | None = None
 
 
 def _warn(message: str) -> None:
@@ -66,6 +68,7 @@ def _read_jsonl(path: Path, run: str, tag: str | None) -> list[Record]:
                     greedy=obj.get("greedy"), reference=obj.get("reference"),
                     prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
                     metrics=dict(obj.get("metrics") or {}), token_logprobs=obj.get("token_logprobs"),
+                    tokens=obj.get("tokens"), eos=obj.get("eos"),
                 ))
             except (ValueError, KeyError, TypeError, AttributeError) as err:
                 # A run killed mid-write leaves a torn last line; one bad line should not hide the rest.

@@ -98,7 +98,8 @@ def test_jsonl_sink_appends_one_strict_json_object_per_prompt_per_step(tmp_path)
     assert records[0] == {
         "step": 2, "tag": "samples", "index": 0, "prompt": HOSTILE.prompt, "completion": HOSTILE.completion,
         "greedy": HOSTILE.greedy, "reference": HOSTILE.reference, "prompt_ids": [1, 2, 3], "completion_ids": [4, 5],
-        "metrics": {"length": 2.0, "mean_logprob": None}, "token_logprobs": [-0.5, None],
+        "metrics": {"length": 2.0, "mean_logprob": None}, "token_logprobs": [-0.5, None], "tokens": None,
+        "eos": None,
     }  # fmt: skip
     assert records[1] == sample_record(2, 1, PLAIN, tag="samples")
     assert records[1]["greedy"] is None and records[1]["reference"] is None

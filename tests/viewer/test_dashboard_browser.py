@@ -70,6 +70,10 @@ def logdir(tmp_path_factory):
         for step in (0, 4):
             sample = Sample(HOSTILE, f"{HOSTILE} {step}", [1], [2], metrics={"mean_logprob": -1.0})
             out.write(json.dumps(sample_record(step, 0, sample, tag="samples")) + "\n")
+            # Prompt 1 ends with an EOS token whose text the tokenizer writes out.
+            ended = Sample("Say", "ok done</s>", [1], [5, 6, 1], token_logprobs=[-0.1, -3.0, -0.5],
+                           tokens=["ok", " done", "</s>"], eos=True)
+            out.write(json.dumps(sample_record(step, 1, ended, tag="samples")) + "\n")
     return root, records
 
 
@@ -190,7 +194,7 @@ def test_one_prompts_first_and_last_step_are_on_screen_together(browser, tensorb
 def test_hostile_text_is_shown_as_text(browser, tensorboard):
     wait = open_dashboard(browser, tensorboard)
     pick_run(browser, wait, "hostile")
-    cards = browser.find_elements(By.CSS_SELECTOR, '.sample[data-run="hostile"]')
+    cards = browser.find_elements(By.CSS_SELECTOR, '.sample[data-run="hostile"][data-prompt="0"]')
     assert [completion_of(card) for card in cards] == [f"{HOSTILE} 0", f"{HOSTILE} 4"]
     prompt = browser.find_element(By.CSS_SELECTOR, "th.prompt-cell .prompt .verbatim")
     assert prompt.get_attribute("textContent") == HOSTILE
@@ -217,7 +221,40 @@ def test_two_steps_side_by_side_mark_the_changed_words(browser, tensorboard):
     wait = open_dashboard(browser, tensorboard)
     pick_run(browser, wait, "hostile")
     click_view(browser, wait, "steps")
-    left, right = browser.find_elements(By.CSS_SELECTOR, "table.compare .sample")
+    left, right = browser.find_elements(By.CSS_SELECTOR, 'table.compare .sample[data-prompt="0"]')
     assert (left.get_attribute("data-step"), right.get_attribute("data-step")) == ("0", "4")
     assert [d.text for d in left.find_elements(By.CSS_SELECTOR, ".del")] == ["0"]
     assert [i.text for i in right.find_elements(By.CSS_SELECTOR, ".ins")] == ["4"]
+
+
+def test_the_per_token_view_colours_each_token_by_its_log_prob(browser, tensorboard, logdir):
+    _, records = logdir
+    wait = open_dashboard(browser, tensorboard)
+    pick_run(browser, wait, "tb/version_0")
+    browser.find_element(By.ID, "tokens").click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".sample .tok"))
+    for card in browser.find_elements(By.CSS_SELECTOR, ".sample"):
+        [record] = [r for r in records if r["index"] == int(card.get_attribute("data-prompt"))
+                    and r["step"] == int(card.get_attribute("data-step"))]
+        tokens = card.find_elements(By.CSS_SELECTOR, ".tok")
+        assert len(tokens) == len(record["completion_ids"]) == len(record["tokens"])
+        # The same text as without colours: the tokens cover it exactly.
+        assert "".join(t.get_attribute("textContent") for t in tokens) == shown(record["completion"])
+        assert completion_of(card) == shown(record["completion"])
+        for token, logprob in zip(tokens, record["token_logprobs"], strict=True):
+            assert f"log-prob {logprob:.3f}" in token.get_attribute("title")
+        colours = {t.value_of_css_property("background-color") for t in tokens}
+        assert "rgba(0, 0, 0, 0)" not in colours
+
+
+def test_an_eos_is_shown_as_a_token(browser, tensorboard):
+    wait = open_dashboard(browser, tensorboard)
+    pick_run(browser, wait, "hostile")
+    card = browser.find_element(By.CSS_SELECTOR, '.sample[data-prompt="1"][data-step="0"]')
+    assert completion_of(card) == "ok doneEOS"  # the EOS's text (</s>) is the EOS token, not text
+    assert '"</s>"' in card.find_element(By.CSS_SELECTOR, ".eos").get_attribute("title")
+    browser.find_element(By.ID, "tokens").click()
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, '.sample[data-prompt="1"][data-step="0"] .tok'))
+    card = browser.find_element(By.CSS_SELECTOR, '.sample[data-prompt="1"][data-step="0"]')
+    assert [t.get_attribute("textContent") for t in card.find_elements(By.CSS_SELECTOR, ".tok")] == ["ok", " done"]
+    assert "log-prob -0.500" in card.find_element(By.CSS_SELECTOR, ".eos").get_attribute("title")

@@ -2,7 +2,7 @@
 // the plugin's route prefix and calls `render()`. Four views of one run's records (the grid of prompts × steps,
 // one prompt's history, two steps side by side, several runs side by side) share one set of controls.
 
-import {el, formatMetric, tokenView, verbatim, wordDiff} from './text.js';
+import {el, formatMetric, logprobColour, splitEos, tokenView, verbatim, wordDiff} from './text.js';
 
 const VIEWS = [
   ['grid', 'Grid'],
@@ -111,6 +111,16 @@ function buildControls() {
     draw();
   });
   ui.tokensControl = control('log-prob per token', ui.tokens);
+  ui.legend = el('span', 'legend');
+  ui.legend.appendChild(el('span', 'label', 'guessed'));
+  for (const p of [0.02, 0.25, 0.5, 0.75, 0.98]) {
+    const swatch = el('span', 'swatch');
+    swatch.style.backgroundColor = logprobColour(Math.log(p));
+    swatch.title = `p = ${p}`;
+    ui.legend.appendChild(swatch);
+  }
+  ui.legend.appendChild(el('span', 'label', 'sure'));
+  ui.tokensControl.appendChild(ui.legend);
   const reload = el('button', 'reload', 'Reload');
   reload.addEventListener('click', () => loadRuns());
   bar.append(control('run', ui.run), ui.tagControl, ui.views, ui.promptControl, ui.stepAControl, sliderControl,
@@ -168,6 +178,7 @@ async function draw() {
   ui.promptControl.hidden = !['history', 'runs'].includes(state.view);
   ui.stepAControl.hidden = state.view !== 'steps';
   ui.tokensControl.hidden = !state.records.some((r) => Array.isArray(r.token_logprobs));
+  ui.legend.hidden = !state.tokens;
   const view = {grid: gridView, history: historyView, steps: stepsView, runs: runsView}[state.view];
   ui.main.replaceChildren(await view());
 }
@@ -191,7 +202,9 @@ function card(record, {ranges = null} = {}) {
   const text = el('div', 'text');
   const perToken = state.tokens && Array.isArray(record.token_logprobs) && !ranges;
   const tokens = perToken ? tokenView(record) : null;
-  text.appendChild(tokens && tokens.classList.contains('verbatim') ? tokens : verbatim(record.completion, {ranges}));
+  const [completion, eosText] = splitEos(record);
+  text.appendChild(tokens && tokens.classList.contains('verbatim') ? tokens
+    : verbatim(completion, {ranges, eos: record.eos === true, eosText}));
   node.appendChild(text);
   if (tokens && tokens.classList.contains('strip')) node.appendChild(tokens);
   if (record.greedy !== null && record.greedy !== undefined) {
@@ -281,7 +294,7 @@ function stepsView() {
     th.appendChild(promptHeader(prompt));
     row.appendChild(th);
     const [left, right] = [find(prompt.index, a), find(prompt.index, b)];
-    const diff = left && right ? wordDiff(left.completion, right.completion) : {a: null, b: null};
+    const diff = left && right ? wordDiff(splitEos(left)[0], splitEos(right)[0]) : {a: null, b: null};
     row.insertCell().appendChild(left ? card(left, {ranges: diff.a}) : el('span', 'missing', 'not sampled'));
     row.insertCell().appendChild(right ? card(right, {ranges: diff.b}) : el('span', 'missing', 'not sampled'));
   }

@@ -60,12 +60,12 @@ export function el(tag, className, text) {
 
 /**
  * `text` as a `span.verbatim`. Options: `ranges` — `[start, end, className, title]` spans to wrap (diff
- * operations or tokens; sorted, not overlapping); `eos` — end with an EOS token.
+ * operations or tokens; sorted, not overlapping); `eos` — end with an EOS token, `eosText` its text if known.
  */
-export function verbatim(text, {ranges = null, eos = false} = {}) {
+export function verbatim(text, {ranges = null, eos = false, eosText = null} = {}) {
   const root = el('span', 'verbatim');
   const parts = pieces(text);
-  if (!text) root.appendChild(titled(el('span', 'mark empty', '∅'), 'empty text'));
+  if (!text && !eos) root.appendChild(titled(el('span', 'mark empty', '∅'), 'empty text'));
   let at = 0;
   for (const [start, end, className, title] of ranges || []) {
     appendPieces(root, parts, at, start);
@@ -76,8 +76,29 @@ export function verbatim(text, {ranges = null, eos = false} = {}) {
     at = end;
   }
   appendPieces(root, parts, at, parts.length);
-  if (eos) root.appendChild(titled(el('span', 'eos', 'EOS'), 'the completion ended with an end-of-sequence token'));
+  if (eos) {
+    const what = eosText === null ? '' : ` (its text: ${JSON.stringify(eosText)})`;
+    root.appendChild(titled(el('span', 'eos', 'EOS'), `the completion ended with an end-of-sequence token${what}`));
+  }
   return root;
+}
+
+function tokensMatch(record) {
+  const tokens = record.tokens;
+  return Array.isArray(tokens) && tokens.length === (record.completion_ids || []).length &&
+    tokens.join('') === record.completion;
+}
+
+/**
+ * `[text, eosText]`: the completion without the text of its EOS token, and that text, when the record has the
+ * tokens' texts to say which characters the EOS is; else the whole completion and null.
+ */
+export function splitEos(record) {
+  if (record.eos === true && tokensMatch(record) && record.tokens.length) {
+    const last = record.tokens[record.tokens.length - 1];
+    return [record.completion.slice(0, record.completion.length - last.length), last];
+  }
+  return [record.completion, null];
 }
 
 function titled(node, title) {
@@ -138,37 +159,48 @@ export function logprobColour(logprob) {
 }
 
 function tokenTitle(i, id, logprob) {
-  if (logprob === null || logprob === undefined) return `token ${i + 1}: id ${id}, log-prob not finite`;
+  if (logprob === undefined) return `token ${i + 1}: id ${id}, not scored (the context cropped it)`;
+  if (logprob === null) return `token ${i + 1}: id ${id}, log-prob not finite`;
   return `token ${i + 1}: id ${id}, log-prob ${logprob.toFixed(3)} (p = ${Math.exp(logprob).toFixed(3)})`;
 }
 
 /**
  * The per-token view of a record: its completion with each token coloured by log-prob when the record has the
  * tokens' texts and they make up the completion exactly; else one coloured cell per token, in order, each with
- * its id and log-prob as a tooltip (the viewer has no tokenizer to say which characters a token covers).
+ * its id and log-prob as a tooltip (the viewer has no tokenizer to say which characters a token covers). Where
+ * the context cropped the scoring, only the last tokens have a log-prob.
  */
 export function tokenView(record) {
-  const logprobs = record.token_logprobs || [];
   const ids = record.completion_ids || [];
-  const tokens = record.tokens;
-  if (Array.isArray(tokens) && tokens.length === logprobs.length && tokens.join('') === record.completion) {
+  const scored = record.token_logprobs || [];
+  const offset = ids.length - scored.length;
+  const logprobOf = (i) => (i >= offset ? scored[i - offset] : undefined);
+  if (tokensMatch(record)) {
+    const [text, eosText] = splitEos(record);
+    const count = eosText === null ? ids.length : ids.length - 1;
     const ranges = [];
     let at = 0;
-    tokens.forEach((token, i) => {
-      ranges.push([at, at + token.length, 'tok', tokenTitle(i, ids[i], logprobs[i])]);
-      at += token.length;
-    });
-    const shown = verbatim(record.completion, {ranges});
+    for (let i = 0; i < count; i++) {
+      ranges.push([at, at + record.tokens[i].length, 'tok', tokenTitle(i, ids[i], logprobOf(i))]);
+      at += record.tokens[i].length;
+    }
+    const shown = verbatim(text, {ranges, eos: eosText !== null, eosText});
     shown.querySelectorAll('.tok').forEach((node, i) => {
-      node.style.backgroundColor = logprobColour(logprobs[i]);
+      node.style.backgroundColor = logprobColour(logprobOf(i));
     });
+    const eos = shown.querySelector('.eos');
+    if (eos) {
+      eos.style.backgroundColor = logprobColour(logprobOf(count));
+      eos.style.color = '#212121';
+      eos.title = `${eos.title}; ${tokenTitle(count, ids[count], logprobOf(count))}`;
+    }
     return shown;
   }
   const strip = el('span', 'strip');
-  logprobs.forEach((logprob, i) => {
+  ids.forEach((id, i) => {
     const cell = el('span', 'cell');
-    cell.style.backgroundColor = logprobColour(logprob);
-    cell.title = tokenTitle(i, ids[i], logprob);
+    cell.style.backgroundColor = logprobColour(logprobOf(i));
+    cell.title = tokenTitle(i, id, logprobOf(i));
     strip.appendChild(cell);
   });
   return strip;
