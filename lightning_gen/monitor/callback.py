@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -18,10 +18,12 @@ from typing_extensions import override
 
 from lightning_gen.decoding.adapters import ModelAdapter
 from lightning_gen.decoding.config import eos_id_set
-from lightning_gen.decoding.scoring import LastPositionOnlyError
 from lightning_gen.monitor._arguments import check_arguments
+from lightning_gen.monitor._gather import can_gather, fits_gathered, full_parameters
+from lightning_gen.monitor._rng import forked_rng
 from lightning_gen.monitor.discovery import find_network, settle
-from lightning_gen.monitor.distributed import DistributedMode, all_finished_fn, choose_mode, is_fsdp1, run_everywhere
+from lightning_gen.monitor.distributed import DistributedMode, LockstepVote, choose_mode, is_fsdp1, run_everywhere
+from lightning_gen.monitor.probe import ProbeError, ProbeResult, is_transient, probe
 from lightning_gen.monitor.prompts import encode_prompts, prompts_from_batches
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line, say
@@ -179,9 +181,10 @@ class GenerationMonitor(pl.Callback):
         self.console = console
         check_arguments(self)
         self._score = log_metrics
-        # Resume state: the last step sampled.
+        # Resume state: the last step sampled, and the time since the last round (`train_time_interval`).
         self.last_sampled_step: int | None = None
         self._last_time = time.monotonic()
+        self._elapsed_at_load = 0.0
         # Resolved in `setup`.
         self._model: nn.Module | None = None
         self._adapter: ModelAdapter | None = None
@@ -192,6 +195,7 @@ class GenerationMonitor(pl.Callback):
         self._records_dir: str | None = None
         self._rounds = 0
         self._mode = "single"
+        self._advertised_vocab: int | None = None
 
     @property
     @override
@@ -205,7 +209,8 @@ class GenerationMonitor(pl.Callback):
             return
         network = find_network(pl_module, self.model_attr)  # `pl_module` itself, or its one language-model child
         self._model = network.called
-        self._mode = choose_mode(trainer.strategy, self.distributed)
+        # Settled at `on_fit_start`, once the strategy has sharded the model; a mode that cannot work fails now.
+        self._mode = choose_mode(trainer.strategy, self.distributed, can_gather=True)
         self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
         fields = dict(self.generation)
         if fields.get("eos_token_id") is None and self._tokenizer.eos_token_id is not None:
@@ -223,13 +228,16 @@ class GenerationMonitor(pl.Callback):
         rank_zero_info(sampling.line)
         self._adapter = adapter = sampling.adapter
         context = sampling.context
-        vocab = sampling.vocab
+        self._advertised_vocab = vocab = sampling.vocab
         budget = None
         if context is not None:
-            budget = context - self._config.max_new_tokens if adapter.needs_room_for_new_tokens else context
+            new_tokens = self._config.max_new_tokens
+            if new_tokens is None:  # only `max_length` bounds the sequence: a prompt leaves at least one token
+                new_tokens = max(1, context - self._config.max_length + 1) if self._config.max_length else 1
+            budget = context - new_tokens if adapter.needs_room_for_new_tokens else context
             if budget < 1:
                 raise ValueError(
-                    f"`generation.max_new_tokens`={self._config.max_new_tokens} leaves no room for a prompt in the "
+                    f"`generation.max_new_tokens`={new_tokens} leaves no room for a prompt in the "
                     f"model's context length {context}"
                 )
         self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=vocab, max_prompt_tokens=budget)
@@ -275,11 +283,60 @@ class GenerationMonitor(pl.Callback):
             "pass `tokenizer=` (an object with encode/decode, or a path)"
         )
 
+    # ----------------------------------------------------------------- start of fit: the mode, then the probe
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._encoded is None:
+            return
+        strategy = trainer.strategy
+        gather = False
+        if strategy.world_size > 1 and self.distributed in ("auto", "gather"):
+            # Every process judges its own memory; the round gathers only if all can (a collective decision).
+            mine = can_gather(strategy, pl_module) and fits_gathered(pl_module, strategy.root_device)
+            gather = bool(strategy.reduce_boolean_decision(mine, all=True))
+        self._mode = choose_mode(strategy, self.distributed, can_gather=gather)
+        self._run_probe(trainer)
+
+    def _run_probe(self, trainer: pl.Trainer) -> None:
+        """One short round of the shortest prompt on every process (see `probe`); settles scoring for all."""
+        strategy = trainer.strategy
+
+        def one_probe(vote: LockstepVote | None) -> list[ProbeResult]:
+            with self._guards(trainer) as model:
+                return [probe(model, self._encoded, self._tokenizer, self._config, vocab_size=self._advertised_vocab,
+                              score=self._score, context_length=self.context_length,
+                              round_options=dict(logits_processors=self.logits_processors,
+                                                 adapter=self._adapter if model is self._model else None,
+                                                 context_length=self.context_length, all_finished=vote))]
+
+        mode = "shard" if self._mode == "rank_zero" else self._mode  # every process probes its own forward
+        try:
+            results = run_everywhere(strategy, mode, one_probe, is_global_zero=trainer.is_global_zero)
+        except Exception as err:
+            if is_transient(err) and self.on_error == "warn":
+                rank_zero_warn(f"GenerationMonitor: the probe round failed with {type(err).__name__}: {err}; it may "
+                               "not happen again, so training starts, without scoring the samples")
+                self._score = False
+                return
+            if isinstance(err, ProbeError) or is_transient(err):
+                raise
+            raise ProbeError(f"GenerationMonitor's probe (the shortest prompt, 2 new tokens, as a round runs) failed "
+                             f"with {type(err).__name__}: {err}") from err
+        decision = (all(r.scores for r in results), next((r.why_not_scored for r in results if r.why_not_scored), None))
+        if strategy.world_size > 1:
+            decision = strategy.broadcast(decision if trainer.is_global_zero else None)
+        if self._score and not decision[0]:
+            rank_zero_warn(f"GenerationMonitor: samples are not scored (mean log-prob, reference loss): {decision[1]}; "
+                           "the other scalars are still logged")
+        self._score = decision[0]
+
     # ----------------------------------------------------------------- schedule
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last_time = time.monotonic()
-        if self.sample_on_train_start:
+        # A resumed run goes on with the interval where the checkpoint left it.
+        self._last_time = time.monotonic() - self._elapsed_at_load
+        self._elapsed_at_load = 0.0
+        if self.sample_on_train_start and trainer.global_step == 0:  # the baseline is step 0's, not a resume's
             self._maybe_sample(trainer, pl_module)
 
     @override
@@ -336,15 +393,8 @@ class GenerationMonitor(pl.Callback):
         """
         assert self._model is not None and self._tokenizer is not None and self._encoded is not None
         start = time.perf_counter()
-        try:
-            pairs = run_everywhere(trainer.strategy, self._mode, lambda: self._run_round(trainer),
-                                   is_global_zero=trainer.is_global_zero)
-        except LastPositionOnlyError:
-            rank_zero_warn("GenerationMonitor: the model returns logits for the last position only, so samples are "
-                           "not scored (mean log-prob, reference loss); the other scalars are still logged")
-            self._score = False
-            pairs = run_everywhere(trainer.strategy, self._mode, lambda: self._run_round(trainer),
-                                   is_global_zero=trainer.is_global_zero)
+        pairs = run_everywhere(trainer.strategy, self._mode, lambda vote: self._run_round(trainer, vote),
+                               is_global_zero=trainer.is_global_zero)
         if not trainer.is_global_zero:
             return []
         samples = [sample for _, sample in sorted(pairs, key=lambda pair: pair[0])]
@@ -361,27 +411,42 @@ class GenerationMonitor(pl.Callback):
                 logger.log_metrics({f"{self.tag}/{name}": value for name, value in scalars.items()}, step=step)
         return samples
 
-    def _run_round(self, trainer: pl.Trainer) -> list[tuple[int, Sample]]:
+    @contextmanager
+    def _guards(self, trainer: pl.Trainer) -> Iterator[nn.Module]:
+        """What every round (and the probe) runs inside; yields the module to call.
+
+        A fork of every global RNG stream (training never sees a draw of the model's eval forward), the full
+        parameters in ``"gather"`` mode, the trainer's precision context, gradient checkpointing off.
+        """
         strategy = trainer.strategy
         model = self._model
         if self._mode == "lockstep" and is_fsdp1(strategy) and self._model is trainer.lightning_module:
             model = strategy.model  # FSDP1 gathers the root's parameters only when the root module is called
-        shard = (strategy.global_rank, strategy.world_size) if self._mode == "shard" else (0, 1)
+        gathered = nullcontext()
+        if self._mode in ("gather", "lockstep"):  # FSDP2 only: the others have no FSDP2 module to unshard
+            gathered = full_parameters(trainer.lightning_module, outermost_only=self._mode == "lockstep")
         try:
-            with trainer.precision_plugin.forward_context(), _gradient_checkpointing_off(model):
-                return sample_round(
-                    model, self._encoded, self._tokenizer, self._config,
-                    seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
-                    context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
-                    all_finished=all_finished_fn(strategy) if self._mode == "lockstep" else None, score=self._score,
-                    compile=self.compile, adapter=self._adapter if model is self._model else None,
-                )
+            with forked_rng(strategy.root_device), gathered, trainer.precision_plugin.forward_context(), \
+                    _gradient_checkpointing_off(model):
+                yield model
         finally:
             if self.empty_cache and torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def _run_round(self, trainer: pl.Trainer, vote: LockstepVote | None) -> list[tuple[int, Sample]]:
+        strategy = trainer.strategy
+        shard = (strategy.global_rank, strategy.world_size) if self._mode in ("shard", "gather") else (0, 1)
+        with self._guards(trainer) as model:
+            return sample_round(
+                model, self._encoded, self._tokenizer, self._config,
+                seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
+                context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
+                all_finished=vote, score=self._score, compile=self.compile,
+                adapter=self._adapter if model is self._model else None,
+            )
+
     def _batch_size(self, strategy: Any) -> int | None:
-        if self.batch_size is None and self._mode == "shard":
+        if self.batch_size is None and self._mode in ("shard", "gather"):
             # One batch per process; set `batch_size` to get samples identical to a single-process run.
             return -(-len(self._encoded.ids) // strategy.world_size)
         return self.batch_size
@@ -389,8 +454,10 @@ class GenerationMonitor(pl.Callback):
     # ----------------------------------------------------------------- resume
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"last_sampled_step": self.last_sampled_step}
+        # The time since the last round too, so that `train_time_interval` goes on where it stopped.
+        return {"last_sampled_step": self.last_sampled_step, "elapsed_since_round": time.monotonic() - self._last_time}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_sampled_step = state_dict.get("last_sampled_step")
+        self._elapsed_at_load = float(state_dict.get("elapsed_since_round", 0.0))

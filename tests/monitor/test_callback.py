@@ -96,7 +96,8 @@ def test_eval_during_sampling_and_every_module_mode_restored(tmp_path):
     monitor = GenerationMonitor(["ab"], generation=GEN, sample_on_train_end=False, log_metrics=False)
     trainer(tmp_path, [monitor], max_steps=2).fit(model)
     sampling = [modes for modes in model.modes_seen if not any(modes)]
-    assert len(sampling) == GEN["max_new_tokens"]  # one forward per new token, all in eval mode
+    # the probe's 2 tokens at the start of fit, then one forward per new token; all in eval mode
+    assert len(sampling) == 2 + GEN["max_new_tokens"]
     assert model.training and not model.mlp[1].training and model.mlp[0].training
 
 
@@ -109,18 +110,30 @@ def test_same_noise_every_round(tmp_path):
     assert first == second
 
 
+class _FailsAfterProbe(TinyLM):
+    """The sampling forward raises once training has begun (the probe at the start of fit passes)."""
+
+    def forward(self, ids):
+        if not self.training and self.trainer.global_step > 0:
+            raise RuntimeError("forward exploded")
+        return super().forward(ids)
+
+
 def test_failing_forward_warns_and_training_completes(tmp_path):
-    monitor = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN)
+    monitor = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN, sample_on_train_start=False)
     with pytest.warns(UserWarning, match="RuntimeError: forward exploded"):
-        t, events = run(tmp_path, monitor, max_steps=4, model=TinyLM(fail_forward=True))
+        t, events = run(tmp_path, monitor, max_steps=4, model=_FailsAfterProbe())
     assert t.global_step == 4
     assert events == {}
 
 
 def test_failing_forward_raises_with_on_error_raise(tmp_path):
-    monitor = GenerationMonitor(["ab"], generation=GEN, on_error="raise")
+    monitor = GenerationMonitor(["ab"], generation=GEN, on_error="raise", sample_on_train_start=False,
+                                every_n_train_steps=2)
+    t = trainer(tmp_path, [monitor], max_steps=4)
     with pytest.raises(RuntimeError, match="forward exploded"):
-        run(tmp_path, monitor, max_steps=4, model=TinyLM(fail_forward=True))
+        t.fit(_FailsAfterProbe())
+    assert t.global_step == 2
 
 
 def test_once_per_step_under_gradient_accumulation(tmp_path):

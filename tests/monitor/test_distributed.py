@@ -1,4 +1,8 @@
-"""Several processes: DDP sharding with samples gathered to rank 0, and lockstep decoding for sharded models."""
+"""Several processes: DDP shards, lockstep and gathered FSDP2 rounds, and failures that reach every rank.
+
+All multi-process scenarios run in one launch of 2 CPU processes (`scripts/monitor_runs.py`, gloo), with a hard
+timeout for the whole launch and a watchdog per scenario: a deadlock fails its test by name instead of hanging.
+"""
 
 from __future__ import annotations
 
@@ -8,76 +12,174 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.strategies import (
+    DDPStrategy,
+    DeepSpeedStrategy,
+    FSDPStrategy,
+    ModelParallelStrategy,
+    SingleDeviceStrategy,
+)
 from tiny import text_events
 
 from lightning_gen.monitor.distributed import choose_mode, is_sharded
 
-SCRIPT = Path(__file__).parent / "scripts" / "ddp_monitor.py"
+SCRIPTS = Path(__file__).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+import monitor_runs  # noqa: E402
+
+STEPS = [0, 2, 4]
 
 
-def run_script(out_dir: Path, devices: int, distributed: str) -> dict:
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Every scenario of `monitor_runs.SCENARIOS`, once, on 2 processes (about 20 s on 2 cores)."""
+    out = tmp_path_factory.mktemp("runs")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out_dir), str(devices), distributed],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "monitor_runs.py"), str(out), *monitor_runs.SCENARIOS],
+                          capture_output=True, text=True, timeout=400, env=env)
+    hung = sorted(p.parent.name for p in out.glob("*/hung*"))
+    assert not hung, f"scenarios hung: {hung}"
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {f.stem: json.loads(f.read_text()) for f in out_dir.glob("rank*.json")}
+    return out
 
 
-def test_ddp_shards_prompts_and_logs_each_once_like_a_single_process(tmp_path):
-    single_dir, ddp_dir = tmp_path / "single", tmp_path / "ddp"
-    run_script(single_dir, 1, "auto")
-    ranks = run_script(ddp_dir, 2, "shard")
-    assert sorted(ranks) == ["rank0", "rank1"]
-    single = text_events(str(single_dir / "tb" / "version_0"))
-    ddp = text_events(str(ddp_dir / "tb" / "version_0"))
+def ranks(runs: Path, scenario: str) -> list[dict]:
+    found = [json.loads((runs / scenario / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["rank"] for r in found] == [0, 1]
+    return found
+
+
+def logged(runs: Path, scenario: str) -> dict[str, dict[int, str]]:
+    return text_events(str(runs / scenario / "tb" / "version_0"))
+
+
+def single_process(tmp_path: Path, model: pl.LightningModule, **monitor_kwargs) -> dict[str, dict[int, str]]:
+    """The same training and monitor on one process: the reference the shards must reproduce."""
+    pl.seed_everything(0, verbose=False)
+    monitor_runs.fit(str(tmp_path), "auto", model(), devices=1, **monitor_kwargs)
+    return text_events(str(tmp_path / "tb" / "version_0"))
+
+
+def test_ddp_shards_prompts_and_logs_each_once_like_a_single_process(runs, tmp_path):
+    single = single_process(tmp_path, monitor_runs.ScenarioLM)
+    ddp = logged(runs, "shard")
     assert sorted(ddp) == sorted(single) and len(ddp) == 7  # 6 prompts + overview
     for tag, by_step in ddp.items():
-        assert sorted(by_step) == [0, 2, 4]  # each step logged exactly once
+        assert sorted(by_step) == STEPS  # each step logged exactly once
         # Batches are seeded by their number, so whichever process runs one, its samples are the same. Later
         # steps differ only because two processes train on different data.
         assert by_step[0] == single[tag][0]
+    assert all(r["global_step"] == 4 and not r["warnings"] for r in ranks(runs, "shard"))
 
 
-def test_lockstep_makes_the_same_number_of_forwards_on_every_rank(tmp_path):
-    ranks = run_script(tmp_path, 2, "lockstep")
-    forwards = [ranks[f"rank{r}"]["sampling_forwards"] for r in range(2)]
+def test_lockstep_makes_the_same_forwards_on_every_rank(runs):
+    zero, one = ranks(runs, "lockstep")
     # Rank 0's rows end after 2 tokens, rank 1's run to max_new_tokens; both must step the model alike.
-    assert forwards[0] == forwards[1] > 0
-    events = text_events(str(tmp_path / "tb" / "version_0"))
-    assert sorted(events["samples/prompt_00"]) == [0, 2, 4]
+    assert zero["rounds"] == one["rounds"] and all(r["forwards"] > 0 for r in zero["rounds"].values())
+    assert sorted(logged(runs, "lockstep")["samples/prompt_00"]) == STEPS
 
 
-class _Strategy:
-    def __init__(self, name: str, world_size: int, **attrs):
-        self.__class__ = type(name, (), {})
-        self.world_size = world_size
-        self.__dict__.update(attrs)
+def test_an_exception_that_does_not_unpickle_on_one_rank_fails_the_round_on_both(runs):
+    """Deadlock 1: `ShapeError(expected, got)` pickled to rank 0 broke `pickle.loads` there."""
+    zero, one = ranks(runs, "shape_error")
+    assert zero["global_step"] == one["global_step"] == 4
+    assert len(zero["warnings"]) == 1 and "ShapeError on rank 1: expected (2, 37)" in zero["warnings"][0]
+    assert "step 2" in zero["warnings"][0] and not one["warnings"]  # warned once, on rank 0
+    assert sorted(logged(runs, "shape_error")["samples/prompt_00"]) == [0, 4]
+
+
+@pytest.mark.parametrize("scenario", ["last_only_few_batches", "last_only_rank_zero"])
+def test_last_position_only_model_is_settled_once_for_all_ranks(runs, scenario):
+    """Deadlock 2: only the rank that had a batch found out it cannot score, and retried alone."""
+    zero, one = ranks(runs, scenario)
+    assert zero["global_step"] == one["global_step"] == 4
+    assert not zero["scored"] and not one["scored"]
+    assert [w for w in zero["warnings"] if "last position only" in w] == zero["warnings"] and len(zero["warnings"]) == 1
+    assert sorted(logged(runs, scenario)["samples/prompt_00"]) == STEPS
+
+
+def test_lockstep_failure_on_one_rank_reaches_the_other_through_the_vote(runs):
+    """Deadlock 3: an OOM on rank 1 while rank 0 waits in the per-token all-reduce."""
+    zero, one = ranks(runs, "lockstep_oom")
+    assert zero["global_step"] == one["global_step"] == 4
+    assert len(zero["warnings"]) == 1 and "OutOfMemoryError on rank 1" in zero["warnings"][0]
+    assert zero["rounds"]["2"] == one["rounds"]["2"]  # both left the failed round at the same vote
+    assert zero["rounds"]["2"]["forwards"] < zero["rounds"]["4"]["forwards"]
+    assert sorted(logged(runs, "lockstep_oom")["samples/prompt_00"]) == [0, 4]
+
+
+def test_fsdp2_default_mode_gathers_once_per_round_like_a_single_process(runs, tmp_path):
+    """The real sharded run: ModelParallelStrategy + `fully_shard` on 2 CPU processes, the monitor's defaults."""
+    zero, one = ranks(runs, "fsdp2_auto")
+    assert zero["mode"] == one["mode"] == "gather"
+    assert zero["global_step"] == one["global_step"] == 4  # training finished on both ranks
+    # Rows end at different times (prompt-dependent EOS), so the shares took different forwards ...
+    assert zero["rounds"]["0"]["forwards"] != one["rounds"]["0"]["forwards"]
+    # ... and yet a round is one all-gather per FSDP2 module and the exchange of the samples, nothing per token.
+    for rank in (zero, one):
+        for counts in (r["collectives"] for r in rank["rounds"].values()):
+            assert counts == {"all_gather_single": 2, "all_gather": 2, "broadcast_object_list": 1}
+    assert len(zero["warnings"]) == 1 and "step 4" in zero["warnings"][0] and "on rank 1" in zero["warnings"][0]
+    events = logged(runs, "fsdp2_auto")
+    assert len(events) == 7 and all(sorted(by_step) == [0, 2] for by_step in events.values())
+    # Same weights at step 0 and batches seeded by number: the samples of one process with `batch_size` set.
+    single = single_process(tmp_path, lambda: monitor_runs.ScenarioLM(bias="prompt"))
+    assert {tag: by_step[0] for tag, by_step in events.items()} == {tag: s[0] for tag, s in single.items()}
+
+
+def test_fsdp2_lockstep_steps_together_and_costs_collectives_per_token(runs):
+    zero, one = ranks(runs, "fsdp2_lockstep")
+    assert zero["mode"] == "lockstep" and zero["global_step"] == one["global_step"] == 4
+    assert zero["rounds"] == one["rounds"]  # the same forwards and collectives, rank 1's rows running longer
+    assert "OutOfMemoryError on rank 1" in zero["warnings"][0] and len(zero["warnings"]) == 1
+    gathered = sum(ranks(runs, "fsdp2_auto")[0]["rounds"]["0"]["collectives"].values())
+    assert sum(zero["rounds"]["0"]["collectives"].values()) > 10 * gathered
+    assert sorted(logged(runs, "fsdp2_lockstep")["samples/prompt_00"]) == [0, 2]
+
+
+def test_rank_zero_on_a_sharded_strategy_is_rejected_at_setup_on_every_rank(runs):
+    for rank in ranks(runs, "fsdp2_rank_zero"):
+        assert rank["error"].startswith("ValueError: `distributed`='rank_zero' cannot work with ModelParallelStrategy")
+        assert rank["global_step"] == 0 and rank["rounds"] == {}
+
+
+def _strategy(cls: type, world: int, **properties) -> object:
+    """An instance of a user's subclass of ``cls`` (never initialised: only its type and world size matter)."""
+    sub = type(f"User{cls.__name__}", (cls,), {"world_size": property(lambda self: world),
+                                               **{k: property(lambda self, v=v: v) for k, v in properties.items()}})
+    return object.__new__(sub)
 
 
 @pytest.mark.parametrize(
-    ("name", "world", "attrs", "requested", "expected"),
+    ("cls", "world", "properties", "requested", "can_gather", "expected"),
     [
-        ("SingleDeviceStrategy", 1, {}, "auto", "single"),
-        ("DDPStrategy", 2, {}, "auto", "shard"),
-        ("FSDPStrategy", 2, {}, "auto", "lockstep"),
-        ("ModelParallelStrategy", 4, {}, "auto", "lockstep"),
-        ("DeepSpeedStrategy", 2, {"zero_stage_3": True}, "auto", "lockstep"),
-        ("DeepSpeedStrategy", 2, {"zero_stage_3": False}, "auto", "shard"),
-        ("FSDPStrategy", 2, {}, "rank_zero", "rank_zero"),
+        (SingleDeviceStrategy, 1, {}, "auto", False, "single"),
+        (DDPStrategy, 2, {}, "auto", False, "shard"),
+        (DDPStrategy, 2, {}, "gather", False, "shard"),
+        (FSDPStrategy, 2, {}, "auto", False, "lockstep"),
+        (ModelParallelStrategy, 4, {}, "auto", False, "lockstep"),
+        (ModelParallelStrategy, 4, {}, "auto", True, "gather"),
+        (DeepSpeedStrategy, 2, {"zero_stage_3": True}, "auto", False, "lockstep"),
+        (DeepSpeedStrategy, 2, {"zero_stage_3": False}, "auto", False, "shard"),
+        (DDPStrategy, 2, {}, "rank_zero", False, "rank_zero"),
     ],
 )
-def test_mode_follows_the_strategy(name, world, attrs, requested, expected):
-    strategy = _Strategy(name, world, **attrs)
-    assert choose_mode(strategy, requested) == expected
-    assert is_sharded(strategy) == (expected == "lockstep" or (name == "FSDPStrategy"))
+def test_mode_follows_the_strategy_subclasses_included(cls, world, properties, requested, can_gather, expected):
+    strategy = _strategy(cls, world, **properties)
+    assert choose_mode(strategy, requested, can_gather=can_gather) == expected
+    assert is_sharded(strategy) == (expected in ("lockstep", "gather") or cls is FSDPStrategy)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="FSDP needs 2 CUDA GPUs")
-def test_fsdp_lockstep_on_gpus(tmp_path):  # pragma: no cover - runs only where 2 GPUs exist
-    ranks = run_script(tmp_path, 2, "lockstep")
-    assert ranks["rank0"]["sampling_forwards"] == ranks["rank1"]["sampling_forwards"]
+@pytest.mark.parametrize("cls", [FSDPStrategy, ModelParallelStrategy])
+def test_rank_zero_and_impossible_gather_are_rejected_on_sharded_strategies(cls):
+    strategy = _strategy(cls, 2)
+    with pytest.raises(ValueError, match="`distributed`='rank_zero' cannot work with User"):
+        choose_mode(strategy, "rank_zero")
+    with pytest.raises(ValueError, match="`distributed`='gather' needs FSDP2"):
+        choose_mode(strategy, "gather", can_gather=False)
 
 
 def test_generate_keeps_stepping_until_all_processes_finish():

@@ -20,14 +20,50 @@ GEN = {"max_new_tokens": 5, "do_sample": True}
 
 
 class NanLM(TinyLM):
+    """NaN logits while sampling, from step ``after`` on (0: from the start, so the probe sees them)."""
+
+    def __init__(self, after: int = 0) -> None:
+        super().__init__()
+        self.after = after
+
     def forward(self, ids):
         logits = super().forward(ids)
-        return logits if self.training else logits * float("nan")
+        broken = not self.training and self._trainer is not None and self.trainer.global_step >= self.after
+        return logits * float("nan") if broken else logits
+
+
+class RaisesLM(TinyLM):
+    """The sampling forward raises from step ``after`` on (a fault that appears mid-run, e.g. a bad update)."""
+
+    def __init__(self, after: int = 0) -> None:
+        super().__init__()
+        self.after = after
+
+    def forward(self, ids):
+        if not self.training and self.trainer.global_step >= self.after:
+            raise RuntimeError("forward exploded")
+        return super().forward(ids)
 
 
 class BadDecode(CharTokenizer):
+    broken = True
+
     def decode(self, ids):
-        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+        if self.broken:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+        return super().decode(ids)
+
+
+class BreaksDecodeLM(TinyLM):
+    """Its tokenizer's decode starts failing with the first training step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokenizer = BadDecode()
+        self.tokenizer.broken = False
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self.tokenizer.broken = True
 
 
 class FailingWriterLM(TinyLM):
@@ -50,15 +86,35 @@ def _fit_expecting_warning(tmp_path, model, match, **monitor_kwargs):
 @pytest.mark.parametrize(
     ("make_model", "match"),
     [
-        (lambda: TinyLM(fail_forward=True), "RuntimeError: forward exploded"),
-        (NanLM, "RuntimeError: .*(nan|inf)"),
-        (lambda: _with_tokenizer(TinyLM(), BadDecode()), "UnicodeDecodeError"),
+        (lambda: RaisesLM(after=2), "RuntimeError: forward exploded"),
+        (lambda: NanLM(after=2), "RuntimeError: .*(nan|inf)"),
+        (BreaksDecodeLM, "UnicodeDecodeError"),
         (FailingWriterLM, "OSError: disk full"),
     ],
     ids=["forward-raises", "nan-logits", "decode-raises", "logger-raises"],
 )
-def test_fault_warns_names_the_cause_and_training_completes(tmp_path, make_model, match):
+def test_fault_during_training_warns_names_the_cause_and_training_completes(tmp_path, make_model, match):
     _fit_expecting_warning(tmp_path, make_model(), match)
+
+
+@pytest.mark.parametrize(
+    ("make_model", "match"),
+    [
+        (RaisesLM, "RuntimeError: forward exploded"),
+        (NanLM, "RuntimeError: .*(nan|inf)"),
+        (lambda: _with_tokenizer(TinyLM(), BadDecode()), "UnicodeDecodeError"),
+    ],
+    ids=["forward-raises", "nan-logits", "decode-raises"],
+)
+def test_fault_present_from_the_start_is_an_error_before_step_1(tmp_path, make_model, match):
+    """Such a fault would fail every round: the probe at the start of fit finds it, even with on_error="warn"."""
+    from lightning_gen.monitor.probe import ProbeError
+
+    monitor = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN)
+    t = trainer(tmp_path, [monitor], max_steps=4)
+    with pytest.raises(ProbeError, match=match):
+        t.fit(make_model())
+    assert t.global_step == 0
 
 
 def _with_tokenizer(model, tokenizer):
@@ -69,7 +125,7 @@ def _with_tokenizer(model, tokenizer):
 def test_keyboard_interrupt_is_never_swallowed(tmp_path):
     class Interrupting(TinyLM):
         def forward(self, ids):
-            if not self.training:
+            if not self.training and self.trainer.global_step > 0:  # a round, not the probe at fit start
                 raise KeyboardInterrupt
             return super().forward(ids)
 

@@ -1,0 +1,186 @@
+"""Every multi-process check of GenerationMonitor in one launch of 2 CPU processes (gloo).
+
+Usage: python monitor_runs.py OUT_DIR SCENARIO [SCENARIO ...]
+
+Lightning's "ddp" and ModelParallel strategies re-launch this script for the second process; later fits in the
+same script reuse the process group, so the launch (most of the cost) is paid once for all scenarios. Each
+scenario writes ``OUT_DIR/<scenario>/rank<r>.json`` (what the rank saw) beside its TensorBoard logs. A watchdog
+ends the process if a scenario hangs, leaving ``OUT_DIR/<scenario>/hung<r>`` behind, so a deadlock is a failed
+test with a name, never a stuck suite.
+"""
+
+import json
+import os
+import sys
+import threading
+import warnings
+from datetime import timedelta
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/
+from tiny import VOCAB, CharTokenizer, TinyLM, trainer  # noqa: E402
+
+from lightning_gen import GenerationMonitor  # noqa: E402
+from lightning_gen.monitor.distributed import count_collectives  # noqa: E402
+
+EOS = VOCAB.index("\n")
+PROMPTS = ["ab", "hello", "x", "the end", "zz", "q"]
+TIMEOUT = timedelta(seconds=60)  # a collective that waits longer than this fails instead of hanging for 30 min
+SCENARIO_SECONDS = 90
+
+
+class ShapeError(Exception):
+    """A user exception whose constructor takes two arguments: pickling it to another process breaks."""
+
+    def __init__(self, expected, got):
+        super().__init__(f"expected {expected}, got {got}")
+        self.expected, self.got = expected, got
+
+
+class ScenarioLM(TinyLM):
+    """TinyLM with what the scenarios need while sampling (never while training).
+
+    bias: ``"prompt"``: rows whose prompt starts with a-m end after 2 tokens, the others never end (so ranks with
+    different shares finish at different times, and a single process sees the same); ``"rank"``: rank 0's rows
+    end after 2 tokens, the other ranks' never end (lockstep). fail: raise ``ShapeError`` or an out-of-memory
+    error at the end of the ``fail_call``-th sampling forward of the round at ``fail_step``, on ``fail_rank``
+    only (after the forward's own collectives, as an OOM in the logits' processing would). last_only: return the
+    last position's logits only (nanoGPT at inference). shard: FSDP2 `fully_shard` in `configure_model`.
+    """
+
+    def __init__(self, *, bias=None, fail=None, fail_rank=1, fail_step=2, fail_call=3, last_only=False, shard=False):
+        super().__init__()
+        self.tokenizer = CharTokenizer(eos=True)
+        self.bias, self.fail, self.fail_rank, self.fail_step, self.fail_call = bias, fail, fail_rank, fail_step, fail_call
+        self.last_only, self.shard = last_only, shard
+        self.sampling_forwards = 0
+        self._calls = 0
+
+    def configure_model(self):
+        if self.shard:
+            from torch.distributed.fsdp import fully_shard
+
+            fully_shard(self.mlp)
+            fully_shard(self)
+
+    def forward(self, ids):
+        logits = super().forward(ids)
+        if self.training:
+            return logits
+        self.sampling_forwards += 1
+        rank, step = self.trainer.global_rank, self.trainer.global_step
+        if self.bias is not None:
+            if self.bias == "prompt":
+                ends = (ids[:, 0] < 13) & (ids.shape[1] >= 4)  # (B,)
+            else:
+                ends = torch.full((ids.shape[0],), rank == 0 and ids.shape[1] >= 4)
+            eos = torch.where(ends, 1e4, -1e4)[:, None]  # (B, 1)
+            logits = torch.cat([logits[..., :EOS], logits[..., EOS:EOS + 1] + eos[:, None], logits[..., EOS + 1:]], -1)
+        if self.fail is not None and rank == self.fail_rank and step == self.fail_step:
+            self._calls += 1
+            if self._calls == self.fail_call:
+                if self.fail == "shape":
+                    raise ShapeError((2, 37), tuple(logits.shape))
+                raise torch.OutOfMemoryError("injected: out of memory while decoding")
+        return logits[:, -1:] if self.last_only else logits
+
+
+class CountingMonitor(GenerationMonitor):
+    """GenerationMonitor that records, per round, the collectives this process called and its sampling forwards."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rounds = {}
+
+    def sample_now(self, trainer, step):
+        model = trainer.lightning_module
+        before = model.sampling_forwards
+        with count_collectives() as counts:
+            try:
+                return super().sample_now(trainer, step)
+            finally:
+                self.rounds[step] = {"collectives": dict(counts), "forwards": model.sampling_forwards - before}
+
+
+def ddp():
+    return DDPStrategy(timeout=TIMEOUT)
+
+
+def fsdp2():
+    return ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1, timeout=TIMEOUT)
+
+
+def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
+    """Train 4 steps with a monitor sampling every 2, and return what this rank saw (also used by the tests in a
+    single process, as the reference)."""
+    options = dict(every_n_train_steps=2, generation={"max_new_tokens": 5, "do_sample": True}, batch_size=2,
+                   sample_on_train_end=False, console="off")
+    options.update(monitor_kwargs)
+    monitor = CountingMonitor(prompts, **options)
+    t = trainer(out_dir, [monitor], max_steps=4, strategy=strategy, devices=devices)
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            t.fit(model)
+        except Exception as err:  # noqa: BLE001 - recorded: some scenarios expect an error at setup
+            error = f"{type(err).__name__}: {err}"
+    return {
+        "rank": t.global_rank,
+        "global_step": t.global_step,
+        "mode": monitor._mode,
+        "scored": monitor._score,
+        "error": error,
+        "rounds": {str(step): r for step, r in monitor.rounds.items()},
+        "warnings": [str(w.message) for w in caught if "GenerationMonitor" in str(w.message)],
+    }
+
+
+SCENARIOS = {
+    # DDP, prompts split over the ranks: compared with a single process in the test.
+    "shard": lambda d: fit(d, ddp(), ScenarioLM(), distributed="shard"),
+    # DDP in lockstep, rank 0's rows end first: both ranks must make the same forwards.
+    "lockstep": lambda d: fit(d, ddp(), ScenarioLM(bias="rank"), distributed="lockstep"),
+    # Deadlock 1: an exception that does not unpickle, raised on rank 1 only.
+    "shape_error": lambda d: fit(d, ddp(), ScenarioLM(fail="shape"), distributed="shard"),
+    # Deadlock 2: a last-position-only model with fewer prompt batches than ranks, and with rank_zero.
+    "last_only_few_batches": lambda d: fit(d, ddp(), ScenarioLM(last_only=True), prompts=["ab"], distributed="shard"),
+    "last_only_rank_zero": lambda d: fit(d, ddp(), ScenarioLM(last_only=True), distributed="rank_zero"),
+    # Deadlock 3: lockstep with an out-of-memory error on rank 1 while rank 0 waits in the per-token vote.
+    "lockstep_oom": lambda d: fit(d, ddp(), ScenarioLM(bias="rank", fail="oom"), distributed="lockstep"),
+    # FSDP2 on 2 CPU processes, the monitor in its default mode; one round fails on rank 1.
+    "fsdp2_auto": lambda d: fit(d, fsdp2(), ScenarioLM(bias="prompt", fail="oom", fail_step=4, shard=True)),
+    # FSDP2 in lockstep: ranks' rows end at different times; one round fails on rank 1.
+    "fsdp2_lockstep": lambda d: fit(d, fsdp2(), ScenarioLM(bias="rank", fail="oom", fail_step=4, shard=True),
+                                    distributed="lockstep"),
+    # rank_zero on a sharded strategy: rejected at setup on every rank (last: it ends a fit with an error).
+    "fsdp2_rank_zero": lambda d: fit(d, fsdp2(), ScenarioLM(shard=True), distributed="rank_zero"),
+}
+
+
+def main(out_dir, names):
+    for name in names:
+        scenario_dir = os.path.join(out_dir, name)
+        os.makedirs(scenario_dir, exist_ok=True)
+        rank = int(os.environ.get("LOCAL_RANK", "0"))
+
+        def hung(path=os.path.join(scenario_dir, f"hung{rank}")):
+            with open(path, "w") as f:
+                f.write("hung")
+            os._exit(3)
+
+        watchdog = threading.Timer(SCENARIO_SECONDS, hung)
+        watchdog.daemon = True
+        watchdog.start()
+        pl.seed_everything(0, verbose=False)
+        record = SCENARIOS[name](scenario_dir)
+        watchdog.cancel()
+        with open(os.path.join(scenario_dir, f"rank{record['rank']}.json"), "w") as f:
+            json.dump(record, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
