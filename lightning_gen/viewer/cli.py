@@ -2,8 +2,14 @@
 
 Usage::
 
-    lightning-gen show LOGDIR [--tag samples] [--prompt N ...] [--steps S ...] [--diff] [--width W]
+    lightning-gen show LOGDIR [--tag samples] [--prompt N ...] [--steps S ...] [--diff] [--wrap] [--width W]
+                       [--no-pager]
     lightning-gen export LOGDIR --format md|jsonl [--out FILE]
+
+``show`` prints one line per step, cut to the terminal's width with an ellipsis (``--wrap``: everything); on a
+terminal, output longer than the screen goes through a pager as ``git log``'s does: ``$LIGHTNING_GEN_PAGER``,
+else ``$PAGER``, else ``less`` (with ``LESS=FRX`` unless ``LESS`` is set: colours pass, and it quits at the end
+of a short text). Each run under LOGDIR is shown under a heading of its own.
 
 LOGDIR is searched recursively. ``samples.jsonl`` files (one JSON object per prompt per step, written by the
 monitor) are read when there are any, since they keep ids and metrics; otherwise TensorBoard event files, whose
@@ -41,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print each prompt's completions step by step")
     common(show)
     show.add_argument("--diff", action="store_true", help="mark what changed since the previous step")
+    show.add_argument("--wrap", action="store_true", help="wrap long completions instead of cutting them to one line")
     show.add_argument("--width", type=int, metavar="W", help="line width (default: the terminal's)")
+    show.add_argument("--no-pager", action="store_true", help="never page, even when the output is longer than the screen")
     show.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                       help="colour the --diff marks (auto: when stdout is a terminal and NO_COLOR is unset)")
     export = commands.add_parser("export", help="write the samples as markdown or JSON lines")
@@ -59,6 +67,33 @@ def _write(stream: TextIO, text: str) -> None:
         stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
+def _pager() -> str | None:
+    """The pager command, chosen as git chooses: ``LIGHTNING_GEN_PAGER``, ``PAGER``, ``less``; None for none."""
+    command = os.environ.get("LIGHTNING_GEN_PAGER", os.environ.get("PAGER", "less")).strip()
+    if not command or command == "cat":
+        return None
+    return command if shutil.which(command.split()[0]) else None
+
+
+def _page(command: str, text: str) -> None:
+    """Pipe ``text`` through the pager (a shell command, as git runs it) and wait until the reader quits it."""
+    import subprocess
+
+    env = {"LESS": "FRX", "LV": "-c", **os.environ}
+    pager = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env)
+    try:
+        pager.stdin.write(text.encode(sys.stdout.encoding or "utf-8", "backslashreplace"))
+        pager.stdin.close()
+    except BrokenPipeError:  # the reader quit before the end
+        pass
+    while True:
+        try:
+            pager.wait()
+            return
+        except KeyboardInterrupt:  # Ctrl-C belongs to the pager (less uses it), as under git
+            continue
+
+
 def _use_color(choice: str) -> bool:
     if choice != "auto":
         return choice == "always"
@@ -73,14 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--width must be at least 20, got {args.width}")
     try:
         records = select_records(load_records(args.logdir, args.tag), args.prompt, args.steps)
+        pager = None
         if args.command == "show":
-            width = args.width or shutil.get_terminal_size((100, 24)).columns
-            text = render_show(records, width=width, diff=args.diff, color=_use_color(args.color))
+            size = shutil.get_terminal_size((100, 24))
+            text = render_show(records, width=args.width or size.columns, diff=args.diff, color=_use_color(args.color),
+                               wrap=args.wrap)
+            if not args.no_pager and sys.stdout.isatty() and text.count("\n") >= size.lines:
+                pager = _pager()
         else:
             text = render_markdown(records) if args.format == "md" else render_jsonl(records)
         if args.command == "export" and args.out:
             Path(args.out).write_text(text, encoding="utf-8")
             print(f"lightning-gen: wrote {len(records)} samples to {args.out}", file=sys.stderr)
+        elif pager is not None:
+            sys.stdout.flush()
+            _page(pager, text)
         else:
             _write(sys.stdout, text)
             sys.stdout.flush()

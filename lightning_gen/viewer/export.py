@@ -13,12 +13,20 @@ __all__ = ["render_jsonl", "render_markdown"]
 
 
 def render_markdown(records: list[Record]) -> str:
-    """A markdown document: a section per prompt, then a table ``step | completion`` (and greedy, reference)."""
+    """A markdown document: a section per prompt, then a table ``step | completion`` (and greedy, reference).
+
+    With several runs, a section per run (``## run tb/version_0``) holds its prompts (``###``).
+    """
     many_runs = len({r.run for r in records}) > 1
     prompts = 1 + max((r.index for r in records), default=0)
     out = ["# lightning-gen samples", ""]
+    run = None
     for group in group_records(records):
-        out += [f"## {group_title(group, many_runs, prompts)}", "", f"**Prompt:** {markdown_escape(group[0].prompt)}", ""]
+        if many_runs and group[0].run != run:
+            run = group[0].run
+            out += [f"## run {markdown_escape(run)}", ""]
+        level = "###" if many_runs else "##"
+        out += [f"{level} {group_title(group, False, prompts)}", "", f"**Prompt:** {markdown_escape(group[0].prompt)}", ""]
         columns = text_columns(group)
         rows = [[str(r.step), *(markdown_escape(getattr(r, c) or "") for c in columns)] for r in group]
         out += [markdown_table(["step", *columns], rows, align=["right"] + ["left"] * len(columns)), ""]

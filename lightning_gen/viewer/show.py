@@ -1,4 +1,8 @@
-"""``lightning-gen show``: each prompt's completions step by step, as a table in the terminal."""
+"""``lightning-gen show``: each prompt's completions step by step, as a table in the terminal.
+
+One line per step by default, cut to the width with an ellipsis (``git log --oneline``'s habit: the history at a
+glance); ``wrap=True`` shows every character, wrapping long completions under their step.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections.abc import Sequence
 
 from lightning_gen.viewer.records import Record, group_records, group_title
 
-__all__ = ["diff_segments", "render_show", "visible", "wrap_segments"]
+__all__ = ["diff_segments", "render_show", "truncate_segments", "visible", "wrap_segments"]
 
 _PIECES = re.compile(r"\s+|\w+|[^\w\s]")
 _VISIBLE = {"\n": "⏎", "\t": "⇥"}
@@ -108,6 +112,34 @@ def wrap_segments(segments: Sequence[Segment], width: int) -> list[list[Segment]
     return lines
 
 
+def truncate_segments(segments: Sequence[Segment], width: int) -> list[Segment]:
+    """Segments cut to at most ``width`` cells; when something is cut, the last cell is an ellipsis.
+
+    Example::
+
+        >>> truncate_segments([("one two ", ""), ("three", "add")], 10)
+        [('one two ', ''), ('t', 'add'), ('…', '')]
+        >>> truncate_segments([("short", "")], 10)
+        [('short', '')]
+    """
+    if sum(_cell_width(text) for text, _ in segments) <= width:
+        return list(segments)
+    out: list[Segment] = []
+    room = width - 1  # the ellipsis' cell
+    for text, style in segments:
+        cut, cells = 0, 0
+        while cut < len(text) and cells + _cell_width(text[cut]) <= room:
+            cells += _cell_width(text[cut])
+            cut += 1
+        if cut:
+            _append(out, text[:cut], style)
+        room -= cells
+        if cut < len(text):
+            break
+    _append(out, "…", "")
+    return out
+
+
 def _styled(segments: Sequence[Segment], color: bool) -> list[Segment]:
     """In plain text, wdiff marks around changes (``[-gone-]{+new+}``); in colour, the styles alone."""
     if color:
@@ -131,25 +163,51 @@ def _labelled(label: str, text: str, width: int) -> list[str]:
     return [(label if i == 0 else " " * len(label)) + _paint(line, False) for i, line in enumerate(lines)]
 
 
-def render_show(records: list[Record], *, width: int, diff: bool = False, color: bool = False) -> str:
-    """The history table of every prompt: the prompt, then one wrapped row per step (``step │ completion``).
+def _cells(label: str, text: str, before: str | None, *, diff: bool, color: bool) -> list[Segment]:
+    segments = diff_segments(before, text) if diff and before is not None else [(text, "")]
+    return [(label, ""), *_styled(segments, color)] if label else _styled(segments, color)
+
+
+def _pad(line: Sequence[Segment], width: int) -> list[Segment]:
+    return [*line, (" " * max(0, width - sum(_cell_width(text) for text, _ in line)), "")]
+
+
+def _run_heading(group: list[Record], groups: list[list[Record]], width: int) -> str:
+    run = group[0].run
+    steps = sorted({r.step for g in groups if g[0].run == run for r in g})
+    prompts = len({g[0].index for g in groups if g[0].run == run})
+    title = f"━━ run {run}: {prompts} prompt{'s' * (prompts != 1)}, {len(steps)} step{'s' * (len(steps) != 1)} "
+    title += f"({steps[0]}–{steps[-1]}) " if len(steps) > 1 else f"({steps[0]}) "
+    return title + "━" * max(0, width - _cell_width(title))
+
+
+def render_show(records: list[Record], *, width: int, diff: bool = False, color: bool = False,
+                wrap: bool = False) -> str:
+    """The history table of every prompt: the prompt, then a row per step (``step │ completion``).
+
+    Each row is one line cut to ``width`` with an ellipsis, or, with ``wrap``, every character wrapped under its
+    step. With greedy completions, a ``greedy`` column beside the sampled one (wrapped: a row of its own). With
+    several runs, each run's prompts come under a heading of their own.
 
     Example::
 
-        >>> records = [Record(".", "samples", 0, s, "Hi", c) for s, c in ((0, " xq"), (10, " there\\nyou"))]
+        >>> records = [Record(".", "samples", 0, s, "Hi", c) for s, c in ((0, " xq"), (10, " there\\nyou" * 9))]
         >>> print(render_show(records, width=40))
         ── samples/prompt_00 ───────────────────
         prompt: Hi
         step │ completion
         ─────┼──────────────────────────────────
            0 │  xq
-          10 │  there⏎you
+          10 │  there⏎you there⏎you there⏎you t…
         <BLANKLINE>
     """
+    groups = group_records(records)
     many_runs = len({r.run for r in records}) > 1
     prompts = 1 + max((r.index for r in records), default=0)
     out: list[str] = []
-    for group in group_records(records):
+    for number, group in enumerate(groups):
+        if many_runs and (number == 0 or groups[number - 1][0].run != group[0].run):
+            out.append(_run_heading(group, groups, width))
         step_width = max(4, *(len(str(r.step)) for r in group))
         text_width = max(8, width - step_width - 3)
         title = f"── {group_title(group, many_runs, prompts)} "
@@ -158,18 +216,32 @@ def render_show(records: list[Record], *, width: int, diff: bool = False, color:
         out += _labelled("prompt: ", group[0].prompt, width)
         if group[0].reference is not None:
             out += _labelled("reference: ", group[0].reference, width)
-        out.append(f"{'step':>{step_width}} │ completion")
-        out.append("─" * (step_width + 1) + "┼" + "─" * (text_width + 1))
+        # One line per step: a greedy column beside the completion, the two sharing the width.
+        columns = not wrap and any(r.greedy is not None for r in group)
+        column_width = max(4, (text_width - 3) // 2) if columns else text_width
+        header = f"{'step':>{step_width}} │ " + (f"{'completion':<{column_width}} │ greedy" if columns else "completion")
+        out.append(header)
+        rule = "─" * (step_width + 1) + "┼" + "─" * (column_width + 2 if columns else text_width + 1)
+        out.append(rule + ("┼" + "─" * (text_width - column_width - 2) if columns else ""))
         previous: Record | None = None
         for r in group:
             if previous is not None and r.prompt != previous.prompt:
                 out += _labelled("prompt: ", r.prompt, width)
-            rows = [("", r.completion, previous.completion if previous else None)]
+            before = previous if previous is not None else None
+            if columns:
+                sampled = _cells("", r.completion, before and before.completion, diff=diff, color=color)
+                greedy = _cells("", r.greedy or "", before and before.greedy, diff=diff, color=color)
+                line = [*_pad(truncate_segments(sampled, column_width), column_width), (" │ ", ""),
+                        *truncate_segments(greedy, text_width - column_width - 3)]
+                out.append(f"{r.step:>{step_width}} │ {_paint(line, color)}".rstrip(" "))
+                previous = r
+                continue
+            rows = [("", r.completion, before and before.completion)]
             if r.greedy is not None:
-                rows.append(("greedy: ", r.greedy, previous.greedy if previous else None))
-            for n, (label, text, before) in enumerate(rows):
-                segments = diff_segments(before, text) if diff and before is not None else [(text, "")]
-                lines = wrap_segments([(label, ""), *_styled(segments, color)], text_width)
+                rows.append(("greedy: ", r.greedy, before and before.greedy))
+            for n, (label, text, old) in enumerate(rows):
+                cells = _cells(label, text, old, diff=diff, color=color)
+                lines = wrap_segments(cells, text_width) if wrap else [truncate_segments(cells, text_width)]
                 for i, line in enumerate(lines):
                     step = str(r.step) if n == 0 and i == 0 else ""
                     out.append(f"{step:>{step_width}} │ {_paint(line, color)}".rstrip(" "))

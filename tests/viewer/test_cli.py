@@ -136,10 +136,18 @@ def test_show_diff_marks_changes_since_the_previous_step(logdir, capsys):
     assert " 100 │  upon \x1b[9;31mzq\x1b[0m\x1b[1;32ma time\x1b[0m" in out
 
 
-def test_show_wraps_long_text_and_shows_control_characters(tmp_path, capsys):
+def test_show_cuts_a_long_completion_to_one_line_with_an_ellipsis(tmp_path, capsys):
     long = " ".join(["word"] * 30) + "\x1b[31m\ttab"
     (tmp_path / "samples.jsonl").write_text(json.dumps(record(7, 0, "p", long)) + "\n")
     _, out, _ = show(capsys, tmp_path)
+    (row,) = [line for line in out.splitlines() if "│" in line][1:]
+    assert row == "   7 │ " + ("word " * 11)[:52] + "…" and len(row) == 60
+
+
+def test_show_wraps_long_text_and_shows_control_characters(tmp_path, capsys):
+    long = " ".join(["word"] * 30) + "\x1b[31m\ttab"
+    (tmp_path / "samples.jsonl").write_text(json.dumps(record(7, 0, "p", long)) + "\n")
+    _, out, _ = show(capsys, tmp_path, "--wrap")
     rows = [line for line in out.splitlines() if "│" in line][1:]
     assert rows[0].startswith("   7 │ word word")
     assert all(row.startswith("     │ ") for row in rows[1:]) and len(rows) == 4
@@ -154,12 +162,78 @@ def test_wrap_splits_a_word_longer_than_the_line():
     assert ["".join(text for text, _ in line) for line in lines] == ["abcd", "efgh", "ij"]
 
 
-def test_greedy_and_reference_rows(tmp_path, capsys):
-    rows = [record(s, 0, "p", c, greedy=g, reference="the ref") for s, c, g in ((0, "a", "b"), (5, "c", "b"))]
+def test_greedy_beside_the_completion_and_the_reference(tmp_path, capsys):
+    rows = [record(s, 0, "p", c, greedy=g, reference="the ref") for s, c, g in ((0, "a", "b"), (5, "c" * 40, "b"))]
     (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     _, out, _ = show(capsys, tmp_path)
     assert "reference: the ref" in out
-    assert "   0 │ a\n     │ greedy: b\n   5 │ c\n     │ greedy: b" in out
+    table = out.split("reference: the ref\n")[1].splitlines()[:4]
+    assert table == [
+        "step │ completion                │ greedy",
+        "─────┼───────────────────────────┼" + "─" * 26,
+        "   0 │ a                         │ b",
+        "   5 │ " + "c" * 24 + "… │ b",
+    ]
+    _, out, _ = show(capsys, tmp_path, "--wrap")  # wrapped: the greedy completion on a row of its own
+    assert "   0 │ a\n     │ greedy: b\n   5 │ " + "c" * 40 + "\n     │ greedy: b" in out
+
+
+def test_one_line_per_step_at_100_columns(tmp_path, capsys):
+    """The example's completions are 96 characters with a greedy one beside: still one line per step."""
+    words = "the corde the con the class any are ordined wording the __del__() and \n"
+    rows = [record(s, i, f"prompt {i}", (words * 2)[s % 7:][:96], greedy=(words * 2)[:96])
+            for s in range(0, 650, 50) for i in range(6)]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["show", str(tmp_path), "--width", "100"]) == 0
+    out = capsys.readouterr().out
+    steps = [line for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert len(steps) == 6 * 13 and all(len(line) <= 100 for line in out.splitlines())
+    # Per prompt: title, prompt, header, rule, 13 steps, a blank line (the last one ends the text).
+    assert len(out.splitlines()) == 6 * (4 + 13 + 1) - 1
+
+
+def on_a_terminal(args, tmp_path, *, rows, pager=True) -> tuple[str, str | None]:
+    """``lightning-gen`` run with its stdout on a pseudo-terminal of ``rows`` x 60: what the terminal showed, and
+    what the pager got (None if it did not run); the pager is a shell command that keeps what it reads."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    paged = tmp_path / "paged.txt"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "LIGHTNING_GEN_PAGER")}
+    env["PAGER"] = f"cat > {paged}"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 60, 0, 0))
+    command = [sys.executable, "-m", "lightning_gen.viewer.cli", *args] + ([] if pager else ["--no-pager"])
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert process.wait(timeout=120) == 0, process.stderr.read()
+    os.close(master)
+    return shown.decode().replace("\r\n", "\n"), paged.read_text() if paged.exists() else None
+
+
+def test_a_pager_when_the_output_is_longer_than_the_screen(logdir, tmp_path, capsys):
+    main(["show", str(logdir), "--width", "60"])
+    expected = capsys.readouterr().out
+    assert expected.count("\n") == 15
+    shown, paged = on_a_terminal(["show", str(logdir)], tmp_path, rows=10)
+    assert (shown, paged) == ("", expected)  # all of it through the pager, nothing around it
+    (tmp_path / "paged.txt").unlink()
+    assert on_a_terminal(["show", str(logdir)], tmp_path, rows=40) == (expected, None)  # it fits: no pager
+    assert on_a_terminal(["show", str(logdir)], tmp_path, rows=10, pager=False) == (expected, None)
 
 
 def test_export_markdown(logdir, capsys):
@@ -191,10 +265,9 @@ def test_export_jsonl_to_a_file(logdir, tmp_path, capsys):
     assert main(["export", str(logdir), "--format", "jsonl", "--out", str(out), "--steps", "100"]) == 0
     assert "wrote 2 samples" in capsys.readouterr().err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows == [
-        {**record(100, 0, "Once", " upon a time"), "run": "tb/version_0"},
-        {**record(100, 1, "def f(x):", "\n    return y"), "run": "tb/version_0"},
-    ]
+    expected = [{**record(100, 0, "Once", " upon a time"), "run": "tb/version_0", "token_logprobs": None},
+                {**record(100, 1, "def f(x):", "\n    return y"), "run": "tb/version_0", "token_logprobs": None}]
+    assert [{key: row[key] for key in want} for row, want in zip(rows, expected)] == expected and len(rows) == 2
 
 
 def test_two_runs_are_told_apart(logdir, capsys):
@@ -202,7 +275,13 @@ def test_two_runs_are_told_apart(logdir, capsys):
     second.mkdir()
     (second / "samples.jsonl").write_text(json.dumps(record(0, 0, "Once", " again")) + "\n")
     _, out, _ = show(capsys, logdir, "--prompt", 0)
+    assert [line.split(" ━")[0] for line in out.splitlines() if line.startswith("━━")] == [
+        "━━ run tb/version_0: 1 prompt, 3 steps (0–200)", "━━ run tb/version_1: 1 prompt, 1 step (0)"]
     assert "── tb/version_0 · samples/prompt_00" in out and "── tb/version_1 · samples/prompt_00" in out
+    assert main(["export", str(logdir), "--format", "md", "--prompt", "0"]) == 0
+    headings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("#")]
+    assert headings == ["# lightning-gen samples", "## run tb/version\\_0", "### samples/prompt_00",
+                        "## run tb/version\\_1", "### samples/prompt_00"]
 
 
 def test_a_torn_line_is_skipped_with_a_warning(tmp_path, capsys):

@@ -1,0 +1,105 @@
+"""What the monitor prints: the console lines of a real training, read from Lightning's own logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tiny import TinyLM, trainer
+
+from lightning_gen import GenerationMonitor
+from lightning_gen.viewer.cli import main
+
+GEN = {"max_new_tokens": 5, "do_sample": True}
+ROUND = re.compile(r"GenerationMonitor: step (\d+): 2 samples, ([0-9.e+-]+) s, (\d+) tok/s")
+
+
+class Lines(logging.Handler):
+    """Every message that reaches Lightning's logger, as the user's console gets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def console():
+    lines = Lines()
+    lightning = logging.getLogger("lightning.pytorch")
+    lightning.addHandler(lines)
+    yield lines
+    lightning.removeHandler(lines)
+
+
+def ours(lines: Lines) -> list[str]:
+    """The round lines and the end-of-training lines (the monitor says other things, at setup for one)."""
+    return [m for m in lines.messages if re.match(r"GenerationMonitor: (step \d+:|\d+ rounds? of )", m)]
+
+
+def fit(tmp_path, console_mode="rounds", logger=None, max_steps=4):
+    monitor = GenerationMonitor(["ab", "hello"], every_n_train_steps=2, generation=GEN, console=console_mode)
+    t = trainer(tmp_path, [monitor], max_steps=max_steps,
+                **({"logger": logger} if logger is not None else {}))
+    t.fit(TinyLM())
+    return t
+
+
+def test_a_line_per_round_and_where_the_samples_are_at_the_end(tmp_path, console):
+    t = fit(tmp_path)
+    *rounds, end = ours(console)
+    steps = [int(ROUND.fullmatch(line).group(1)) for line in rounds]
+    assert steps == [0, 2, 4]  # the train-end round falls on step 4, already sampled
+    for line in rounds:
+        seconds, rate = float(ROUND.fullmatch(line).group(2)), int(ROUND.fullmatch(line).group(3))
+        assert seconds > 0 and rate == pytest.approx(2 * GEN["max_new_tokens"] / seconds, rel=0.1, abs=1)
+    log_dir = t.logger.log_dir
+    first, show, board = end.splitlines()
+    assert first == f"GenerationMonitor: 3 rounds of samples in {log_dir}/samples.jsonl"
+    assert board == f"  in TensorBoard: tensorboard --logdir {t.logger.root_dir}"
+    # The printed command works as printed.
+    command = shlex.split(show.removeprefix("  in a terminal: "))
+    assert command[:2] == ["lightning-gen", "show"] and main(command[1:] + ["--width", "100"]) == 0
+
+
+def test_the_first_sample_of_each_round_on_request(tmp_path, console, capsys):
+    t = fit(tmp_path, "first_sample", max_steps=2)
+    records = [json.loads(line) for line in open(f"{t.logger.log_dir}/samples.jsonl", encoding="utf-8")]
+    firsts = {r["step"]: r for r in records if r["index"] == 0}
+    rounds = ours(console)[:-1]
+    assert len(rounds) == len(firsts) == 2
+    for line in rounds:
+        head, sample = line.split("\n")
+        record = firsts[int(ROUND.fullmatch(head).group(1))]
+        assert sample == f"  '{record['prompt']}' → '{record['completion'].replace(chr(10), '⏎')}'"
+
+
+def test_csv_logger_end_line_names_the_csv_file(tmp_path, console):
+    t = fit(tmp_path, logger=CSVLogger(str(tmp_path), name="csv"), max_steps=1)
+    end = ours(console)[-1].splitlines()
+    assert end[0] == f"GenerationMonitor: 2 rounds of samples in {t.logger.log_dir}/samples.jsonl"
+    assert end[-1] == f"  as CSV: {t.logger.log_dir}/samples.csv"
+
+
+def test_off_prints_nothing(tmp_path, console):
+    fit(tmp_path, "off", max_steps=2)
+    assert ours(console) == []
+
+
+def test_console_argument_is_checked():
+    with pytest.raises(ValueError, match=r"`console` must be one of 'rounds', 'first_sample', 'off', got 'loud'"):
+        GenerationMonitor(["ab"], console="loud")
+
+
+def test_tensorboard_flag_for_runs_past_its_default_of_100_text_events():
+    from lightning_gen.monitor.console import end_lines
+
+    logger = TensorBoardLogger("logs", name="run")
+    assert end_lines(100, None, [logger], tag="s")[-1] == "  in TensorBoard: tensorboard --logdir logs/run"
+    assert end_lines(101, None, [logger], tag="s")[-1].endswith("--logdir logs/run --samples_per_plugin text=101")
