@@ -145,3 +145,11 @@ def test_tensorboard_finds_the_plugin_through_its_entry_point(tmp_path):
     names, heavy = out.stdout.strip().rsplit("] ", 1)
     assert PLUGIN_NAME in names
     assert heavy == "[]"
+
+
+def test_every_round_is_served_however_many(tmp_path):
+    # TensorBoard's Text tab keeps 100 events per tag by default; the records keep every round.
+    write_run(tmp_path / "long", [(step, 0, "Hi", f" {step}") for step in range(0, 3000, 10)])
+    assert get(tmp_path, "steps", run="long") == (200, list(range(0, 3000, 10)))
+    _, records = get(tmp_path, "samples", run="long", prompt="0")
+    assert [r["completion"] for r in records] == [f" {step}" for step in range(0, 3000, 10)]
