@@ -25,6 +25,7 @@ from typing import Any
 
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
+from typing_extensions import override
 from werkzeug import Request, Response
 
 from lightning_gen.viewer.tensorboard.store import RecordsStore
@@ -69,12 +70,15 @@ class SamplesPlugin(base_plugin.TBPlugin):
     def __init__(self, context: base_plugin.TBContext) -> None:
         self._store = RecordsStore(context.logdir)
 
+    @override
     def is_active(self) -> bool:
         return self._store.has_records()
 
+    @override
     def frontend_metadata(self) -> base_plugin.FrontendMetadata:
         return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name=TAB_NAME)
 
+    @override
     def get_plugin_apps(self) -> dict[str, Callable[..., Any]]:
         apps = {
             "/runs": self._json(lambda request: self._store.runs()),
