@@ -18,7 +18,8 @@ code wherever it cannot guarantee that. A `Sampler` looks at the processor chain
   then multinomial's own draw without its checks (`lightning_gen.decoding._draws`), on the CPU with the exponentials of
   all steps drawn ahead. Off the CPU the steps are *sync-free*: nothing is read back to the host; a NaN or an
   invalid distribution is raised by `Sampler.finish` after the last step.
-* **fast** (large vocabularies on the CPU): one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
+* **fast** (large vocabularies on the CPU): without top-k, top-p, min-p and typical-p without their full sort of
+  values and indices (`lightning_gen.decoding._nucleus`); with top-k, one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
   k-th, so the step falls back when the (k+1)-th value ties the k-th (or on NaN / +inf). HF's top-p sorts the
   masked vector ascending: exactly ``[-inf] * (V - k) + ascending(candidates)``. We build that tensor directly,
   with the same shape and dtype, so the same softmax and cumsum kernels see the same bytes and return the same
@@ -58,6 +59,7 @@ import torch
 from transformers.generation import logits_process as lp
 
 from lightning_gen.decoding import _draws as draws
+from lightning_gen.decoding import _nucleus as nucleus
 
 __all__ = ["ENABLED", "FastPathStats", "Sampler", "plain_sample", "stats"]
 
@@ -99,6 +101,8 @@ class FastPathStats:
         plain: Steps sent whole to HF's processor list and ``torch.multinomial``: fast path off, or a processor it
             does not know.
         top_k_fallback: Steps whose top-k/top-p ran as HF's own warpers (a tie at a cut, NaN or inf, top_k >= V).
+        nucleus_fallback: Top-p, min-p or typical-p warpers (without top-k) that ran as HF's own on the fast route
+            (see `lightning_gen.decoding._nucleus`).
         draw_fallback: Steps whose draw was ``torch.multinomial`` itself (invalid distribution, zero uniform, ...).
         replays: Exponentials recomputed by torch's own kernel because of float32 rounding.
     """
@@ -107,6 +111,7 @@ class FastPathStats:
     direct: int = 0
     plain: int = 0
     top_k_fallback: int = 0
+    nucleus_fallback: int = 0
     draw_fallback: int = 0
     replays: int = 0
 
@@ -155,6 +160,14 @@ def _run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor) ->
     """Known processors one after the other: what `LogitsProcessorList` does for two-argument processors."""
     for proc in chain:
         scores = proc(input_ids, scores)
+    return scores
+
+
+def _run_sort_free(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """`_run`, with top-p, min-p and typical-p by `lightning_gen.decoding._nucleus` where it gives HF's bytes."""
+    for proc in chain:
+        scores, fell_back = nucleus.warp(proc, input_ids, scores)
+        stats.nucleus_fallback += fell_back
     return scores
 
 
@@ -239,11 +252,14 @@ class Sampler:
         """HF's greedy choice, the argmax of the processed scores, refusing NaN scores (whose index argmax would
         return: a token the model never chose). `(B,)`"""
         scores = self.process(input_ids, scores)
+        tokens = torch.argmax(scores, dim=-1)
+        # argmax returns the index of a row's first NaN, if it has one: checking the chosen scores checks them all.
+        invalid = scores.gather(1, tokens.unsqueeze(1)).isnan().any() if scores.dim() == 2 else scores.isnan().any()
         if self._sync_free(scores):
-            self._invalid.append(scores.isnan().any())
-        elif bool(scores.isnan().any()):
+            self._invalid.append(invalid)
+        elif bool(invalid):
             raise _nan_logits_error()
-        return torch.argmax(scores, dim=-1)
+        return tokens
 
     def finish(self) -> None:
         """Raise what a sync-free step could not: once every step has run, one host sync for all of them.
@@ -306,11 +322,11 @@ class Sampler:
     def _fast(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         stats.fast += 1
         plan = self.plan
-        scores = _run(plan.prefix, input_ids, scores)
+        scores = _run_sort_free(plan.prefix, input_ids, scores)
         candidates = None
         if plan.top_k is not None:
             scores, candidates = _top_k_top_p(plan, input_ids, scores)
-        probs = torch.softmax(_run(plan.suffix, input_ids, scores), dim=-1)  # (B, V), HF's exact probabilities
+        probs = torch.softmax(_run_sort_free(plan.suffix, input_ids, scores), dim=-1)  # (B, V), HF's probabilities
         return draws.candidate_draw(probs, candidates, generator, stats)
 
     def _direct_probs(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

@@ -70,6 +70,12 @@ CHAINS = {
     "epsilon_norm": lp.LogitsProcessorList([
         lp.TopKLogitsWarper(40), lp.EpsilonLogitsWarper(3e-4), lp.LogitNormalization()]),
     "top_p_only": lp.LogitsProcessorList([lp.TopPLogitsWarper(0.9)]),
+    "min_p_only": lp.LogitsProcessorList([lp.MinPLogitsWarper(0.1)]),
+    "typical_only": lp.LogitsProcessorList([lp.TypicalLogitsWarper(0.9)]),
+    # Without top-k, each warper by `_nucleus`: the matrix benchmark's five-processor chain, less its top-k.
+    "nucleus_chain": lp.LogitsProcessorList([
+        lp.RepetitionPenaltyLogitsProcessor(1.2), lp.TemperatureLogitsWarper(0.8), lp.TopPLogitsWarper(0.9),
+        lp.MinPLogitsWarper(0.05), lp.TypicalLogitsWarper(0.95)]),
     "temperature_only": lp.LogitsProcessorList([lp.TemperatureLogitsWarper(1.3)]),
     "empty": lp.LogitsProcessorList([]),
     "top_k_beyond_vocab": lp.LogitsProcessorList([lp.TopKLogitsWarper(V + 10), lp.TopPLogitsWarper(0.8)]),
@@ -176,6 +182,8 @@ def test_random_scores_match_bit_for_bit(name, route, monkeypatch):
     # Benign scores never need a fallback, except where the chain has no shortcut for top-k.
     assert fastpath.stats.top_k_fallback == (12 if name == "top_k_beyond_vocab" and route == "fast" else 0)
     assert fastpath.stats.draw_fallback == 0
+    # Typical-p hands a step back where two keys |-log p - entropy| round to one float but their logits differ.
+    assert fastpath.stats.nucleus_fallback <= (6 if "typical" in name or name == "nucleus_chain" else 0)
 
 
 def test_gpt2_sized_vocabulary():
@@ -255,7 +263,8 @@ ADVERSARIAL = {"tie_at_top_k": tie_at_top_k, "tie_at_top_p": tie_at_top_p, "quan
 
 @pytest.mark.parametrize("route", ["fast", "direct"])
 @pytest.mark.parametrize("make", sorted(ADVERSARIAL))
-@pytest.mark.parametrize("chain", ["bench", "top_k", "keep_3", "top_p_min_p"])
+@pytest.mark.parametrize("chain", ["bench", "top_k", "keep_3", "top_p_min_p", "top_p_only", "typical_only",
+                                   "nucleus_chain"])
 def test_adversarial_scores_match_bit_for_bit(make, chain, route, monkeypatch):
     use_route(route, monkeypatch)
     for seed in range(8):
@@ -268,6 +277,13 @@ def test_adversarial_scores_do_take_the_fallback(make):
     for seed in range(8):
         check_same(CHAINS["bench"], ADVERSARIAL[make](seed), seed)
     assert fastpath.stats.top_k_fallback > 0
+
+
+@pytest.mark.parametrize("make", ["tie_at_top_p", "quantized"])
+def test_adversarial_scores_without_top_k_do_take_the_nucleus_fallback(make):
+    for seed in range(8):
+        check_same(CHAINS["top_p_only"], ADVERSARIAL[make](seed), seed)
+    assert fastpath.stats.nucleus_fallback > 0 and fastpath.stats.fast == 8
 
 
 def test_ties_inside_the_candidates_but_not_at_a_cut_stay_on_the_fast_route():
@@ -540,3 +556,21 @@ def test_off_the_cpu_steps_are_sync_free_by_default():
     meta = fastpath.Sampler(CHAINS["empty"])
     meta._sync_free(torch.empty(1, 5, device="meta"))
     assert meta.sync_free is True
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_greedy_refuses_a_nan_anywhere_in_a_row(sync_free):
+    # One argmax, then only the chosen scores are checked: argmax picks a row's NaN wherever it is.
+    scores = torch.randn(3, 5000, generator=torch.Generator().manual_seed(0))
+    ids = torch.zeros(3, 1, dtype=torch.long)
+    sampler = Sampler(lp.LogitsProcessorList([]), sync_free=sync_free)
+    assert torch.equal(sampler.greedy(ids, scores), scores.argmax(dim=-1))
+    sampler.finish()
+    scores[1, 4321] = float("nan")
+    if sync_free:
+        sampler.greedy(ids, scores)
+        with pytest.raises(FloatingPointError, match="NaN"):
+            sampler.finish()
+    else:
+        with pytest.raises(FloatingPointError, match="NaN"):
+            sampler.greedy(ids, scores)

@@ -1,0 +1,123 @@
+"""`lightning_gen.decoding._nucleus`: HF's top-p, min-p and typical-p, bit for bit, or None.
+
+Fuzzed against transformers' own warpers on scores built to be hard: few distinct values (ties everywhere), -inf
+entries (as earlier processors leave them), ``-0.0`` next to ``0.0``, rows that are nearly uniform or very peaked,
+and rows with NaN or +inf, for which the shortcut must decline. Every comparison is of the bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers.generation import logits_process as lp
+
+from lightning_gen.decoding import _nucleus as nucleus
+
+IDS = torch.zeros(1, 1, dtype=torch.long)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.int32)
+
+
+def _scores(seed: int) -> torch.Tensor:
+    """One fuzz case: (B, V) float32 with the features named in the module docstring, chosen by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    batch = int(torch.randint(1, 5, (1,), generator=g))
+    vocab = int(torch.randint(2, 3000, (1,), generator=g))
+    kind = seed % 6
+    scale = [0.05, 1.0, 4.0, 12.0][seed % 4]
+    scores = torch.randn(batch, vocab, generator=g) * scale
+    if kind == 1:  # few distinct values: ties across any cut
+        scores = (scores * 2).round() / 2
+    elif kind == 2:  # masked entries, as top-k or a ban leave them
+        scores[torch.rand(batch, vocab, generator=g) < 0.7] = -math.inf
+    elif kind == 3:  # signed zeros among the values
+        scores[torch.rand(batch, vocab, generator=g) < 0.3] = 0.0
+        scores[torch.rand(batch, vocab, generator=g) < 0.3] = -0.0
+    elif kind == 4:  # a handful of exact duplicates of the largest values
+        top = scores.topk(min(5, vocab), dim=-1).values
+        scores[:, : top.shape[1]] = top
+    return scores
+
+
+def _warpers(seed: int):
+    g = torch.Generator().manual_seed(10_000 + seed)
+    p = float(torch.rand(1, generator=g))
+    keep = 1 if seed % 5 else int(torch.randint(2, 6, (1,), generator=g))
+    return [
+        lp.TopPLogitsWarper(top_p=[p, 0.9, 1.0, 0.05][seed % 4], min_tokens_to_keep=keep),
+        lp.MinPLogitsWarper(min_p=[p, 0.1, 1.0, 0.0][seed % 4], min_tokens_to_keep=keep),
+        lp.TypicalLogitsWarper(mass=min(max(p, 0.01), 0.99), min_tokens_to_keep=keep),
+    ]
+
+
+@pytest.fixture(scope="module")
+def fuzzed():
+    """Per warper class: how many cases the shortcut decided and how many it declined; asserts every decision."""
+    counts = {cls: [0, 0] for cls in nucleus.COVERED}
+    for seed in range(600):
+        scores = _scores(seed)
+        for warper in _warpers(seed):
+            expected = warper(IDS, scores)
+            got = nucleus.COVERED[type(warper)](warper, scores)
+            if got is None:
+                counts[type(warper)][1] += 1
+                continue
+            counts[type(warper)][0] += 1
+            assert got.dtype == expected.dtype and got.shape == expected.shape
+            assert torch.equal(_bits(got), _bits(expected)), (seed, warper)
+    return counts
+
+
+@pytest.mark.parametrize("cls", list(nucleus.COVERED), ids=lambda c: c.__name__)
+def test_the_shortcut_is_hfs_warper_bit_for_bit(fuzzed, cls):
+    decided, declined = fuzzed[cls]
+    assert decided > 400, "design: most cases are decided by the shortcut, not handed back"
+    if cls is not lp.MinPLogitsWarper:
+        assert declined > 0, "design: some cases tie at the cut and must be handed back"
+
+
+@pytest.mark.parametrize("cls", list(nucleus.COVERED), ids=lambda c: c.__name__)
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_scores_are_handed_back(cls, bad):
+    scores = torch.randn(3, 500, generator=torch.Generator().manual_seed(0))
+    scores[1, 17] = bad
+    warper = {lp.TopPLogitsWarper: lp.TopPLogitsWarper(0.8), lp.MinPLogitsWarper: lp.MinPLogitsWarper(0.1),
+              lp.TypicalLogitsWarper: lp.TypicalLogitsWarper(0.8)}[cls]
+    assert nucleus.COVERED[cls](warper, scores) is None
+    out, fell_back = nucleus.warp(warper, IDS, scores)
+    assert fell_back and torch.equal(_bits(out), _bits(warper(IDS, scores)))
+
+
+def test_a_row_all_masked_is_handed_back():
+    scores = torch.randn(2, 300, generator=torch.Generator().manual_seed(0))
+    scores[0] = -math.inf
+    assert nucleus.top_p(lp.TopPLogitsWarper(0.9), scores) is None
+    assert nucleus.typical_p(lp.TypicalLogitsWarper(0.9), scores) is None
+
+
+def test_a_tie_across_the_top_p_cut_is_handed_back():
+    # Uniform scores: every value ties, and HF's cut falls inside them.
+    scores = torch.zeros(1, 1000)
+    assert nucleus.top_p(lp.TopPLogitsWarper(0.5), scores) is None
+    out, fell_back = nucleus.warp(lp.TopPLogitsWarper(0.5), IDS, scores)
+    assert fell_back and torch.equal(out, lp.TopPLogitsWarper(0.5)(IDS, scores))
+
+
+def test_a_non_contiguous_slice_and_other_dtypes():
+    wide = torch.randn(2, 1200, generator=torch.Generator().manual_seed(3))
+    scores = wide[:, :1000]  # what the loop passes when the model's vocabulary is padded
+    for warper in _warpers(1):
+        got = nucleus.COVERED[type(warper)](warper, scores)
+        assert got is not None and torch.equal(_bits(got), _bits(warper(IDS, scores)))
+    assert nucleus.top_p(lp.TopPLogitsWarper(0.9), scores.double()) is None  # float32 only
+
+
+def test_other_processors_pass_through_warp():
+    temperature = lp.TemperatureLogitsWarper(0.7)
+    scores = torch.randn(2, 50, generator=torch.Generator().manual_seed(0))
+    out, fell_back = nucleus.warp(temperature, IDS, scores)
+    assert not fell_back and torch.equal(out, temperature(IDS, scores))
