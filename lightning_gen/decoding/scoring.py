@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from lightning_gen._checks import check_int
-from lightning_gen.decoding.adapters import ModelAdapter, model_device, output_logits
+from lightning_gen.decoding.adapters import ModelAdapter, model_device, output_logits, resolve_adapter
 
 __all__ = ["LastPositionOnlyError", "reference_loss", "sequence_logprobs", "token_logprobs"]
 
@@ -20,6 +22,10 @@ class LastPositionOnlyError(ValueError):
 
 def _forward_of(model_fn: Callable[[torch.Tensor], Any] | ModelAdapter) -> tuple[Callable[[torch.Tensor], Any], Any]:
     """The callable that gives every position's logits, and what holds the weights (for the device)."""
+    if isinstance(model_fn, nn.Module):
+        with warnings.catch_warnings():  # an unknown cache protocol was reported when sampling chose the adapter
+            warnings.simplefilter("ignore")
+            model_fn = resolve_adapter(model_fn)
     if isinstance(model_fn, ModelAdapter):
         return model_fn.sequence_logits, model_fn.model  # the protocol the model samples with (caches, input_pos)
     return model_fn, model_fn
@@ -42,9 +48,10 @@ def token_logprobs(
 
     Args:
         model_fn: Maps a `(1, T)` LongTensor to logits `(1, T, V)` for *every* position (a tensor, a tuple whose
-            first item they are, or an object or dict with ``logits``); or a `ModelAdapter`, whose
-            `~ModelAdapter.sequence_logits` calls the model by its own protocol (a gpt-fast model with fresh caches
-            and ``input_pos``, a plain one as ``model(ids)``), leaving its state as it was.
+            first item they are, or an object or dict with ``logits``); or a module or `ModelAdapter`, scored by the
+            protocol it samples with (`~ModelAdapter.sequence_logits`: a gpt-fast model with fresh caches and
+            ``input_pos``, nanoGPT with ``targets`` so that it returns every position, a plain one as
+            ``model(ids)``), its state left as it was.
         prompt_ids: The conditioning tokens; at least one.
         target_ids: The tokens to score.
         context_length: Most tokens the model takes at once. A longer sequence is cropped from the left; target

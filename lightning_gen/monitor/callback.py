@@ -305,7 +305,7 @@ class GenerationMonitor(pl.Callback):
             with self._guards(trainer) as model:
                 return [probe(model, self._encoded, self._tokenizer, self._config, vocab_size=self._advertised_vocab,
                               score=self._score, context_length=self.context_length,
-                              round_options=dict(logits_processors=self.logits_processors,
+                              round_options=dict(logits_processors=self.logits_processors, adapter=self._adapter,
                                                  adapter=self._adapter if model is self._model else None,
                                                  context_length=self.context_length, all_finished=vote))]
 

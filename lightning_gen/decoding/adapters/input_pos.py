@@ -179,6 +179,9 @@ class TorchtuneAdapter(_InputPosAdapter):
     _mask: torch.Tensor | None = None  # (S, S) causal, True where a position may attend
 
     def _allocate(self, batch_size: int, max_length: int, device: torch.device) -> None:
+        for module in self.model.modules():  # torchtune skips `setup_caches` where caches exist: never reuse them
+            if getattr(module, "kv_cache", None) is not None:
+                module.kv_cache = None
         self.model.setup_caches(batch_size, compute_dtype(self.model, device), decoder_max_seq_len=max_length)
         self._mask = torch.ones(max_length, max_length, dtype=torch.bool, device=device).tril()
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 
-from lightning_gen.decoding.adapters.base import ModelAdapter, last_logits
+from lightning_gen.decoding.adapters.base import ModelAdapter, last_logits, output_logits
 
 __all__ = ["PlainAdapter"]
 
@@ -24,3 +27,18 @@ class PlainAdapter(ModelAdapter):
 
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         return self._forward(input_ids)
+
+    def sequence_logits(self, input_ids: torch.Tensor) -> Any:
+        output = self.model(input_ids)
+        logits = output_logits(output)
+        if input_ids.shape[1] > 1 and logits.dim() == 3 and logits.shape[1] == 1 and _takes_targets(self.model):
+            # nanoGPT's forward computes every position's logits only when given targets (the loss is ignored).
+            output = self.model(input_ids, targets=input_ids)
+        return output
+
+
+def _takes_targets(model: Any) -> bool:
+    try:
+        return "targets" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
