@@ -1,2 +1,2 @@
-"""Views of the samples a run logged: the ``lightning-gen`` command. Never imports torch, transformers or
-Lightning, so it starts at once on a login node."""
+"""Views of the samples a run logged: the ``lightning-gen`` command, and Samples for TensorBoard (`tensorboard`,
+the dashboard's plugin). Never imports torch, transformers or Lightning, so it starts at once on a login node."""
