@@ -12,7 +12,7 @@ import os
 from datetime import timedelta
 from typing import Any, get_args
 
-from transformers import LogitsProcessor
+from transformers import GenerationConfig, LogitsProcessor
 
 from lightning_gen._checks import check_bool, check_int, is_int
 from lightning_gen.decoding.adapters import ModelAdapter, adapter_class
@@ -29,6 +29,12 @@ DEFAULT_MAX_NEW_TOKENS = 64
 _BOOLS = ("sample_on_train_start", "sample_on_train_end", "sample_on_validation", "also_greedy", "empty_cache",
           "compile", "log_metrics")
 _SCHEDULES = ("every_n_train_steps", "every_n_epochs", "train_time_interval")
+# `GenerationConfig` fields that are booleans: a string "false" would be truthy there, so each must be a bool.
+_GENERATION_BOOLS = ("do_sample", "use_cache", "renormalize_logits", "remove_invalid_values", "output_scores",
+                     "output_logits", "output_attentions", "output_hidden_states", "return_dict_in_generate",
+                     "low_memory", "disable_compile", "use_mtp")
+# `torch.Generator.manual_seed` takes [-2**63, 2**64); the upper half is left for the batch number added to it.
+_SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 def check_arguments(monitor: Any) -> None:
@@ -50,8 +56,9 @@ def check_arguments(monitor: Any) -> None:
         check_bool(name, getattr(monitor, name))
     monitor.generation = _generation(monitor.generation)
     monitor.logits_processors = _processors(monitor.logits_processors)
-    if not is_int(monitor.seed):
-        raise ValueError(f"`seed` must be an integer, got {monitor.seed!r}")
+    low, high = _SEED_RANGE
+    if not is_int(monitor.seed) or not low <= monitor.seed <= high:
+        raise ValueError(f"`seed` must be an integer in [-2**63, 2**63 - 1] (torch's seed range), got {monitor.seed!r}")
     model_attr = monitor.model_attr
     if model_attr is not None and (not isinstance(model_attr, str) or not all(model_attr.split("."))):
         raise ValueError(f"`model_attr` must be a dotted attribute name like 'model' or 'net.decoder', got {model_attr!r}")
@@ -91,14 +98,33 @@ def _check_schedule(monitor: Any) -> None:
 
 
 def _generation(generation: Any) -> dict[str, Any]:
-    fields = dict(generation or {})
+    if isinstance(generation, GenerationConfig):
+        fields = {k: v for k, v in generation.to_diff_dict().items() if k != "transformers_version"}
+    elif generation is None or isinstance(generation, dict):
+        fields = dict(generation or {})
+    else:
+        hint = " (a string is not parsed: write {'max_new_tokens': 8})" if isinstance(generation, str) else ""
+        raise TypeError(f"`generation` must be a dict of GenerationConfig fields or a GenerationConfig{hint}, got "
+                        f"{type(generation).__name__} {generation!r}")
+    for name in _GENERATION_BOOLS:
+        if fields.get(name) is not None:
+            check_bool(f"generation.{name}", fields[name])
+    if fields.get("early_stopping") is not None and fields["early_stopping"] not in (True, False, "never"):
+        raise TypeError(f"`generation.early_stopping` must be True, False or 'never', got {fields['early_stopping']!r}")
     fields.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
     validate_generation_kwargs(fields, argument="generation")
     return fields
 
 
 def _processors(processors: Any) -> list[LogitsProcessor]:
-    processors = list(processors or [])
+    if processors is None:
+        return []
+    if isinstance(processors, LogitsProcessor):
+        return [processors]  # one processor, as if in a list
+    if not isinstance(processors, (list, tuple)):
+        raise TypeError(f"`logits_processors` must be a list of transformers LogitsProcessor objects (or one), got "
+                        f"{type(processors).__name__}")
+    processors = list(processors)
     for i, processor in enumerate(processors):
         if not isinstance(processor, LogitsProcessor):
             raise TypeError(

@@ -71,8 +71,9 @@ class GenerationMonitor(pl.Callback):
         sample_on_validation: Also sample whenever validation runs during fit (the sanity check excepted), to
             watch samples at the validation cadence; like every schedule, at most one round per global step.
         generation: `GenerationConfig` fields (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
-            ``top_p`` ...). ``max_new_tokens`` defaults to 64; EOS and pad ids default to the tokenizer's.
-        logits_processors: Extra transformers `LogitsProcessor` objects, merged as HF merges them.
+            ``top_p`` ...) as a dict, or a `GenerationConfig`. ``max_new_tokens`` defaults to 64; EOS and pad ids
+            default to the tokenizer's. Boolean fields must be bools.
+        logits_processors: Extra transformers `LogitsProcessor` objects (a list, or one), merged as HF merges them.
         seed: Seed of the sampling generator, reset at every round.
         model_attr: Dotted attribute of the LightningModule to call (e.g. ``"model"``); None finds the network:
             the LightningModule when it has a cache protocol, a context length or a vocabulary of its own, else its
@@ -90,10 +91,13 @@ class GenerationMonitor(pl.Callback):
         on_error: What a failure while sampling does: ``"warn"`` warns and training goes on, ``"raise"`` re-raises.
         also_greedy: Also decode greedily and show the greedy completion beside the sampled one.
         distributed: With several processes: ``"shard"`` splits the prompt batches over processes and gathers
-            the samples to rank 0 (data-parallel strategies); ``"lockstep"`` runs every batch on every process
-            with a synchronised stop (needed when the model is sharded: FSDP, DeepSpeed stage 3);
-            ``"rank_zero"`` samples on global rank 0 only (safe only if the forward is no collective);
-            ``"auto"`` picks lockstep for sharded strategies, else shard.
+            the samples to rank 0 (data-parallel strategies); ``"gather"`` (FSDP2 `fully_shard` under
+            ModelParallelStrategy) gathers the full parameters once per round, then shards the batches as
+            ``"shard"`` does, with no collective per token; ``"lockstep"`` runs every batch on every process with
+            a synchronised stop (any sharded model: FSDP, DeepSpeed stage 3); ``"rank_zero"`` samples on global
+            rank 0 only (refused on sharded strategies, whose forward is a collective); ``"auto"`` picks shard
+            for data-parallel strategies and, for sharded ones, gather when every process has room for the full
+            parameters (half its free memory, at the start of fit), else lockstep.
         empty_cache: Release cached GPU memory after each round (``torch.cuda.empty_cache``).
         compile: Compile the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol) with
             `torch.compile` (see `generate`); the first round pays the compilation (seconds to minutes).
@@ -131,8 +135,8 @@ class GenerationMonitor(pl.Callback):
         sample_on_train_start: bool = True,
         sample_on_train_end: bool = True,
         sample_on_validation: bool = False,
-        generation: dict[str, Any] | None = None,
-        logits_processors: list[LogitsProcessor] | None = None,
+        generation: dict[str, Any] | GenerationConfig | None = None,
+        logits_processors: list[LogitsProcessor] | LogitsProcessor | None = None,
         seed: int = 0,
         model_attr: str | None = None,
         adapter: ModelAdapter | type[ModelAdapter] | str | None = None,
@@ -305,7 +309,7 @@ class GenerationMonitor(pl.Callback):
             with self._guards(trainer) as model:
                 return [probe(model, self._encoded, self._tokenizer, self._config, vocab_size=self._advertised_vocab,
                               score=self._score, context_length=self.context_length,
-                              round_options=dict(logits_processors=self.logits_processors, adapter=self._adapter,
+                              round_options=dict(logits_processors=self.logits_processors,
                                                  adapter=self._adapter if model is self._model else None,
                                                  context_length=self.context_length, all_finished=vote))]
 

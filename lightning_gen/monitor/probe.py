@@ -113,6 +113,11 @@ def _config_ids(config: GenerationConfig) -> dict[str, list[int]]:
     return found
 
 
+def _covered(logits_vocab: int, vocab_size: int | None) -> int:
+    """The ids a round can produce: the logits' width, or the model's vocabulary where the logits are padded."""
+    return min(logits_vocab, vocab_size) if vocab_size is not None else logits_vocab
+
+
 def check_vocabulary(vocab: int, encoded: EncodedPrompts, config: GenerationConfig) -> None:
     """Every prompt id and every id of the configuration must be in ``[0, vocab)``.
 
@@ -161,6 +166,8 @@ def probe(
         ids = args[0] if args else kwargs.get("input_ids", kwargs.get("idx"))
         batch, length = (ids.shape[0], ids.shape[-1]) if isinstance(ids, torch.Tensor) else (1, 1)
         seen.append(check_logits(output, batch=batch, length=length))
+        if len(seen) == 1:  # before any processor meets an id outside the vocabulary
+            check_vocabulary(_covered(seen[0], vocab_size), encoded, config)
 
     # Two tokens, never stopped early by EOS: every process makes the same forwards (lockstep).
     short = copy.deepcopy(config)
@@ -170,10 +177,7 @@ def probe(
         pairs = sample_round(model, one, tokenizer, short, seed=0, batch_size=1, **round_options)
     finally:
         handle.remove()
-    logits_vocab = seen[0] if seen else vocab_size
-    vocab = min(v for v in (logits_vocab, vocab_size) if v is not None) if (logits_vocab or vocab_size) else None
-    if vocab is not None:
-        check_vocabulary(vocab, encoded, config)
+    vocab = _covered(seen[0], vocab_size) if seen else vocab_size
     if not score:
         return ProbeResult(vocab=vocab or 0, scores=False)
     completion = pairs[0][1].completion_ids
