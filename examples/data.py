@@ -1,15 +1,20 @@
 """Character-level text data: a tokenizer and a LightningDataModule of fixed-length windows.
 
+The text's paragraphs (separated by blank lines) are its documents: each ends with the tokenizer's
+end-of-document token, which the model learns to write where a paragraph ends, so a sampled completion can end
+before ``max_new_tokens`` (the monitor's ``eos_rate`` and ``length`` move as it learns).
+
 Example::
 
     >>> tokenizer = CharTokenizer("hello world")
-    >>> tokenizer.decode(tokenizer.encode("low"))
-    'low'
+    >>> tokenizer.decode(tokenizer.encode("low") + [tokenizer.eos_token_id])
+    'low<|endoftext|>'
     >>> dm = CharDataModule(block_size=64, batch_size=4)  # CPython's pydoc topics
     >>> dm.tokenizer.vocab_size > 90
     True
 """
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +31,11 @@ def default_corpus() -> str:
 
 
 class CharTokenizer:
-    """Maps each character of a corpus to an id, in sorted order.
+    """Maps each character of a corpus to an id, in sorted order, plus one end-of-document token after them.
 
-    There are no special tokens, so ``eos_token_id`` and ``pad_token_id`` are ``None``.
+    The end-of-document token (``eos_token_id``, the last id) is never produced by `encode`: documents are
+    ended by appending its id. It decodes to ``<|endoftext|>``, GPT-2's name for it, as Hugging Face tokenizers
+    decode special tokens verbatim. There is no padding token (``pad_token_id`` is ``None``).
 
     Args:
         text: The corpus (or just its alphabet); every character in it gets an id.
@@ -37,7 +44,7 @@ class CharTokenizer:
         ValueError: If ``text`` is empty.
     """
 
-    eos_token_id: int | None = None
+    eos_token = "<|endoftext|>"
     pad_token_id: int | None = None
 
     def __init__(self, text: str) -> None:
@@ -47,9 +54,14 @@ class CharTokenizer:
         self._stoi = {c: i for i, c in enumerate(self.chars)}
 
     @property
-    def vocab_size(self) -> int:
-        """Number of distinct characters."""
+    def eos_token_id(self) -> int:
+        """The end-of-document id, after every character's."""
         return len(self.chars)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct characters, plus the end-of-document token."""
+        return len(self.chars) + 1
 
     def encode(self, text: str) -> list[int]:
         """Return the id of each character of ``text``.
@@ -65,36 +77,70 @@ class CharTokenizer:
             ) from None
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Return the text for ``ids`` (a list or a 1-D tensor)."""
-        return "".join(self.chars[int(i)] for i in ids)
+        """Return the text for ``ids`` (a list or a 1-D tensor), the end-of-document token as ``<|endoftext|>``."""
+        return "".join(self.chars[int(i)] if int(i) < len(self.chars) else self.eos_token for i in ids)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
 
 
 class _Windows(Dataset):
-    """Windows of ``block_size + 1`` tokens starting every ``stride`` tokens; y is x shifted by one."""
+    """Windows of ``block_size + 1`` tokens at the given start positions; y is x shifted by one."""
 
-    def __init__(self, data: torch.Tensor, *, block_size: int, stride: int) -> None:
+    def __init__(self, data: torch.Tensor, *, block_size: int, starts: Sequence[int]) -> None:
         self.data = data  # (N,)
         self.block_size = block_size
-        self.stride = stride
+        self.starts = list(starts)
 
     def __len__(self) -> int:
-        return (len(self.data) - self.block_size - 1) // self.stride + 1
+        return len(self.starts)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        chunk = self.data[i * self.stride : i * self.stride + self.block_size + 1]  # (block_size + 1,)
+        start = self.starts[i]
+        chunk = self.data[start : start + self.block_size + 1]  # (block_size + 1,)
         return chunk[:-1], chunk[1:]
 
 
+_PROSE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,.;:'\"()-")
+
+
+def is_prose(paragraph: str) -> bool:
+    """Whether a paragraph opens with a sentence: a first line of at least 32 characters that starts with a
+    capital letter and is words and punctuation, not a heading, a table border, a list item or code.
+
+    Example::
+
+        >>> is_prose("Lists are mutable sequences, typically used to store collections")
+        True
+        >>> is_prose("+-----------+----------+"), is_prose("Notes:"), is_prose("   1. *t* must have the same length as")
+        (False, False, False)
+    """
+    line = paragraph.strip().split("\n")[0]
+    head = line[:32]
+    return len(line) >= 32 and head[0].isupper() and sum(c in _PROSE_CHARACTERS for c in head) >= 0.9 * len(head)
+
+
+def paragraphs(text: str) -> list[str]:
+    """The text's paragraphs: the pieces between blank lines, empty ones left out (indentation is kept).
+
+    Example::
+
+        >>> paragraphs("One.\\n\\n\\n   Two,\\nstill two.\\n  \\n")
+        ['One.', '   Two,\\nstill two.']
+    """
+    return [p.rstrip() for p in re.split(r"\n(?:[ \t]*\n)+", text.strip("\n")) if p.strip()]
+
+
 class CharDataModule(L.LightningDataModule):
-    """Character-level language modelling on one text file.
+    """Character-level language modelling on one text file, each paragraph a document.
 
     The corpus is read and the tokenizer built in ``__init__``, so ``datamodule.tokenizer`` (and the
-    vocabulary size a model needs) exists before any trainer does. The last ``val_fraction`` of the text
-    is held out for validation. Training windows start every ``block_size // 2`` characters and are
-    shuffled by the DataLoader, so an epoch is deterministic given the seed.
+    vocabulary size a model needs) exists before any trainer does. Each paragraph is encoded followed by the
+    end-of-document token. The last ``val_fraction`` of the tokens (from the first paragraph start there) is
+    held out for validation. Training windows start every ``block_size // 2`` tokens and are shuffled by the
+    DataLoader, so an epoch is deterministic given the seed. Validation windows start at the held-out
+    paragraphs (their indentation skipped), those that open with a sentence (`is_prose`) first: a monitor's
+    ``prompts_from_data``, which takes the first validation examples, gets prose, not table borders.
 
     Args:
         corpus: Path to a UTF-8 text file; ``None`` uses CPython's pydoc topics (about 465k characters).
@@ -141,6 +187,7 @@ class CharDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.train_data: _Windows | None = None
         self.val_data: _Windows | None = None
+        self.val_prose = 0  # how many validation windows, the first ones, start at a prose paragraph
 
     @property
     def vocab_size(self) -> int:
@@ -150,17 +197,32 @@ class CharDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.train_data is not None:
             return
-        data = torch.tensor(self.tokenizer.encode(self.text), dtype=torch.long)  # (N,)
-        split = int(len(data) * (1.0 - self.val_fraction))
+        ids: list[int] = []
+        starts: list[tuple[int, str]] = []  # (position of a paragraph's first non-blank character, paragraph)
+        for paragraph in paragraphs(self.text):
+            starts.append((len(ids) + len(paragraph) - len(paragraph.lstrip()), paragraph))
+            ids += self.tokenizer.encode(paragraph) + [self.tokenizer.eos_token_id]
+        data = torch.tensor(ids, dtype=torch.long)  # (N,)
+        # The held-out part begins at a paragraph start, so its first window is no fragment.
+        split = next((p for p, _ in starts if p >= len(data) * (1.0 - self.val_fraction)), len(data))
         for name, part in (("training", data[:split]), ("validation", data[split:])):
             if len(part) < self.block_size + 1:
                 raise ValueError(
-                    f"the {name} split has {len(part)} characters, fewer than `block_size` + 1 = "
+                    f"the {name} split has {len(part)} tokens, fewer than `block_size` + 1 = "
                     f"{self.block_size + 1}; use a longer corpus, a smaller `block_size` or another `val_fraction`"
                 )
         # Half-overlapping windows double the examples per epoch at no cost in memory.
-        self.train_data = _Windows(data[:split], block_size=self.block_size, stride=max(1, self.block_size // 2))
-        self.val_data = _Windows(data[split:], block_size=self.block_size, stride=self.block_size)
+        stride = max(1, self.block_size // 2)
+        self.train_data = _Windows(data[:split], block_size=self.block_size,
+                                   starts=range(0, split - self.block_size, stride))
+        held_out = [(p - split, is_prose(text)) for p, text in starts if p >= split]
+        fits = [(p, prose) for p, prose in held_out if p + self.block_size + 1 <= len(data) - split]
+        ordered = [p for p, prose in fits if prose] + [p for p, prose in fits if not prose]
+        if not ordered:
+            raise ValueError(f"no held-out paragraph leaves room for a window of `block_size` + 1 = "
+                             f"{self.block_size + 1} tokens; use a longer corpus or a larger `val_fraction`")
+        self.val_prose = sum(prose for _, prose in fits)
+        self.val_data = _Windows(data[split:], block_size=self.block_size, starts=ordered)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_data, shuffle=True)

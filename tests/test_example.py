@@ -1,5 +1,6 @@
 """Tests for the example pretraining project in ``examples/`` (model, data, LightningCLI entry point)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # `examples/` is a folder of scripts, not a package; its modules import each other by bare name.
 sys.path.insert(0, str(EXAMPLES))
 
-from data import CharDataModule, CharTokenizer  # noqa: E402
+from data import CharDataModule, CharTokenizer, is_prose  # noqa: E402
 from model import GPT  # noqa: E402
 from pretrain import CharGPT, cli_main  # noqa: E402
 
@@ -94,28 +95,40 @@ def test_lightning_module_speaks_the_kv_cache_protocol():
 def test_char_tokenizer_round_trips_and_rejects_unknown_characters():
     tokenizer = CharTokenizer("hello, world\n")
     assert tokenizer.chars == "\n ,dehlorw"  # ids follow the sorted alphabet
-    assert tokenizer.eos_token_id is None and tokenizer.pad_token_id is None
+    assert tokenizer.eos_token_id == 10 and tokenizer.vocab_size == 11 and tokenizer.pad_token_id is None
     ids = tokenizer.encode("low, world")
     assert ids == [6, 7, 9, 2, 1, 9, 7, 8, 6, 3]
     assert tokenizer.decode(ids) == "low, world"
-    assert tokenizer.decode(torch.tensor(ids)) == "low, world"
-    assert tokenizer.encode(tokenizer.chars) == list(range(tokenizer.vocab_size))
+    assert tokenizer.decode(torch.tensor(ids + [10])) == "low, world<|endoftext|>"  # the end of a document
+    assert tokenizer.encode(tokenizer.chars) == list(range(tokenizer.vocab_size - 1))  # text never encodes to EOS
     with pytest.raises(ValueError, match="'z'"):
         tokenizer.encode("hello z")
 
 
 def test_char_datamodule_windows(tmp_path):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("abcdefghij" * 20, encoding="utf-8")
+    corpus.write_text("abcdefghij\n\n" * 20, encoding="utf-8")  # 20 paragraphs: 11 tokens each with its EOS
     dm = CharDataModule(str(corpus), block_size=8, batch_size=4, val_fraction=0.2)
-    assert dm.tokenizer.vocab_size == 10  # available before `setup`
+    assert dm.tokenizer.vocab_size == 12  # available before `setup`: 10 letters, the newline, the EOS
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == y.shape == (4, 8)
     torch.testing.assert_close(x[:, 1:], y[:, :-1])  # y is x shifted by one character
-    assert len(dm.val_data) == (40 - 9) // 8 + 1
+    # Held out from the first paragraph start past 80% of the 220 tokens (176): a window per paragraph.
+    assert dm.val_data.starts == [0, 11, 22, 33] and len(dm.train_data) == len(range(0, 176 - 8, 4))
+    assert dm.tokenizer.decode(dm.val_data.data[:12]) == "abcdefghij<|endoftext|>a"  # each paragraph ends with EOS
     with pytest.raises(FileNotFoundError, match="corpus"):
         CharDataModule(str(tmp_path / "missing.txt"))
+
+
+def test_validation_windows_start_at_prose_paragraphs_first():
+    dm = CharDataModule(block_size=128)  # CPython's pydoc topics, as the example trains on them
+    dm.setup("fit")
+    assert 40 <= dm.val_prose < len(dm.val_data)  # prose first, then the other paragraphs
+    heads = [dm.tokenizer.decode(dm.val_data[i][0]).split("<|endoftext|>")[0] for i in range(len(dm.val_data))]
+    assert all(is_prose(head) for head in heads[: dm.val_prose])
+    assert not any(is_prose(head) for head in heads[dm.val_prose:])
+    assert any(head.startswith("+--") or head[0].isdigit() for head in heads[dm.val_prose:])  # what is kept out
 
 
 def test_cli_fit_writes_tensorboard_events_and_a_resumable_checkpoint(tmp_path, monkeypatch):
@@ -141,6 +154,14 @@ def test_cli_fit_writes_tensorboard_events_and_a_resumable_checkpoint(tmp_path, 
     assert cli.trainer.global_step == 3
     assert cli.model.max_seq_length == 120  # linked from data.block_size
     assert cli.model.tokenizer is cli.datamodule.tokenizer
+
+    # The monitor's prompts from data are the first validation windows: prose paragraph starts.
+    with open(Path(cli.trainer.logger.log_dir) / "samples.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    data_prompts = {r["index"]: r["prompt_ids"] for r in records if r["index"] >= 4}
+    assert sorted(data_prompts) == [4, 5] and cli.datamodule.val_prose >= 2
+    for i, ids in data_prompts.items():
+        assert ids == cli.datamodule.val_data[i - 4][0][: len(ids)].tolist()
 
     events = list(tmp_path.rglob("events.out.tfevents.*"))
     assert events, f"no TensorBoard event files under {tmp_path}"

@@ -87,26 +87,42 @@ def test_reference_loss_logged_for_prompts_with_reference(tmp_path):
     assert row["reference"] == " end"
 
 
+class WithVal(TinyLM):
+    """TinyLM with a validation set of its own: fixed rows, in order (a validation loader is not shuffled)."""
+
+    VAL = torch.randint(0, len(VOCAB), (16, 17), generator=torch.Generator().manual_seed(1))
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.VAL), batch_size=4)
+
+    def validation_step(self, batch, batch_idx):
+        return None
+
+
 def test_prompts_from_validation_data(tmp_path):
-    class WithVal(TinyLM):
-        def val_dataloader(self):
-            return self.train_dataloader()
-
-        def validation_step(self, batch, batch_idx):
-            return None
-
-    model = WithVal()
-    first = next(iter(model.val_dataloader()))[0]
     monitor = GenerationMonitor([], generation=GEN, prompts_from_data=3, data_prompt_tokens=5, data_reference_tokens=4,
                                 sample_on_train_end=False)
     t = trainer(tmp_path, [monitor], max_steps=1, limit_val_batches=1)
-    torch.manual_seed(0)
-    t.fit(model)
+    t.fit(WithVal())
     rows = records(t.logger.log_dir)
-    assert len(rows) == 3
-    for row in rows:
-        assert len(row["prompt_ids"]) == 5 and len(row["reference"]) == 4
-    assert monitor._encoded.ids[0] in [r[:5] for r in first.tolist()] or len(monitor._encoded.ids) == 3
+    # The first three validation examples: their first 5 tokens as the prompt, the next 4 as the reference.
+    assert [r["prompt_ids"] for r in rows] == WithVal.VAL[:3, :5].tolist()
+    assert [r["reference"] for r in rows] == ["".join(VOCAB[i] for i in row) for row in WithVal.VAL[:3, 5:9].tolist()]
+
+
+@pytest.mark.parametrize(("every", "steps"), [(None, [0, 3, 6]), (3, [0, 3, 6, 7])])
+def test_sample_on_validation_once_per_step(tmp_path, every, steps):
+    """Validation every 3 steps (not in the sanity check); with a schedule on the same steps, one round each."""
+    monitor = GenerationMonitor(["ab"], generation=GEN, sample_on_validation=True, every_n_train_steps=every,
+                                sample_on_train_end=every is not None)
+    t = trainer(tmp_path, [monitor], max_steps=7, val_check_interval=3, limit_val_batches=1, num_sanity_val_steps=1)
+    t.fit(WithVal())
+    assert [r["step"] for r in records(t.logger.log_dir)] == steps
+
+
+def test_sample_on_validation_is_checked():
+    with pytest.raises(TypeError, match="`sample_on_validation` must be a bool"):
+        GenerationMonitor(["ab"], sample_on_validation="yes")
 
 
 def test_last_position_only_model_warns_once_and_logs_other_scalars(tmp_path):
