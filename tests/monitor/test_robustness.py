@@ -208,3 +208,32 @@ def test_no_memory_growth_over_100_rounds_and_caches_freed():
     for _ in range(100):
         one_round()
     assert _live_tensors() == before
+
+
+class OutOfMemoryAtFirst(TinyLM):
+    """The first sampling forward (the probe's) runs out of memory; later ones work (a transient fault)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def forward(self, ids):
+        if not self.training and not self.failed:
+            self.failed = True
+            raise torch.OutOfMemoryError("injected: out of memory")
+        return super().forward(ids)
+
+
+def test_transient_probe_failure_warns_and_training_starts_unless_on_error_raise(tmp_path):
+    """Running out of memory is the one failure of the probe that may not come back: it warns, rounds go on."""
+    monitor = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN)
+    t = trainer(tmp_path / "warn", [monitor], max_steps=2)
+    with pytest.warns(UserWarning, match="probe round failed with OutOfMemoryError"):
+        t.fit(OutOfMemoryAtFirst())
+    assert t.global_step == 2 and monitor.last_sampled_step == 2
+    assert "samples/prompt_00" in text_events(str(tmp_path / "warn" / "tb" / "version_0"))
+    strict = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN, on_error="raise")
+    t = trainer(tmp_path / "raise", [strict], max_steps=2)
+    with pytest.raises(torch.OutOfMemoryError):
+        t.fit(OutOfMemoryAtFirst())
+    assert t.global_step == 0
