@@ -1,8 +1,8 @@
 """Pretrain a character-level GPT with Lightning; run ``python examples/pretrain.py fit --config examples/config.yaml``.
 
-The LightningModule wraps ``model.GPT`` and forwards litgpt's KV-cache protocol (``max_seq_length``,
-``set_kv_cache``, ``forward(idx, input_pos)``, ``clear_kv_cache``), so the module itself can be handed to a
-sampler such as ``lightning_gen``'s. Its ``tokenizer`` is the datamodule's, and it travels in checkpoints.
+The LightningModule keeps its network, ``model.GPT`` (with a litgpt-style KV cache), in ``self.model``, as
+LightningModules usually do; ``lightning_gen``'s monitor finds it there and samples it with its cache. Its
+``tokenizer`` is the datamodule's, and it travels in checkpoints.
 
 Example::
 
@@ -94,34 +94,9 @@ class CharGPT(L.LightningModule):
             )
         self._tokenizer = tokenizer
 
-    # litgpt's KV-cache protocol, delegated so that samplers can drive the LightningModule directly.
-
-    @property
-    def max_seq_length(self) -> int:
-        """Longest sequence the model accepts."""
-        return self.model.max_seq_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int) -> None:
-        self.model.max_seq_length = value
-
-    def set_kv_cache(
-        self,
-        batch_size: int,
-        max_seq_length: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        """Allocate the inner GPT's KV caches; see ``GPT.set_kv_cache``."""
-        self.model.set_kv_cache(batch_size, max_seq_length, device=device, dtype=dtype)
-
-    def clear_kv_cache(self) -> None:
-        """Free the inner GPT's KV caches."""
-        self.model.clear_kv_cache()
-
-    def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V) for ids (B, T); see ``GPT.forward``."""
-        return self.model(idx, input_pos)
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) for ids (B, T)."""
+        return self.model(idx)
 
     # Training.
 

@@ -77,17 +77,15 @@ def test_gpt_rejects_bad_lengths():
         GPT(vocab_size=5, block_size=4, n_head=3, n_embd=16)
 
 
-def test_lightning_module_speaks_the_kv_cache_protocol():
+def test_the_monitor_samples_the_network_in_self_model_with_its_cache():
+    from lightning_gen.decoding.adapters import LitGPTAdapter, resolve_adapter
+    from lightning_gen.monitor.discovery import find_network
+
     module = CharGPT(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=16).eval()
-    assert module.max_seq_length == 16
-    idx = torch.randint(0, 17, (1, 4))
-    with torch.no_grad():
-        full = module(idx)
-        module.set_kv_cache(batch_size=1)
-        cached = module(idx, input_pos=torch.arange(4))
-        module.clear_kv_cache()
-    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
-    assert module.model.blocks[0].attn.kv_cache is None
+    network = find_network(module)
+    assert network.called is module.model and network.name == "pl_module.model"
+    assert isinstance(resolve_adapter(network.called), LitGPTAdapter)
+    assert not hasattr(module, "set_kv_cache")  # nothing forwarded by hand
     with pytest.raises(ValueError, match="vocab_size"):
         module.tokenizer = CharTokenizer("abc")
 
@@ -152,7 +150,7 @@ def test_cli_fit_writes_tensorboard_events_and_a_resumable_checkpoint(tmp_path, 
     ]
     cli = cli_main(args)
     assert cli.trainer.global_step == 3
-    assert cli.model.max_seq_length == 120  # linked from data.block_size
+    assert cli.model.model.max_seq_length == 120  # linked from data.block_size
     assert cli.model.tokenizer is cli.datamodule.tokenizer
 
     # The monitor's prompts from data are the first validation windows: prose paragraph starts.
