@@ -225,6 +225,9 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
     state = gen.get_state()
     uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=gen)  # (B, V): exponential_'s draws
     if candidates is None:
+        drawn = _bounded_draw(probs, uniform, state, stats)
+        if drawn is not None:
+            return drawn
         p, u = probs, uniform
         # torch.multinomial's own checks, so that an invalid distribution reaches it and raises its error.
         invalid = ~((probs.max() < math.inf) & (probs.min() >= 0)) | (probs.sum(dim=-1) == 0).any()
@@ -250,6 +253,59 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
     best = ratio.amax(dim=-1, keepdim=True)
     # argmax's rule: the first (lowest) index among equal maxima.
     return torch.where(ratio == best, candidates, probs.shape[1]).amin(dim=-1)
+
+
+# A token whose bound p / u is below this fraction of the row's best p (1 - u) / u cannot win. float32 rounding
+# moves p / q by less than 2**-22 of itself, so 2**-20 leaves a margin of four.
+_SLACK = 1 - 2.0 ** -20
+
+
+def _bounded_draw(probs: torch.Tensor, uniform: torch.Tensor, state: torch.Tensor, stats: Any) -> torch.Tensor | None:
+    """``argmax(probs / q)`` over whole rows `(B,)` for a softmax output ``probs`` and the uniforms ``u`` that make
+    ``q = -log1p(-u)``, with logarithms only at the few tokens that can still win; None where it cannot decide
+    (an invalid distribution, ``u == 0``, too many values to replay): the caller's own route then draws.
+
+    ``u <= q <= u / (1 - u)``, so ``p (1 - u) / u <= p / q <= p / u``: the row's largest lower bound rules out every
+    token whose upper bound is below it. The survivors get the exact float32 ``q`` and ratio, and argmax's rule.
+    """
+    vocab = probs.shape[1]
+    upper = probs / uniform  # (B, V) float64
+    bound = (upper - probs).amax(dim=-1, keepdim=True)  # (B, 1) the largest p (1 - u) / u of each row
+    # NaN in a row (an invalid distribution) or u == 0 (q == 0, a ratio of inf or NaN) leave a bound that is not a
+    # positive finite number.
+    if not bool((bound.isfinite() & (bound > 0)).all()):
+        return None
+    rows, cols = (upper >= bound * _SLACK).nonzero(as_tuple=True)  # row-major: (row, column) ascending
+    p = probs[rows, cols]
+    exact = torch.log1p(uniform[rows, cols].neg()).neg_()
+    q = exact.float()
+    unsure = ((exact * (1 + WINDOW)).float() != q) | ((exact * (1 - WINDOW)).float() != q)
+    replays = int(unsure.sum())
+    if replays > MAX_REPLAYS:
+        return None
+    if replays:
+        at = unsure.nonzero().squeeze(1)
+        q[at] = _torch_exponentials((rows[at] * vocab + cols[at]).tolist(), state)
+        stats.replays += replays
+    ratio = p / q  # float32, as multinomial divides
+    best = torch.full((probs.shape[0],), -math.inf).scatter_reduce(0, rows, ratio, "amax")
+    win = ratio == best[rows]
+    # argmax's rule: the first (lowest) index among equal maxima.
+    return torch.full((probs.shape[0],), vocab).scatter_reduce(0, rows[win], cols[win], "amin")
+
+
+def _torch_exponentials(positions: list[int], state: torch.Tensor) -> torch.Tensor:
+    """torch's own ``exponential_`` (float32) at each flat position, ascending, of the stream that starts at
+    ``state``."""
+    replay = torch.Generator()
+    replay.set_state(state)
+    out, done = [], 0
+    for position in positions:
+        if position > done:
+            torch.empty(position - done, dtype=torch.float64).uniform_(generator=replay)  # skip ahead
+        out.append(torch.empty(1).exponential_(1, generator=replay))
+        done = position + 1
+    return torch.cat(out)
 
 
 def _replay(q: torch.Tensor, unsure: torch.Tensor, candidates: torch.Tensor | None, vocab: int,

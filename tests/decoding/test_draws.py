@@ -115,3 +115,47 @@ def test_a_stream_never_draws_more_steps_than_announced():
 def test_a_device_that_cannot_run_the_check_is_not_emulated():
     # The meta device has no generator: the check fails, so the draw there is torch.multinomial's own.
     assert not draws.emulated("meta")
+
+
+class _Stats:
+    replays = draw_fallback = 0
+
+
+def _exact_argmax(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """multinomial's draw for these uniforms, the long way: every logarithm, then argmax."""
+    q = torch.log1p(uniform.neg()).neg().float()
+    return (probs / q).argmax(dim=-1)
+
+
+@pytest.mark.parametrize("scale", [0.05, 1.0, 8.0, 40.0])
+def test_bounded_draw_is_the_argmax_of_every_ratio(scale):
+    # Peaked, flat and masked rows; `_bounded_draw` takes logarithms only where a token can still win.
+    for seed in range(30):
+        g = torch.Generator().manual_seed(seed)
+        scores = torch.randn(4, 3000, generator=g) * scale
+        scores[torch.rand(4, 3000, generator=g) < 0.3] = float("-inf")
+        probs = torch.softmax(scores, dim=-1)
+        state = torch.Generator().manual_seed(seed).get_state()
+        uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=torch.Generator().manual_seed(seed))
+        got = draws._bounded_draw(probs, uniform, state, _Stats())
+        assert torch.equal(got, _exact_argmax(probs, uniform))
+
+
+def test_bounded_draw_breaks_ties_as_argmax_does():
+    # Two tokens with the same probability and the same uniform tie exactly: argmax takes the lower index.
+    probs = torch.softmax(torch.tensor([[0.0, 2.0, 1.0, 2.0, 0.5]]), dim=-1)
+    uniform = torch.tensor([[0.5, 0.01, 0.3, 0.01, 0.9]], dtype=torch.float64)
+    state = torch.Generator().manual_seed(0).get_state()
+    assert int(draws._bounded_draw(probs, uniform, state, _Stats())[0]) == 1 == int(_exact_argmax(probs, uniform)[0])
+
+
+def test_bounded_draw_declines_a_zero_uniform_and_a_nan_row():
+    probs = torch.softmax(torch.randn(2, 50, generator=torch.Generator().manual_seed(0)), dim=-1)
+    uniform = torch.rand(2, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    state = torch.Generator().manual_seed(0).get_state()
+    zero = uniform.clone()
+    zero[1, 7] = 0.0  # q == 0: multinomial's own kernel decides what p / 0 means
+    assert draws._bounded_draw(probs, zero, state, _Stats()) is None
+    nan = probs.clone()
+    nan[0] = float("nan")  # softmax of a row with NaN: multinomial raises
+    assert draws._bounded_draw(nan, uniform, state, _Stats()) is None

@@ -378,8 +378,18 @@ def test_rounding_window_replays_torch_s_own_exponential(monkeypatch):
     assert fastpath.stats.replays > 0 and fastpath.stats.draw_fallback == 0
 
 
+def test_whole_row_draws_replay_their_few_candidates(monkeypatch):
+    # Without top-k the draw takes logarithms only where a token can still win; a window of 2**-26 marks about one
+    # value in four of those as unsure.
+    monkeypatch.setattr(draws, "WINDOW", 2.0 ** -26)
+    monkeypatch.setattr(draws, "MAX_REPLAYS", 10_000)
+    for seed in range(6):
+        check_same(CHAINS["temperature_only"], random_scores(seed, vocab=5000), seed)
+    assert fastpath.stats.replays > 0 and fastpath.stats.draw_fallback == 0
+
+
 def test_too_many_unsure_values_hand_the_draw_to_multinomial(monkeypatch):
-    monkeypatch.setattr(draws, "WINDOW", 2.0 ** -30)
+    monkeypatch.setattr(draws, "WINDOW", 2.0 ** -26)
     monkeypatch.setattr(draws, "MAX_REPLAYS", 0)
     for seed in range(4):
         check_same(CHAINS["temperature_only"], random_scores(seed, vocab=5000), seed)
