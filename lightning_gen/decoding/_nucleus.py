@@ -10,7 +10,8 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
   cumulative probabilities. HF removes a prefix of the sorted order; its last removed value and first kept value
   give the cut. When they are equal (a tie across the cut, which torch.sort's order decides) we return None.
 * **typical-p**: the order is by ``|-log p - entropy|`` and the cumulative mass is summed over the *logits* in that
-  order, so the order itself is needed: numpy's argsort (no indices of a second sort, ~4x faster than torch.sort).
+  order, so the order itself is needed: one values-only sort of 64-bit words that hold each key and its index
+  (several times faster than torch.sort of values and indices).
   Where two equal keys hold different logits, their order would change the sum: None.
 * **min-p**: HF's own arithmetic, less the ``topk`` that keeps the most probable token, which ``probs < min_p * max``
   never removes (``min_p <= 1``); with ``min_tokens_to_keep > 1`` HF's warper runs.
@@ -82,7 +83,7 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
     p = torch.exp(normalized)
     ent = -(normalized * p).nansum(-1, keepdim=True)
     shifted = torch.abs((-normalized) - ent)  # (B, V)
-    order = torch.from_numpy(np.argsort(shifted.numpy(), axis=-1))  # (B, V) int64
+    order = _order(shifted)  # (B, V) int64
     ordered = shifted.gather(1, order)
     if bool(ordered[:, -1].isnan().any()):  # NaN sorts last
         return None
@@ -99,6 +100,15 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
             return None
         bound = torch.maximum(bound, kth)
     return scores.masked_fill(shifted > bound, warper.filter_value)
+
+
+def _order(keys: torch.Tensor) -> torch.Tensor:
+    """The ascending order of non-negative float32 ``keys`` `(B, V)` (NaN last), equal keys by index: one values-only
+    sort of 64-bit words ``key bits << 32 | index`` (the bits of non-negative floats order as the floats do),
+    about twice as fast as an argsort."""
+    bits = keys.contiguous().numpy().view(np.uint32).astype(np.uint64) << np.uint64(32)
+    words = np.sort(bits | np.arange(keys.shape[1], dtype=np.uint64), axis=-1)
+    return torch.from_numpy((words & np.uint64(0xFFFFFFFF)).astype(np.int64))
 
 
 #: The warpers this module reproduces, and how.
