@@ -53,9 +53,12 @@ class GenerationMonitor(pl.Callback):
 
     Each round runs `lightning_gen.generate` (Hugging Face's decoding) in eval mode under `torch.no_grad`, with
     a generator seeded with ``seed`` on the model's device: the same noise every round, so samples are
-    comparable across steps, and no other random stream is touched, so training is bit-identical with or
-    without the monitor. Everything checkable is checked in ``__init__`` (bad configuration) or in ``setup``
-    (tokenizer, model, prompts' ids), before the first training step.
+    comparable across steps; the round runs inside a fork of every global random stream (torch's, Python's,
+    NumPy's), so training is bit-identical with or without the monitor, even for a model that draws from them
+    at inference. Everything checkable is checked before the first training step: in ``__init__`` (bad
+    configuration), in ``setup`` (tokenizer, model, prompts' ids) and by the probe at the start of fit (one
+    short round: the model's output, the vocabulary its logits cover, whether samples can be scored; see
+    `lightning_gen.monitor.probe`).
 
     Args:
         prompts: Prompt strings, or a path to a ``.txt`` (one a line) or ``.jsonl`` file (``{"prompt": ...,
