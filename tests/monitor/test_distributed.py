@@ -101,6 +101,14 @@ def test_last_position_only_model_is_settled_once_for_all_ranks(runs, scenario):
     assert sorted(logged(runs, scenario)["samples/prompt_00"]) == STEPS
 
 
+def test_rank_zero_failure_reaches_the_rank_that_ran_nothing(runs):
+    zero, one = ranks(runs, "rank_zero_failure")
+    assert zero["global_step"] == one["global_step"] == 4
+    assert len(zero["warnings"]) == 1 and "ShapeError" in zero["warnings"][0] and "step 2" in zero["warnings"][0]
+    assert one["rounds"]["2"]["forwards"] == 0 and one["rounds"]["2"]["collectives"] == zero["rounds"]["2"]["collectives"]
+    assert sorted(logged(runs, "rank_zero_failure")["samples/prompt_00"]) == [0, 4]
+
+
 def test_lockstep_failure_on_one_rank_reaches_the_other_through_the_vote(runs):
     """Deadlock 3: an OOM on rank 1 while rank 0 waits in the per-token all-reduce."""
     zero, one = ranks(runs, "lockstep_oom")

@@ -149,6 +149,8 @@ SCENARIOS = {
     # Deadlock 2: a last-position-only model with fewer prompt batches than ranks, and with rank_zero.
     "last_only_few_batches": lambda d: fit(d, ddp(), ScenarioLM(last_only=True), prompts=["ab"], distributed="shard"),
     "last_only_rank_zero": lambda d: fit(d, ddp(), ScenarioLM(last_only=True), distributed="rank_zero"),
+    # rank_zero with a failure on rank 0: the other rank, which ran nothing, hears of it too.
+    "rank_zero_failure": lambda d: fit(d, ddp(), ScenarioLM(fail="shape", fail_rank=0), distributed="rank_zero"),
     # Deadlock 3: lockstep with an out-of-memory error on rank 1 while rank 0 waits in the per-token vote.
     "lockstep_oom": lambda d: fit(d, ddp(), ScenarioLM(bias="rank", fail="oom"), distributed="lockstep"),
     # FSDP2 on 2 CPU processes, the monitor in its default mode; one round fails on rank 1.
