@@ -15,6 +15,7 @@ from lightning_gen._checks import check_int
 from lightning_gen.decoding.adapters import (
     AdapterName,
     ModelAdapter,
+    Recording,
     find_vocab_size,
     has_padding,
     model_device,
@@ -115,13 +116,16 @@ def generate(
 
     Returns:
         Prompt plus new tokens, `(B * num_return_sequences, length)`; rows that ended early are filled with the
-        pad id (``pad_token_id``, else the first EOS id), as in HF.
+        pad id (``pad_token_id``, else the first EOS id), as in HF. With ``return_dict_in_generate=True``, HF's
+        `GenerateDecoderOnlyOutput`: ``sequences``, and ``scores`` / ``logits`` (a float32 `(B, V)` per new token)
+        when ``output_scores`` / ``output_logits`` ask for them.
 
     Raises:
         ValueError: An unknown field, a value out of range, ids outside the vocabulary, a prompt that
             leaves no room in the context, or ``compile`` for a model without a static KV cache.
         TypeError: ``input_ids`` is not an integer tensor.
-        NotImplementedError: Beam search and other search modes.
+        NotImplementedError: Beam search and other search modes; ``output_attentions`` or ``output_hidden_states``
+            with ``return_dict_in_generate``.
 
     Example::
 
@@ -159,6 +163,7 @@ def generate(
     cfg, eos, pad = resolved.config, resolved.eos, resolved.pad
     runner = resolve_adapter(model, adapter, use_cache=bool(cfg.use_cache), context_length=context_length)
     runner.configure(cfg)
+    recording = _recording(cfg, runner)
     if not runner.supports_attention_mask and has_padding(attention_mask):
         raise ValueError(
             f"`attention_mask` marks padding, but {type(runner).__name__} cannot mask padded positions; "
@@ -185,6 +190,8 @@ def generate(
     processors = build_logits_processors(
         cfg, eos=eos, prompt_ids=prompt_ids, attention_mask=padded_mask, user_processors=logits_processor, device=device
     )
+    if recording is not None and recording.processor is not None:
+        processors.append(recording.processor)  # after HF's sampling warpers too: it sees the final scores
     criteria = build_stopping_criteria(
         cfg, eos=eos, tokenizer=tokenizer, user_criteria=stopping_criteria, max_position_embeddings=max_positions
     )
@@ -195,11 +202,25 @@ def generate(
         generator.seed()
     # The model leaves as it came: modes, and every buffer, submodule and cache size the adapter touched.
     with torch.no_grad(), eval_mode(model), runner.kept():
-        return _decode_loop(
-            runner, ids, attention_mask, processors, criteria,
+        sequences = _decode_loop(
+            recording or runner, ids, attention_mask, processors, criteria,
             do_sample=bool(cfg.do_sample), max_length=max_length, vocab_size=vocab,
             pad=pad if pad_finished else None, generator=generator, all_finished=all_finished,
         )
+    return recording.output(sequences, steps=sequences.shape[1] - ids.shape[1]) if recording is not None else sequences
+
+
+def _recording(cfg: GenerationConfig, runner: ModelAdapter) -> Recording | None:
+    """The recorder ``return_dict_in_generate`` needs, or None; what we cannot return raises, naming the field."""
+    if not cfg.return_dict_in_generate:
+        return None
+    for name in ("output_attentions", "output_hidden_states"):
+        if getattr(cfg, name, False):
+            raise NotImplementedError(
+                f"`{name}=True`: `return_dict_in_generate` returns `sequences`, `scores` (`output_scores`) and "
+                "`logits` (`output_logits`), not attentions or hidden states"
+            )
+    return Recording(runner, logits=bool(cfg.output_logits), scores=bool(cfg.output_scores))
 
 
 def _compile_options(compile: Any, device: torch.device) -> dict[str, Any]:  # noqa: A002

@@ -732,3 +732,29 @@ def test_user_eos_criterion_pads_like_hf(request: pytest.FixtureRequest, model_n
     ours = _our_generate(model, ids, stopping_criteria=StoppingCriteriaList([EosTokenCriteria(eos_ids)]), **our_kw)
     assert torch.equal(ours, ref), f"tokens differ from HF\nours:\n{ours}\nHF:\n{ref}"
     _assert_stops_early(ref, PROMPT_LEN, MAX_NEW, eos_ids, PAD_ID)
+
+
+@pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sampling"])
+def test_return_dict_in_generate_gives_hfs_scores_and_logits(tiny_gpt2, sample: bool) -> None:
+    from lightning_gen import generate
+
+    ids = torch.randint(FIRST_REGULAR_ID, VOCAB_SIZE, (2, 5), generator=torch.Generator().manual_seed(3))
+    kw = dict(max_new_tokens=6, do_sample=sample, top_k=10 if sample else None, return_dict_in_generate=True, output_scores=True,
+              output_logits=True, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+    torch.manual_seed(4)
+    expected = tiny_gpt2.generate(ids, **kw)
+    ours = generate(tiny_gpt2, ids, generator=torch.Generator().manual_seed(4), **kw)
+    assert type(ours) is type(expected) and torch.equal(ours.sequences, expected.sequences)
+    for field in ("scores", "logits"):
+        assert len(getattr(ours, field)) == len(getattr(expected, field)) == 6
+        assert all(torch.equal(a, b) for a, b in zip(getattr(ours, field), getattr(expected, field)))
+    plain = generate(tiny_gpt2, ids, generator=torch.Generator().manual_seed(4), **{**kw, "output_logits": False})
+    assert plain.logits is None and len(plain.scores) == 6
+
+
+@pytest.mark.parametrize("field", ["output_attentions", "output_hidden_states"])
+def test_return_dict_fields_we_cannot_fill_raise_naming_them(tiny_gpt2, field: str) -> None:
+    from lightning_gen import generate
+
+    with pytest.raises(NotImplementedError, match=field):
+        generate(tiny_gpt2, torch.tensor([[5, 6]]), max_new_tokens=2, return_dict_in_generate=True, **{field: True})

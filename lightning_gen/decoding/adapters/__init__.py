@@ -37,6 +37,7 @@ from lightning_gen.decoding.adapters.discovery import advertises, find_context_l
 from lightning_gen.decoding.adapters.hf import HFAdapter
 from lightning_gen.decoding.adapters.input_pos import GptFastAdapter, LitGPTAdapter, TorchtuneAdapter, compute_dtype
 from lightning_gen.decoding.adapters.plain import PlainAdapter
+from lightning_gen.decoding.adapters.recording import Recording
 from lightning_gen.decoding.adapters.resolve import AdapterName, adapter_class, detect_protocol, resolve_adapter
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "LitGPTAdapter",
     "ModelAdapter",
     "PlainAdapter",
+    "Recording",
     "TorchtuneAdapter",
     "adapter_class",
     "advertises",
