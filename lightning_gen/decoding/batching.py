@@ -125,6 +125,7 @@ def complete_batch(
     mask_arg = mask if plan.runner.supports_attention_mask else None
     out = generate(model, ids, generation_config, attention_mask=mask_arg, generator=generator, adapter=plan.runner,
                    **kwargs)
+    out = getattr(out, "sequences", out)  # `return_dict_in_generate`: the tokens of HF's output object
     return [_trim_after_eos(row, plan.eos_ids) for row in out[:, ids.shape[1]:].cpu()]
 
 
