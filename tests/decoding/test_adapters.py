@@ -732,7 +732,27 @@ def test_compiled_decode_step_with_inductor_matches_eager_greedy():
 def test_compile_needs_a_static_kv_cache(adapter):
     model = LitStyleLM() if adapter == "plain" else GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=VOCAB))
     with pytest.raises(ValueError, match="`compile` needs a model with a static KV cache"):
-        generate(model, PROMPT, max_new_tokens=3, adapter=adapter, compile=True)
+        # A transformers model without its cache has no fixed shapes either.
+        generate(model, PROMPT, max_new_tokens=3, adapter=adapter, compile=True, use_cache=adapter == "plain")
+
+
+def test_transformers_decode_compiles_over_a_static_cache_as_one_graph():
+    model = _tiny_gpt2()
+    recorder = GraphRecorder()
+    for kw in (dict(), dict(do_sample=True, top_k=10)):
+        eager = generate(model, PROMPT, max_new_tokens=10, generator=torch.Generator().manual_seed(3), **kw)
+        got = generate(model, PROMPT, max_new_tokens=10, generator=torch.Generator().manual_seed(3),
+                       compile={"backend": recorder}, **kw)
+        assert torch.equal(got, eager)
+    assert recorder.graphs == 1 and len(recorder.addresses) == 18  # 9 decode steps a call; the prompt runs eagerly
+    assert not any(name.startswith("_compiled") for name in vars(model))  # the model is left as it was
+
+
+def test_transformers_decode_with_inductor_matches_eager():
+    # The real compiler (C++ kernels on the CPU): a few seconds.
+    model = _tiny_gpt2()
+    eager = generate(model, PROMPT, max_new_tokens=8)
+    assert torch.equal(generate(model, PROMPT, max_new_tokens=8, compile=True), eager)
 
 
 def test_compile_must_be_a_bool_or_a_mapping():

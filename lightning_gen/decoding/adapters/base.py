@@ -185,6 +185,7 @@ def require_compilable(adapter: ModelAdapter) -> None:
     """
     if not adapter.can_compile:
         raise ValueError(
-            f"`compile` needs a model with a static KV cache (the litgpt or gpt-fast protocol), whose one-token decode "
-            f"step has fixed shapes; {type(adapter).__name__} changes shapes every step"
+            f"`compile` needs a model with a static KV cache (the litgpt or gpt-fast protocol, or a transformers model "
+            f"that can compile its forward over a static cache), whose one-token decode step has fixed shapes; "
+            f"{type(adapter).__name__} changes shapes every step"
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -29,6 +31,7 @@ class HFAdapter(ModelAdapter):
     """
 
     supports_attention_mask = True
+    _compiled: Any = None  # torch.compile'd `model.__call__` for the decode steps, when `compile` was called
 
     def __init__(self, model: nn.Module, *, context_length: int | None = None, vocab_size: int | None = None,
                  use_cache: bool = True) -> None:
@@ -44,6 +47,17 @@ class HFAdapter(ModelAdapter):
         self._generative = callable(getattr(model, "prepare_inputs_for_generation", None)) and callable(
             getattr(model, "_update_model_kwargs_for_generation", None))
 
+    @property
+    def can_compile(self) -> bool:
+        """A model that can run its forward as one graph over a static cache (HF's ``_can_compile_fullgraph``)."""
+        return (self._generative and self.use_cache and bool(getattr(self.model, "_can_compile_fullgraph", False))
+                and self.model._supports_default_dynamic_cache())
+
+    def compile(self, options: Mapping[str, Any]) -> None:
+        """Decode through a static cache (fixed shapes) with the forward compiled, as HF's ``generate`` does on a GPU;
+        the prompt runs eagerly."""
+        self._compiled = _compiled_call(self.model, tuple(sorted(options.items())))
+
     def configure(self, generation_config: Any) -> None:
         self.generation_config = generation_config
 
@@ -54,6 +68,8 @@ class HFAdapter(ModelAdapter):
         config = copy.deepcopy(base)
         config.use_cache = self.use_cache
         config.max_length = max_length
+        if self._compiled is not None and config.cache_implementation is None:
+            config.cache_implementation = "static"  # fixed shapes for the compiled steps
         return config
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, max_length: int) -> torch.Tensor:
@@ -92,11 +108,15 @@ class HFAdapter(ModelAdapter):
         model = self.model
         inputs = model.prepare_inputs_for_generation(
             input_ids, next_sequence_length=1 if self._kwargs["use_cache"] else None, **self._kwargs)
-        outputs = self._call(inputs)
+        outputs = self._call(inputs, compiled=self._compiled)
         self._kwargs = model._update_model_kwargs_for_generation(outputs, self._kwargs, is_encoder_decoder=False)
         return last_logits(outputs)
 
-    def _call(self, inputs: dict[str, Any]) -> Any:
+    def _call(self, inputs: dict[str, Any], compiled: Any = None) -> Any:
+        if compiled is not None:
+            outputs = compiled(**inputs, return_dict=True)
+            # Under CUDA graphs the next replay overwrites the output: keep a copy of the logits.
+            return {"logits": outputs.logits.clone(), "cache": outputs.get("cache")}
         if self._cache_key == "cache":
             return self.model(**inputs, return_dict=True)
         if "cache" in inputs:
@@ -114,3 +134,18 @@ class HFAdapter(ModelAdapter):
 
     def close(self) -> None:
         self._kwargs = {}  # the cache goes with it
+
+
+# One compiled forward per model and set of options, shared by every call, so a new round reuses its graphs.
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Any]] = weakref.WeakKeyDictionary()
+
+
+def _compiled_call(model: nn.Module, options: tuple[tuple[str, Any], ...]) -> Any:
+    per_model = _COMPILED.setdefault(model, {})
+    try:
+        found = per_model.get(options)
+    except TypeError:  # unhashable options (an inductor `options` dict ...): a compiled forward of its own
+        return torch.compile(model.__call__, **dict(options))
+    if found is None:
+        found = per_model[options] = torch.compile(model.__call__, **dict(options))
+    return found
