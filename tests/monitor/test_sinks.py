@@ -10,7 +10,9 @@ import glob
 import json
 import os
 import struct
+import sys
 import time
+import warnings
 from pathlib import Path
 
 # Before mlflow is imported: no usage telemetry (there is no network here anyway).
@@ -228,6 +230,18 @@ def test_mlflow_log_table_grows_by_a_round_per_step(mlflow_logger):
     # MLflow lists it as a table of the run (what its UI shows and compares across runs).
     tags = mlflow_logger.experiment.get_run(mlflow_logger.run_id).data.tags
     assert {"path": "samples/samples.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
+
+
+def test_mlflow_without_pandas_warns_once_and_keeps_the_artifacts(mlflow_logger, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what `import pandas` meets where mlflow-skinny lacks it
+    sink = MLflowSink(mlflow_logger)
+    with pytest.warns(UserWarning, match="MLflow's `log_table` needs pandas"):
+        sink.write(3, [PLAIN], tag="samples")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sink.write(5, [PLAIN], tag="samples")
+    names = sorted(p.name for p in (mlflow_artifacts(mlflow_logger) / "samples").iterdir())
+    assert names == ["step_00000003.jsonl", "step_00000003.md", "step_00000005.jsonl", "step_00000005.md"]
 
 
 def test_mlflow_end_to_end(tmp_path, mlflow_logger):
