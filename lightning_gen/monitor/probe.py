@@ -158,6 +158,8 @@ def probe(
         ProbeError: The model's output is not logits, or ids fall outside its vocabulary.
         Exception: Whatever the round's path raises for this model (the shortest prompt does not decode).
     """
+    if not encoded.ids:
+        return ProbeResult(vocab=vocab_size or 0, scores=score)
     shortest = min(range(len(encoded.ids)), key=lambda i: len(encoded.ids[i]))
     one = EncodedPrompts([encoded.prompts[shortest]], [encoded.ids[shortest]], [], [None])
     seen: list[int] = []

@@ -217,3 +217,43 @@ def test_generate_keeps_stepping_until_all_processes_finish():
     assert out.tolist() == [[1, 2, 4]]  # finished after one token ...
     assert votes == [True, True, True, True]  # ... but voted every step
     assert len(calls) == 4  # prefill + 3 forwards while waiting for the others
+
+
+@pytest.fixture
+def world_of_one(tmp_path):
+    """A real gloo process group of one process and a DDPStrategy on it: the round's exchange, in milliseconds."""
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        yield DDPStrategy(parallel_devices=[torch.device("cpu")], cluster_environment=LightningEnvironment())
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_what_does_not_pickle_arrives_as_a_plain_failure(world_of_one):
+    from lightning_gen.monitor._failures import Failure
+    from lightning_gen.monitor.distributed import gather_to_zero
+
+    (arrived,) = gather_to_zero(world_of_one, [lambda: None])  # a lambda does not pickle
+    assert isinstance(arrived, Failure) and arrived.rank == 0 and "pickle" in arrived.message.lower()
+
+
+def test_the_exchange_raises_the_original_where_it_happened(world_of_one):
+    from lightning_gen.monitor.distributed import run_everywhere
+
+    def fails(vote):
+        raise monitor_runs.ShapeError((1, 2), (3, 4))
+
+    for mode in ("shard", "gather", "lockstep", "rank_zero"):
+        with pytest.raises(monitor_runs.ShapeError, match="expected"):
+            run_everywhere(world_of_one, mode, fails, is_global_zero=True)
+    votes = []
+
+    def decodes(vote):
+        votes.append(vote(False))  # not finished ...
+        votes.append(vote(True))  # ... finished: the world agrees
+        return ["sample"]
+
+    assert run_everywhere(world_of_one, "lockstep", decodes, is_global_zero=True) == ["sample"]
+    assert votes == [False, True]
