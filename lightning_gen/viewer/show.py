@@ -164,6 +164,8 @@ def _labelled(label: str, text: str, width: int) -> list[str]:
 
 
 def _cells(label: str, text: str, before: str | None, *, diff: bool, color: bool) -> list[Segment]:
+    if text and text.isspace():  # a completion of blanks only would show as nothing: mark each space
+        text, before = text.replace(" ", "␠"), before.replace(" ", "␠") if before is not None else None
     segments = diff_segments(before, text) if diff and before is not None else [(text, "")]
     return [(label, ""), *_styled(segments, color)] if label else _styled(segments, color)
 
@@ -186,7 +188,7 @@ def render_show(records: list[Record], *, width: int, diff: bool = False, color:
     """The history table of every prompt: the prompt, then a row per step (``step │ completion``).
 
     Each row is one line cut to ``width`` with an ellipsis, or, with ``wrap``, every character wrapped under its
-    step. With greedy completions, a ``greedy`` column beside the sampled one (wrapped: a row of its own). With
+    step. Newlines show as ⏎, tabs as ⇥, and a completion of spaces only as ␠ for each. With greedy completions, a ``greedy`` column beside the sampled one (wrapped: a row of its own). With
     several runs, each run's prompts come under a heading of their own.
 
     Example::

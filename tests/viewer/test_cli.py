@@ -178,6 +178,14 @@ def test_greedy_beside_the_completion_and_the_reference(tmp_path, capsys):
     assert "   0 │ a\n     │ greedy: b\n   5 │ " + "c" * 40 + "\n     │ greedy: b" in out
 
 
+def test_a_completion_of_spaces_only_is_shown(tmp_path, capsys):
+    rows = [record(0, 0, "p", "   ", greedy="\n  "), record(5, 0, "p", " a  ", greedy="b")]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, out, _ = show(capsys, tmp_path)
+    assert "   0 │ ␠␠␠" in out and "│ ⏎␠␠" in out  # untrained models write blanks: they must not look like nothing
+    assert "   5 │  a " in out  # spaces among other characters stay spaces
+
+
 def test_one_line_per_step_at_100_columns(tmp_path, capsys):
     """The example's completions are 96 characters with a greedy one beside: still one line per step."""
     words = "the corde the con the class any are ordined wording the __del__() and \n"
