@@ -142,7 +142,7 @@ class GenerationMonitor(pl.Callback):
         logits_processors: list[LogitsProcessor] | LogitsProcessor | None = None,
         seed: int = 0,
         model_attr: str | None = None,
-        adapter: ModelAdapter | type[ModelAdapter] | str | None = None,
+        adapter: str | type[ModelAdapter] | ModelAdapter | None = None,
         vocab_size: int | None = None,
         batch_size: int | None = None,
         context_length: int | None = None,

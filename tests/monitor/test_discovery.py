@@ -158,3 +158,13 @@ def test_a_bad_adapter_is_refused_when_the_monitor_is_built(adapter, error):
 def test_a_bad_vocab_size_is_refused_when_the_monitor_is_built():
     with pytest.raises(ValueError, match="vocab_size"):
         GenerationMonitor(["a"], vocab_size=0)
+
+
+def test_adapter_and_vocab_size_come_from_yaml():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(GenerationMonitor, "monitor")
+    config = parser.parse_string("monitor:\n  prompts: [ab]\n  adapter: protocol_models.StateAdapter\n  vocab_size: 30\n")
+    monitor = parser.instantiate_classes(config).monitor
+    assert monitor.adapter == "protocol_models.StateAdapter" and monitor.vocab_size == 30
