@@ -10,7 +10,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
-__all__ = ["Failure", "RemoteFailure"]
+__all__ = ["Failure", "PeerFailed", "RemoteFailure"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class Failure:
 
     def summary(self) -> str:
         return f"{self.type_name} on rank {self.rank}: {self.message}"
+
+
+class PeerFailed(Exception):
+    """Raised inside a lockstep decode when the vote says another process failed (its cause comes after)."""
 
 
 class RemoteFailure(RuntimeError):

@@ -327,8 +327,8 @@ class GenerationMonitor(pl.Callback):
                 return
             if isinstance(err, ProbeError) or is_transient(err):
                 raise
-            raise ProbeError(f"GenerationMonitor's probe (the shortest prompt, 2 new tokens, as a round runs) failed "
-                             f"with {type(err).__name__}: {err}") from err
+            raise ProbeError(f"GenerationMonitor's probe at the start of fit failed with {type(err).__name__}: "
+                             f"{err}") from err
         decision = (all(r.scores for r in results), next((r.why_not_scored for r in results if r.why_not_scored), None))
         if strategy.world_size > 1:
             decision = strategy.broadcast(decision if trainer.is_global_zero else None)

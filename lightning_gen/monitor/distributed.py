@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 
-from lightning_gen.monitor._failures import Failure, RemoteFailure
+from lightning_gen.monitor._failures import Failure, PeerFailed, RemoteFailure
 
 __all__ = [
     "DistributedMode",
@@ -123,10 +123,6 @@ def gather_to_zero(strategy: Any, obj: Any) -> list[Any] | None:
 _TORCH_DISTRIBUTED = (DDPStrategy, FSDPStrategy, ModelParallelStrategy, DeepSpeedStrategy)
 
 
-class _PeerFailed(Exception):
-    """Raised inside a lockstep decode when the vote says another process failed."""
-
-
 class LockstepVote:
     """The per-token collective of lockstep decoding, carrying a "failed" flag beside "not finished".
 
@@ -157,7 +153,7 @@ class LockstepVote:
     def __call__(self, done: bool) -> bool:
         unfinished, failed = self._reduce(0.0 if done else 1.0, 0.0)
         if failed:
-            raise _PeerFailed("another process failed while decoding in lockstep")
+            raise PeerFailed("another process failed while decoding in lockstep")
         return unfinished == 0
 
     def finish(self, *, failed: bool) -> None:
@@ -168,7 +164,7 @@ class LockstepVote:
 
 def _first_failure(outcomes: list[Any]) -> Failure | None:
     failures = [o for o in outcomes if isinstance(o, Failure)]
-    real = [f for f in failures if f.type_name != _PeerFailed.__name__]
+    real = [f for f in failures if f.type_name != PeerFailed.__name__]
     return (real or failures or [None])[0]
 
 
@@ -202,7 +198,7 @@ def run_everywhere(
     sent: Any = Failure.of(error, rank=rank) if error is not None else (mine if mode in ("shard", "gather") else None)
     gathered = gather_to_zero(strategy, sent)
     failure = strategy.broadcast(_first_failure(gathered) if gathered is not None else None)
-    if error is not None and not isinstance(error, _PeerFailed):
+    if error is not None and not isinstance(error, PeerFailed):
         raise error
     if failure is None and error is not None:  # unreachable: the process that failed sent its failure
         failure = Failure.of(error, rank=rank)

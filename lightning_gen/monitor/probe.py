@@ -26,6 +26,7 @@ from transformers import GenerationConfig
 
 from lightning_gen.decoding.generation import eval_mode
 from lightning_gen.decoding.scoring import LastPositionOnlyError, sequence_logprobs
+from lightning_gen.monitor._failures import PeerFailed
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.text.samples import EncodedPrompts
 from lightning_gen.text.tokenization import LoadedTokenizer
@@ -155,8 +156,9 @@ def probe(
         round_options: `sample_round`'s keyword arguments (``logits_processors``, ``all_finished`` ...).
 
     Raises:
-        ProbeError: The model's output is not logits, or ids fall outside its vocabulary.
-        Exception: Whatever the round's path raises for this model (the shortest prompt does not decode).
+        ProbeError: The model's output is not logits, ids fall outside its vocabulary, or the shortest prompt
+            does not decode (naming the prompt and the cause).
+        torch.OutOfMemoryError: Running out of memory, which the caller may take as transient.
     """
     if not encoded.ids:
         return ProbeResult(vocab=vocab_size or 0, scores=score)
@@ -177,6 +179,12 @@ def probe(
     handle = model.register_forward_hook(watch, with_kwargs=True)
     try:
         pairs = sample_round(model, one, tokenizer, short, seed=0, batch_size=1, **round_options)
+    except Exception as err:
+        if isinstance(err, (ProbeError, PeerFailed)) or is_transient(err):
+            raise
+        raise ProbeError(f"the probe (`prompts[{shortest}]` {one.prompts[0].text!r}, the shortest prompt at "
+                         f"{len(one.ids[0])} tokens, completed by 2 tokens as a round runs) failed with "
+                         f"{type(err).__name__}: {err}") from err
     finally:
         handle.remove()
     vocab = _covered(seen[0], vocab_size) if seen else vocab_size

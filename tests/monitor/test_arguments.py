@@ -63,6 +63,15 @@ class ReturnsDictWithoutLogits(Counting):
         return logits if self.training else {"hidden": logits}
 
 
+class NeedsTwoTokens(Counting):
+    """A model with a minimum prompt length (a convolution's width, say)."""
+
+    def forward(self, ids):
+        if ids.shape[1] < 2:
+            raise ValueError(f"needs at least 2 tokens, got {ids.shape[1]}")
+        return super().forward(ids)
+
+
 class WideTokenizer(CharTokenizer):
     """Ids beyond the model's 37 logits (a tokenizer that does not match the model)."""
 
@@ -142,6 +151,9 @@ BAD = [
     ({"model": ReturnsScalar}, ProbeError, "logits of shape ()"),
     ({"model": Returns4D}, ProbeError, "logits of shape (1, 1, 2, 37)"),
     ({"model": ReturnsDictWithoutLogits}, ProbeError, "a mapping without 'logits' (keys ['hidden'])"),
+    ({"model": NeedsTwoTokens, "prompts": ["ab", "x"]}, ProbeError,
+     "`prompts[1]` 'x', the shortest prompt at 1 tokens, completed by 2 tokens as a round runs) failed with "
+     "ValueError: needs at least 2 tokens"),
     ({"tokenizer": WideTokenizer()}, ValueError, "`prompts[0]` 'ab' encodes to ids"),
     ({"generation": {"forced_eos_token_id": 99}}, ProbeError, "`generation.forced_eos_token_id` holds ids [99]"),
     ({"generation": {"bad_words_ids": [[3], [120]]}}, ProbeError, "`generation.bad_words_ids` holds ids [120]"),
@@ -155,10 +167,11 @@ BAD = [
 def test_bad_input_is_refused_before_the_first_step(tmp_path, arguments, error, named):
     arguments = dict(arguments)
     model = arguments.pop("model", Counting)()
+    prompts = arguments.pop("prompts", ["ab", "hello"])
     options = {"generation": {"max_new_tokens": 4}, "console": "off", **arguments}
     t = None
     with pytest.raises(error) as caught:
-        monitor = GenerationMonitor(["ab", "hello"], **options)
+        monitor = GenerationMonitor(prompts, **options)
         t = trainer(tmp_path, [monitor], max_steps=2)
         t.fit(model)
     assert named in str(caught.value)
