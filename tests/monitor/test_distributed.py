@@ -129,7 +129,9 @@ def test_fsdp2_default_mode_gathers_once_per_round_like_a_single_process(runs, t
     # ... and yet a round is one all-gather per FSDP2 module and the exchange of the samples, nothing per token.
     for rank in (zero, one):
         for counts in (r["collectives"] for r in rank["rounds"].values()):
-            assert counts == {"all_gather_single": 2, "all_gather": 2, "broadcast_object_list": 1}
+            fsdp = {name: n for name, n in counts.items() if name.startswith("all_gather_")}  # by torch release
+            assert sum(fsdp.values()) == 2 and counts["all_gather"] == 2 and counts["broadcast_object_list"] == 1
+            assert len(counts) == len(fsdp) + 2
     assert len(zero["warnings"]) == 1 and "step 4" in zero["warnings"][0] and "on rank 1" in zero["warnings"][0]
     events = logged(runs, "fsdp2_auto")
     assert len(events) == 7 and all(sorted(by_step) == [0, 2] for by_step in events.values())
@@ -145,7 +147,7 @@ def test_fsdp2_lockstep_steps_together_and_costs_collectives_per_token(runs):
     assert "OutOfMemoryError on rank 1" in zero["warnings"][0] and len(zero["warnings"]) == 1
     # Per token: an all-gather of the inner FSDP2 module at every forward, and the vote's all-reduce.
     counts, forwards = zero["rounds"]["0"]["collectives"], zero["rounds"]["0"]["forwards"]
-    assert counts["all_gather_single"] >= forwards
+    assert sum(n for name, n in counts.items() if name.startswith("all_gather_")) >= forwards
     assert counts["all_reduce"] >= forwards - 6  # the 6 scoring forwards take no vote
     assert "barrier" not in counts  # the vote is one all-reduce, without Lightning's barrier before it
     assert sorted(logged(runs, "fsdp2_lockstep")["samples/prompt_00"]) == [0, 2]
