@@ -41,6 +41,11 @@ def _oneline(text: str, limit: int = _SAMPLE_CHARS) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
+def _number(value: float) -> str:
+    """Two significant digits below 10, whole numbers above: 0.052, 3.2, 190, 1108 (never 1.9e+02)."""
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
 def round_line(step: int, samples: Sequence[Sample], seconds: float, *, first_sample: bool = False) -> str:
     """The line of one round: step, samples, wall time and new tokens per second (and its first sample).
 
@@ -50,12 +55,15 @@ def round_line(step: int, samples: Sequence[Sample], seconds: float, *, first_sa
         >>> round_line(50, samples, 0.08)
         'GenerationMonitor: step 50: 6 samples, 0.08 s, 300 tok/s'
         >>> print(round_line(50, samples, 3.2, first_sample=True))
-        GenerationMonitor: step 50: 6 samples, 3.2 s, 8 tok/s
+        GenerationMonitor: step 50: 6 samples, 3.2 s, 7.5 tok/s
           'Hi' → ' there⏎you'
+        >>> round_line(100, samples, 190.4)
+        'GenerationMonitor: step 100: 6 samples, 190 s, 0.13 tok/s'
     """
     tokens = sum(len(s.completion_ids) for s in samples)
-    rate = f", {tokens / seconds:.0f} tok/s" if seconds > 0 else ""
-    line = f"GenerationMonitor: step {step}: {len(samples)} sample{'s' * (len(samples) != 1)}, {seconds:.2g} s{rate}"
+    rate = f", {_number(tokens / seconds)} tok/s" if seconds > 0 else ""
+    count = f"{len(samples)} sample{'s' * (len(samples) != 1)}"
+    line = f"GenerationMonitor: step {step}: {count}, {_number(seconds)} s{rate}"
     if first_sample and samples:
         first = samples[0]
         line += f"\n  '{_oneline(first.prompt, 40)}' → '{_oneline(first.completion)}'"
