@@ -27,10 +27,22 @@ def _fsdp2_modules(root: nn.Module) -> list[nn.Module]:
     return [m for m in root.modules() if isinstance(m, FSDPModule)]
 
 
+def _restorable(module: nn.Module) -> bool:
+    """Whether this torch release keeps the reshard-after-forward setting where `full_parameters` restores it."""
+    try:
+        groups = module._get_fsdp_state()._fsdp_param_groups
+    except AttributeError:
+        return False
+    return all(hasattr(group, "post_forward_mesh_info") for group in groups) and hasattr(
+        module, "set_reshard_after_forward")
+
+
 def can_gather(strategy: Any, root: nn.Module) -> bool:
     """Whether this process's parameters are FSDP2 shards that `full_parameters` can gather: `fully_shard`
-    under `ModelParallelStrategy` with a tensor-parallel size of 1 (tensor-parallel shards stay sharded)."""
-    if not isinstance(strategy, ModelParallelStrategy) or not _fsdp2_modules(root):
+    under `ModelParallelStrategy` with a tensor-parallel size of 1 (tensor-parallel shards stay sharded), on a
+    torch release whose FSDP2 settings it can put back."""
+    modules = _fsdp2_modules(root)
+    if not isinstance(strategy, ModelParallelStrategy) or not modules or not all(map(_restorable, modules)):
         return False
     mesh = strategy.device_mesh
     return "tensor_parallel" not in (mesh.mesh_dim_names or ()) or mesh["tensor_parallel"].size() == 1
@@ -77,7 +89,7 @@ def full_parameters(root: nn.Module, *, outermost_only: bool = False) -> Iterato
     keeps unsharded between forwards anyway; the inner ones still gather at each forward. Their parameters
     then stay the same tensors for the whole round, whatever restores a module's state after a call.
     """
-    modules = _fsdp2_modules(root)
+    modules = [m for m in _fsdp2_modules(root) if _restorable(m)]
     if outermost_only:
         modules = _outermost(modules)
     saved = []
