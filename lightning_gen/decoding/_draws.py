@@ -255,9 +255,10 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
     return torch.where(ratio == best, candidates, probs.shape[1]).amin(dim=-1)
 
 
-# A token whose bound p / u is below this fraction of the row's best p (1 - u) / u cannot win. float32 rounding
-# moves p / q by less than 2**-22 of itself, so 2**-20 leaves a margin of four.
-_SLACK = 1 - 2.0 ** -20
+# A token whose upper bound is below this fraction of a ratio some token reaches cannot win. The upper bounds are
+# float32 (half the memory traffic of float64) and, like the float32 ratio p / q itself, off by less than 2**-22 of
+# themselves: all of that stays below 2**-20, and 2**-16 leaves a margin of sixteen.
+_SLACK = 1 - 2.0 ** -16
 
 
 def _bounded_draw(probs: torch.Tensor, uniform: torch.Tensor, state: torch.Tensor, stats: Any) -> torch.Tensor | None:
@@ -265,17 +266,20 @@ def _bounded_draw(probs: torch.Tensor, uniform: torch.Tensor, state: torch.Tenso
     ``q = -log1p(-u)``, with logarithms only at the few tokens that can still win; None where it cannot decide
     (an invalid distribution, ``u == 0``, too many values to replay): the caller's own route then draws.
 
-    ``u <= q <= u / (1 - u)``, so ``p (1 - u) / u <= p / q <= p / u``: the row's largest lower bound rules out every
-    token whose upper bound is below it. The survivors get the exact float32 ``q`` and ratio, and argmax's rule.
+    ``u <= q <= u / (1 - u)``, so ``p (1 - u) / u <= p / q <= p / u``: the token with the largest upper bound
+    reaches at least its lower bound, which rules out every token whose upper bound is below it. The survivors get
+    the exact float32 ``q`` and ratio, and argmax's rule.
     """
     vocab = probs.shape[1]
-    upper = probs / uniform  # (B, V) float64
-    bound = (upper - probs).amax(dim=-1, keepdim=True)  # (B, 1) the largest p (1 - u) / u of each row
-    # NaN in a row (an invalid distribution) or u == 0 (q == 0, a ratio of inf or NaN) leave a bound that is not a
-    # positive finite number.
-    if not bool((bound.isfinite() & (bound > 0)).all()):
+    upper = uniform.float().reciprocal_().mul_(probs)  # (B, V) float32, p / u
+    top, at = upper.max(dim=-1, keepdim=True)  # (B, 1)
+    u_at = uniform.gather(1, at)
+    bound = probs.gather(1, at).double() * (1 - u_at) / u_at  # (B, 1) float64: a ratio that token reaches
+    # NaN in a row (an invalid distribution) or u == 0 (q == 0, a ratio of inf or NaN) leave a top that is not finite.
+    if not bool((top.isfinite() & (bound > 0)).all()):
         return None
-    rows, cols = (upper >= bound * _SLACK).nonzero(as_tuple=True)  # row-major: (row, column) ascending
+    bound = (bound * _SLACK).float()
+    rows, cols = (upper >= bound).nonzero(as_tuple=True)  # row-major: (row, column) ascending
     p = probs[rows, cols]
     exact = torch.log1p(uniform[rows, cols].neg()).neg_()
     q = exact.float()

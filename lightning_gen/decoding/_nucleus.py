@@ -11,8 +11,9 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
   give the cut. When they are equal (a tie across the cut, which torch.sort's order decides) we return None.
 * **typical-p**: the order is by ``|-log p - entropy|`` and the cumulative mass is summed over the *logits* in that
   order, so the order itself is needed: one values-only sort of 64-bit words that hold each key and its index
-  (several times faster than torch.sort of values and indices).
-  Where two equal keys hold different logits, their order would change the sum: None.
+  (several times faster than torch.sort of values and indices). Where two equal keys hold different logits, their
+  order changes the sum, and only torch.sort knows it: those rows are sorted by torch.sort (at large vocabularies,
+  where float32 keys collide often, most rows).
 * **min-p**: HF's own arithmetic, less the ``topk`` that keeps the most probable token, which ``probs < min_p * max``
   never removes (``min_p <= 1``); with ``min_tokens_to_keep > 1`` HF's warper runs.
 
@@ -88,9 +89,14 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
     if bool(ordered[:, -1].isnan().any()):  # NaN sorts last
         return None
     ordered_logits = scores.gather(1, order)
-    # Equal keys with different logits: their order (torch.sort's choice) changes the sum below.
-    if bool(((ordered[:, 1:] == ordered[:, :-1]) & (ordered_logits[:, 1:] != ordered_logits[:, :-1])).any()):
-        return None
+    # Equal keys with different logits: their order (torch.sort's choice) changes the sum below. Those rows take
+    # torch.sort's order itself, which sorts each row on its own, as in HF's batch.
+    torn = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered_logits[:, 1:] != ordered_logits[:, :-1])).any(dim=1)
+    if bool(torn.any()):
+        rows = torn.nonzero().squeeze(1)
+        order[rows] = torch.sort(shifted[rows], descending=False).indices
+        ordered_logits[rows] = scores[rows].gather(1, order[rows])
+        ordered[rows] = shifted[rows].gather(1, order[rows])
     cumulative = ordered_logits.softmax(dim=-1).cumsum(dim=-1)
     last_ind = (cumulative < warper.mass).sum(dim=1).clamp_(max=vocab - 1)
     bound = ordered.gather(1, last_ind.view(-1, 1))  # (B, 1): HF removes every key above it ...

@@ -191,3 +191,18 @@ def test_a_stream_rewinds_across_blocks():
     for _ in range(4):
         torch.empty(4, 4096).exponential_(1, generator=b)
     assert torch.equal(a.get_state(), b.get_state())
+
+
+def test_the_benchmark_matrix_smoke_run_gives_hfs_tokens_in_every_row():
+    # `benchmarks/matrix.py --quick`: four small rows, one round each (~10 s); its exit status says whether ours
+    # gave HF's tokens in every row. Times are printed, never asserted.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "matrix.py"), "--quick"], capture_output=True,
+                          text=True, timeout=120, cwd=root)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "tiny" in line]
+    assert done.returncode == 0 and len(rows) == 4, done.stdout + done.stderr[-2000:]
+    assert all(line.rstrip(" |").endswith("1/1") for line in rows)
