@@ -1,0 +1,225 @@
+"""Our `generate` against transformers' `generate` and against the model's forward calls alone, case by case.
+
+Each row decodes one batch three ways, alternating in one process (`_common.alternate`), medians of the rounds:
+
+* ``ours``: `lightning_gen.generate` with ``generator=torch.Generator().manual_seed(s)``;
+* ``HF``: ``model.generate`` after ``torch.manual_seed(s)``, the same options;
+* ``forwards``: the forward calls HF's loop makes (the prompt with a fresh `DynamicCache`, then one token at a
+  time, the same position ids and mask, ``logits_to_keep=1``) with HF's tokens given, and nothing else: what any
+  loop must spend on the model.
+
+It prints ours / HF, ours / forwards (the decoding's own cost on top of the model; HF / forwards beside it) and
+whether ours gave HF's tokens, round for round. Targets (issue 15): ours / HF <= 1.0 and ours / forwards <= 1.3 in
+every row, tokens identical in every row.
+
+The models are transformers models built from configs, with random weights and ``initializer_range=0.5`` (peaked,
+varied distributions, as a trained model's, where HF's default 0.02 gives near-uniform ones):
+
+* ``gpt2``: 2 layers of GPT-2 small's width (768, 12 heads) over GPT-2's 50257 tokens;
+* ``llama``: 2 layers of width 768 (GQA 12/4 heads) over Llama 3's 128256 tokens;
+* ``char``: the example's GPT shape (4 layers, width 128, 4 heads) over its 104 characters.
+
+Few layers keep a run of the whole matrix to minutes on two cores. The width stays a real model's because the
+sampling cost grows with batch x vocabulary and the output layer's cost with batch x vocabulary x width: over a
+narrower layer every per-token cost looks larger than it would on any model worth sampling from.
+
+Run::
+
+    python benchmarks/matrix.py [--repeats 3] [--only top-p] [--quick]
+
+``--quick`` runs four small rows with one round each (a smoke run, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import alternate, machine, median  # noqa: E402
+
+from lightning_gen import generate  # noqa: E402
+from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
+
+PAD = 0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: a model, a batch, how many new tokens and the generation options."""
+
+    name: str
+    model: str
+    batch: int = 8
+    new: int = 32
+    options: dict[str, Any] = field(default_factory=dict)
+    left_padded: bool = False
+    prompt: int = 16
+
+
+SAMPLE = {"do_sample": True}
+CHAIN5 = {"do_sample": True, "repetition_penalty": 1.2, "temperature": 0.8, "top_k": 50, "top_p": 0.9, "min_p": 0.05}
+CASES = [
+    Case("greedy", "gpt2", options={"do_sample": False}),
+    Case("temperature 0.8", "gpt2", options={**SAMPLE, "temperature": 0.8}),
+    Case("top-k 50", "gpt2", options={**SAMPLE, "top_k": 50}),
+    Case("top-p 0.9", "gpt2", options={**SAMPLE, "top_p": 0.9}),
+    Case("min-p 0.1", "gpt2", options={**SAMPLE, "min_p": 0.1}),
+    Case("typical 0.9", "gpt2", options={**SAMPLE, "typical_p": 0.9}),
+    Case("repetition penalty 1.3", "gpt2", options={"do_sample": False, "repetition_penalty": 1.3}),
+    Case("no-repeat-ngram 3", "gpt2", options={"do_sample": False, "no_repeat_ngram_size": 3}),
+    Case("5 processors", "gpt2", options=CHAIN5),
+    Case("num_return_sequences 4", "gpt2", batch=2, options={**SAMPLE, "top_k": 50, "num_return_sequences": 4}),
+    Case("batch 1 top-p", "gpt2", batch=1, options={**SAMPLE, "top_p": 0.9}),
+    Case("batch 32 5 processors", "gpt2", batch=32, new=16, options=CHAIN5),
+    Case("left-padded top-p", "gpt2", options={**SAMPLE, "top_p": 0.9}, left_padded=True),
+    Case("llama greedy", "llama", batch=4, options={"do_sample": False}),
+    Case("llama top-p 0.9", "llama", batch=4, options={**SAMPLE, "top_p": 0.9}),
+    Case("llama 5 processors", "llama", batch=4, options=CHAIN5),
+    Case("char greedy 32", "char", new=32, options={"do_sample": False}),
+    Case("char top-k 128", "char", new=128, options={**SAMPLE, "temperature": 0.8, "top_k": 40}),
+    Case("char top-p 256", "char", new=256, options={**SAMPLE, "top_p": 0.9}),
+    Case("char batch 32 top-k", "char", batch=32, new=128, options={**SAMPLE, "top_k": 40}),
+    Case("char left-padded 5 processors", "char", new=128, options=CHAIN5, left_padded=True),
+    Case("char EOS", "char", new=128, options={**SAMPLE, "top_k": 40, "eos_token_id": "frequent"}),
+]
+QUICK = [
+    Case("greedy", "tiny", batch=2, new=8, options={"do_sample": False}),
+    Case("top-p 0.9", "tiny", batch=2, new=8, options={**SAMPLE, "top_p": 0.9}),
+    Case("left-padded 5 processors", "tiny", batch=2, new=8, options=CHAIN5, left_padded=True),
+    Case("EOS", "tiny", batch=2, new=8, options={**SAMPLE, "top_k": 40, "eos_token_id": "frequent"}),
+]
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    common = dict(initializer_range=0.5, pad_token_id=PAD, eos_token_id=None, bos_token_id=None)
+    if name == "gpt2":
+        config = GPT2Config(n_layer=2, n_head=12, n_embd=768, vocab_size=50257, n_positions=512, **common)
+    elif name == "char":
+        config = GPT2Config(n_layer=4, n_head=4, n_embd=128, vocab_size=104, n_positions=512, **common)
+    elif name == "tiny":
+        config = GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=4500, n_positions=64, **common)
+    elif name == "llama":
+        config = LlamaConfig(num_hidden_layers=2, hidden_size=768, intermediate_size=2048, num_attention_heads=12,
+                             num_key_value_heads=4, vocab_size=128256, max_position_embeddings=512, **common)
+        return LlamaForCausalLM(config).eval()
+    else:
+        raise ValueError(f"unknown model {name!r}")
+    return GPT2LMHeadModel(config).eval()
+
+
+def inputs(case: Case, vocab: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Prompts `(B, P)` of ids >= 1, and for a left-padded batch a mask with rows padded by 0 to P // 2 tokens."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, vocab, (case.batch, case.prompt), generator=g)
+    if not case.left_padded:
+        return ids, None
+    pads = torch.arange(case.batch) % (case.prompt // 2 + 1)  # row b has b mod (P/2 + 1) pads
+    mask = (torch.arange(case.prompt)[None, :] >= pads[:, None]).long()
+    return ids.masked_fill(mask == 0, PAD), mask
+
+
+def forwards(model: torch.nn.Module, tokens: torch.Tensor, prompt: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """The forward calls HF's loop makes for ``tokens`` `(B, L)` whose first ``prompt`` are the prompt."""
+    batch, length = tokens.shape
+    full = None if mask is None else torch.cat([mask, mask.new_ones(batch, length - prompt)], dim=1)
+    if full is None:
+        positions = torch.arange(length).unsqueeze(0)
+    else:
+        positions = (full.cumsum(-1) - 1).masked_fill(full == 0, 0)
+    cache = DynamicCache(config=model.config)
+    # transformers renamed `past_key_values` to `cache` during 5.x
+    key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def call(start: int, end: int) -> torch.Tensor:
+        extra = {key: cache} if full is None else {key: cache, "attention_mask": full[:, :end]}
+        return model(input_ids=tokens[:, start:end], position_ids=positions[:, start:end], use_cache=True,
+                     logits_to_keep=1, **extra).logits
+
+    logits = call(0, prompt)
+    for t in range(prompt, length - 1):
+        logits = call(t, t + 1)
+    return logits
+
+
+def run_case(case: Case, model: torch.nn.Module, repeats: int) -> dict[str, Any]:
+    vocab = model.config.vocab_size
+    ids, mask = inputs(case, vocab)
+    options = dict(case.options, max_new_tokens=case.new, pad_token_id=PAD)
+    if options.get("eos_token_id") == "frequent":  # the token the model writes most: rows end at varied steps
+        torch.manual_seed(0)
+        with torch.no_grad():
+            probe = model.generate(ids, attention_mask=mask, **{**options, "eos_token_id": None})
+        options["eos_token_id"] = int(probe[:, case.prompt:].flatten().bincount().argmax())
+    repeat = options.get("num_return_sequences", 1)
+    fwd_mask = None if mask is None else mask.repeat_interleave(repeat, dim=0)
+    hf_tokens: dict[int, torch.Tensor] = {}
+
+    def hf(seed: int) -> torch.Tensor:
+        torch.manual_seed(max(seed, 0))
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=mask if mask is not None else torch.ones_like(ids), **options)
+        hf_tokens[seed] = out
+        return out
+
+    def ours(seed: int) -> torch.Tensor:
+        return generate(model, ids, attention_mask=mask, generator=torch.Generator().manual_seed(max(seed, 0)),
+                        **options)
+
+    def alone(seed: int) -> torch.Tensor:
+        tokens = hf_tokens.get(seed, hf_tokens[max(hf_tokens)])
+        with torch.no_grad():
+            return forwards(model, tokens, case.prompt, fwd_mask)
+
+    hf(-1)  # alone() needs HF's tokens from the start
+    fastpath.stats.reset()
+    runs = alternate({"hf": hf, "ours": ours, "forwards": alone}, repeats=repeats)
+    same = sum(torch.equal(a, b) for a, b in zip(runs["hf"].outputs, runs["ours"].outputs))
+    wall = {name: median(r.wall) for name, r in runs.items()}
+    cpu = {name: median(r.cpu) for name, r in runs.items()}
+    steps = median([out.shape[1] - case.prompt for out in runs["hf"].outputs])
+    return {"case": case, "wall": wall, "cpu": cpu, "same": same, "repeats": repeats, "steps": steps,
+            "stats": str(fastpath.stats).removeprefix("FastPathStats")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default=None, help="run the rows whose name contains this text")
+    parser.add_argument("--quick", action="store_true", help="four small rows, one round each (a smoke run)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cases = QUICK if args.quick else [c for c in CASES if args.only is None or args.only in c.name]
+    repeats = 1 if args.quick else args.repeats
+    print(f"machine: {machine()}")
+    print(f"medians of {repeats} alternating rounds after one warm-up; process CPU ms per generate call (steadier than "
+          "wall-clock on a shared machine; wall-clock ratios in parentheses)")
+    print("| case | model | batch | new | ours ms | HF ms | forwards ms | ours / HF | ours / forwards | "
+          "HF / forwards | tokens identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    models: dict[str, torch.nn.Module] = {}
+    failures = 0
+    for case in cases:
+        model = models.get(case.model) or models.setdefault(case.model, build(case.model))
+        row = run_case(case, model, repeats)
+        c, w = row["cpu"], row["wall"]
+        failures += row["same"] != repeats
+        print(f"| {case.name} | {case.model} | {case.batch} | {row['steps']:g} | {c['ours'] * 1e3:.0f} | "
+              f"{c['hf'] * 1e3:.0f} | {c['forwards'] * 1e3:.0f} | {c['ours'] / c['hf']:.3f} ({w['ours'] / w['hf']:.3f}) | "
+              f"{c['ours'] / c['forwards']:.3f} ({w['ours'] / w['forwards']:.3f}) | {c['hf'] / c['forwards']:.3f} | "
+              f"{row['same']}/{repeats} |", flush=True)
+        print(f"<!-- routes {row['stats']} -->", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
