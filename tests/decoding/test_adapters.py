@@ -1,21 +1,32 @@
 """Adapters: every calling protocol gives the tokens the obvious hand-written loop gives.
 
 Plain models are checked against a nanoGPT-style greedy loop; the KV-cache protocols (gpt-fast, litgpt,
-and the real ``litgpt`` package) against re-forwarding the whole sequence through the same weights.
+and the real ``litgpt`` package) against re-forwarding the whole sequence through the same weights. The models
+are in `cache_models`; `compile` is tested in `test_compiled_decode`.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
+from cache_models import (
+    PROMPT,
+    VOCAB,
+    CumMeanLM,
+    GptFastLM,
+    LitStyleLM,
+    ReForward,
+    build_litgpt,
+    greedy_reference,
+    kv_caches,
+    seeded,
+    tiny_gpt2,
+)
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 from transformers.modeling_outputs import CausalLMOutput
 
 from lightning_gen import generate, generate_completions
@@ -29,56 +40,6 @@ from lightning_gen.decoding.adapters import (
     last_logits,
     resolve_adapter,
 )
-
-VOCAB = 32
-
-
-PROMPT = torch.tensor([[3, 14, 15, 9, 2], [6, 5, 3, 5, 8]])  # (B=2, T=5)
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Build weights from ``seed`` without touching the caller's global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def greedy_reference(model: nn.Module, ids: torch.Tensor, steps: int, context: int | None = None) -> torch.Tensor:
-    """nanoGPT's ``generate`` loop with argmax: crop to the context, take the last logits, append."""
-    with torch.no_grad():
-        for _ in range(steps):
-            window = ids if context is None else ids[:, -context:]
-            logits = model(window)[:, -1]  # (B, V)
-            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
-    return ids
-
-
-class CumMeanLM(nn.Module):
-    """Each position sees the mean of all embeddings so far plus its own: the whole context matters.
-
-    ``block_size`` makes it refuse longer inputs, like nanoGPT's assertion; ``seen`` records input lengths.
-    """
-
-    def __init__(self, seed: int = 1, block_size: int | None = None) -> None:
-        super().__init__()
-        with seeded(seed):
-            self.emb = nn.Embedding(VOCAB, 16)
-            self.head = nn.Linear(16, VOCAB)
-            nn.init.normal_(self.emb.weight, std=2.0)
-        with seeded(seed + 100):
-            self.mix = nn.Linear(16, 16)
-            nn.init.normal_(self.mix.weight, std=0.5)
-        self.limit = block_size
-        self.seen: list[int] = []
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.limit is not None and ids.shape[1] > self.limit:
-            raise ValueError(f"got {ids.shape[1]} tokens, block size is {self.limit}")
-        self.seen.append(ids.shape[1])
-        x = self.emb(ids)  # (B, T, C)
-        mean = x.cumsum(1) / torch.arange(1, ids.shape[1] + 1).view(1, -1, 1)
-        return self.head(torch.tanh(x + self.mix(mean)))  # (B, T, V)
 
 
 class OutputForm(nn.Module):
@@ -194,157 +155,6 @@ def test_find_context_length_order_and_invalid_values():
 
 
 # ---------------------------------------------------------------------------------------- KV-cache models
-def find_multiple(n: int, k: int) -> int:
-    return n if n % k == 0 else n + k - (n % k)
-
-
-class KVCache(nn.Module):
-    """gpt-fast's KVCache: preallocated (B, H, S, D) buffers written at ``input_pos``."""
-
-    def __init__(self, max_batch_size: int, max_seq_length: int, n_heads: int, head_dim: int) -> None:
-        super().__init__()
-        shape = (max_batch_size, n_heads, max_seq_length, head_dim)
-        self.register_buffer("k_cache", torch.zeros(shape))
-        self.register_buffer("v_cache", torch.zeros(shape))
-
-    def update(self, input_pos: torch.Tensor, k_val: torch.Tensor, v_val: torch.Tensor):
-        assert input_pos.shape[0] == k_val.shape[2]
-        self.k_cache[:, :, input_pos] = k_val
-        self.v_cache[:, :, input_pos] = v_val
-        return self.k_cache, self.v_cache
-
-
-class Block(nn.Module):
-    """Pre-norm causal self-attention + MLP; attends to its KV cache when it has one."""
-
-    def __init__(self, dim: int, n_head: int) -> None:
-        super().__init__()
-        self.n_head = n_head
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.kv_cache: KVCache | None = None
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, input_pos: torch.Tensor | None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
-        if self.kv_cache is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)  # (B, H, S, D)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
-        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
-        return x + self.mlp(self.ln2(x))
-
-
-class _TinyTransformer(nn.Module):
-    def __init__(self, block_size: int, seed: int) -> None:
-        super().__init__()
-        with seeded(seed):
-            self.tok = nn.Embedding(VOCAB, 16)
-            self.pos = nn.Embedding(block_size, 16)
-            self.blocks = nn.ModuleList(Block(16, 2) for _ in range(2))
-            self.ln_f = nn.LayerNorm(16)
-            self.head = nn.Linear(16, VOCAB)
-            # Strong embeddings and head, weak blocks: greedy output varies with the input and sampling is
-            # far from uniform, so a wrong position or a stale cache entry changes the tokens.
-            for name, p in self.named_parameters():
-                if p.dim() == 2:
-                    nn.init.normal_(p, std=1.0 if name.startswith(("tok", "pos", "head")) else 0.2)
-
-    def _logits(self, idx: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.tok(idx) + self.pos(pos)
-        for block in self.blocks:
-            x = block(x, mask, pos)
-        return self.head(self.ln_f(x))  # (B, T, V)
-
-
-class GptFastLM(_TinyTransformer):
-    """gpt-fast's ``Transformer`` protocol, copied faithfully: caches are set up once and reused if big enough,
-    ``max_seq_length`` is rounded up to a multiple of 8, and ``forward(idx, input_pos)`` needs the caches."""
-
-    def __init__(self, block_size: int = 32, seed: int = 0) -> None:
-        super().__init__(block_size, seed)
-        self.config = SimpleNamespace(block_size=block_size, vocab_size=VOCAB)
-        self.max_batch_size = -1
-        self.max_seq_length = -1
-        self.causal_mask: torch.Tensor | None = None
-
-    def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
-        if self.max_seq_length >= max_seq_length and self.max_batch_size >= max_batch_size:
-            return
-        max_seq_length = find_multiple(max_seq_length, 8)
-        self.max_seq_length = max_seq_length
-        self.max_batch_size = max_batch_size
-        for block in self.blocks:
-            block.kv_cache = KVCache(max_batch_size, max_seq_length, block.n_head, 16 // block.n_head)
-        self.causal_mask = torch.tril(torch.ones(max_seq_length, max_seq_length, dtype=torch.bool))
-
-    def forward(self, idx: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        assert self.causal_mask is not None, "Caches must be initialized first"
-        mask = self.causal_mask[None, None, input_pos]  # (1, 1, T, S)
-        return self._logits(idx, input_pos, mask)
-
-
-class ReForward(nn.Module):
-    """A plain view of a gpt-fast model: fresh caches and the whole sequence on every call."""
-
-    def __init__(self, inner: GptFastLM) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        self.inner.max_seq_length = -1  # force a fresh, empty cache
-        self.inner.setup_caches(ids.shape[0], ids.shape[1])
-        return self.inner(ids, torch.arange(ids.shape[1]))
-
-
-class LitStyleLM(_TinyTransformer):
-    """litgpt's ``GPT`` protocol: ``set_kv_cache``/``clear_kv_cache``, ``forward(idx, input_pos=None)``
-    (no cache without ``input_pos``), ``max_seq_length`` and ``config.vocab_size``.
-
-    ``fail_on_call`` makes the n-th forward raise, as an OOM halfway through decoding would.
-    """
-
-    def __init__(self, block_size: int = 32, seed: int = 0, fail_on_call: int | None = None) -> None:
-        super().__init__(block_size, seed)
-        self.config = SimpleNamespace(block_size=block_size, vocab_size=VOCAB)
-        self.max_seq_length = block_size
-        self.mask_cache: torch.Tensor | None = None
-        self.fail_on_call = fail_on_call
-        self.calls = 0
-        self.cleared = 0
-        self.allocated: list[tuple[int, int]] = []
-
-    def set_kv_cache(self, batch_size: int, max_seq_length: int | None = None, device=None, dtype=None) -> None:
-        max_seq_length = max_seq_length or self.max_seq_length
-        self.allocated.append((batch_size, max_seq_length))
-        for block in self.blocks:
-            block.kv_cache = KVCache(batch_size, max_seq_length, block.n_head, 16 // block.n_head).to(device)
-        self.mask_cache = torch.tril(torch.ones(max_seq_length, max_seq_length, dtype=torch.bool, device=device))
-
-    def clear_kv_cache(self) -> None:
-        self.cleared += 1
-        self.mask_cache = None
-        for block in self.blocks:
-            block.kv_cache = None
-
-    def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == self.fail_on_call:
-            raise RuntimeError("CUDA out of memory (simulated)")
-        if idx.shape[1] > self.max_seq_length:
-            raise ValueError(f"Cannot forward sequence of length {idx.shape[1]}, max is {self.max_seq_length}")
-        if input_pos is None:
-            return self._logits(idx, torch.arange(idx.shape[1]), None)
-        if self.mask_cache is None:
-            raise TypeError("You need to call `model.set_kv_cache()`")
-        return self._logits(idx, input_pos, self.mask_cache[None, None, input_pos])
-
-
-def _kv_caches(model: nn.Module) -> list:
-    return [block.kv_cache for block in model.blocks]
-
-
 def test_gpt_fast_greedy_matches_reforward():
     model = GptFastLM()
     out = generate(model, PROMPT, max_new_tokens=12)
@@ -387,7 +197,7 @@ def test_litgpt_style_greedy_matches_plain_and_clears_cache():
     model = LitStyleLM()
     out = generate(model, PROMPT, max_new_tokens=12)
     assert model.allocated == [(2, 17)] and model.cleared == 1
-    assert _kv_caches(model) == [None, None] and model.mask_cache is None
+    assert kv_caches(model) == [None, None] and model.mask_cache is None
     expected = greedy_reference(model, PROMPT, 12)  # forward(idx) without input_pos: no cache
     assert len(set(expected[:, 5:].flatten().tolist())) >= 4
     assert torch.equal(out, expected)
@@ -408,7 +218,7 @@ def test_litgpt_style_cache_cleared_when_forward_raises(fail_on_call):
     with pytest.raises(RuntimeError, match="out of memory"):
         generate(model, PROMPT, max_new_tokens=12)
     assert model.cleared == 1
-    assert _kv_caches(model) == [None, None] and model.mask_cache is None
+    assert kv_caches(model) == [None, None] and model.mask_cache is None
 
 
 def test_use_cache_false_calls_a_cache_model_the_plain_way():
@@ -421,15 +231,8 @@ def test_use_cache_false_calls_a_cache_model_the_plain_way():
 # ---------------------------------------------------------------------------------------- real litgpt
 @pytest.fixture(scope="module")
 def litgpt_model():
-    litgpt_model_module = pytest.importorskip("litgpt.model")
-    from litgpt.config import Config
-
-    config = Config(n_layer=2, n_head=2, n_embd=16, block_size=32, vocab_size=48, padded_vocab_size=48, bias=True)
-    with seeded(0):
-        model = litgpt_model_module.GPT(config)
-        for p in model.parameters():
-            nn.init.normal_(p, std=0.5)
-    return model.eval()
+    pytest.importorskip("litgpt.model")
+    return build_litgpt()
 
 
 def _litgpt_cache_is_clear(model) -> bool:
@@ -481,13 +284,6 @@ def test_real_litgpt_context_check_uses_max_seq_length(litgpt_model):
 
 
 # ---------------------------------------------------------------------------------------- detection and names
-def _tiny_gpt2() -> GPT2LMHeadModel:
-    with seeded(0):
-        config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=VOCAB, n_positions=32,
-                            bos_token_id=None, eos_token_id=None)
-        return GPT2LMHeadModel(config).eval()
-
-
 class _OnlySetupCaches(CumMeanLM):
     def setup_caches(self, max_batch_size, max_seq_length):  # gpt-fast's protocol, nothing else
         pass
@@ -498,10 +294,10 @@ class _OnlySetupCaches(CumMeanLM):
     (LitStyleLM(), True, LitGPTAdapter),
     (GptFastLM(), True, GptFastAdapter),
     (_OnlySetupCaches(), True, GptFastAdapter),
-    (_tiny_gpt2(), True, HFAdapter),
+    (tiny_gpt2(), True, HFAdapter),
     (LitStyleLM(), False, PlainAdapter),
     (GptFastLM(), False, GptFastAdapter),  # its forward needs the caches: it recomputes instead
-    (_tiny_gpt2(), False, HFAdapter),  # transformers models handle use_cache=False themselves
+    (tiny_gpt2(), False, HFAdapter),  # transformers models handle use_cache=False themselves
 ], ids=["plain", "litgpt", "gpt-fast", "setup_caches-only", "hf", "litgpt-no-cache", "gpt-fast-no-cache",
         "hf-no-cache"])
 def test_auto_detection(model, use_cache, expected):
@@ -520,7 +316,7 @@ def test_gpt_fast_without_cache_recomputes_the_whole_sequence_and_matches_cached
 
 
 def test_hf_adapter_carries_use_cache():
-    assert resolve_adapter(_tiny_gpt2(), use_cache=False).use_cache is False
+    assert resolve_adapter(tiny_gpt2(), use_cache=False).use_cache is False
 
 
 class _PastKeyValuesGPT2(GPT2LMHeadModel):
@@ -537,7 +333,7 @@ class _PastKeyValuesGPT2(GPT2LMHeadModel):
 
 
 def test_hf_cache_goes_by_the_name_the_forward_takes():
-    base = _tiny_gpt2()
+    base = tiny_gpt2()
     model = _PastKeyValuesGPT2(base.config).eval()
     model.load_state_dict(base.state_dict())
     model.calls = []
@@ -627,7 +423,7 @@ def test_user_adapter_is_closed_after_an_error():
     runner = PagedAdapter(model)
     with pytest.raises(RuntimeError):
         generate(model, PROMPT, max_new_tokens=10, adapter=runner)
-    assert runner.closed == 1 and _kv_caches(model) == [None, None]
+    assert runner.closed == 1 and kv_caches(model) == [None, None]
 
 
 def test_user_adapter_class_is_instantiated_with_the_model():
@@ -639,7 +435,7 @@ def test_user_adapter_class_is_instantiated_with_the_model():
 
 # ---------------------------------------------------------------------------------------- transformers
 def test_hf_cached_and_uncached_agree():
-    model = _tiny_gpt2()
+    model = tiny_gpt2()
     with seeded(1):
         for p in model.parameters():
             nn.init.normal_(p, std=0.5)
@@ -647,114 +443,3 @@ def test_hf_cached_and_uncached_agree():
     uncached = generate(model, PROMPT, max_new_tokens=10, use_cache=False)
     assert torch.equal(cached, uncached)
     assert torch.equal(cached, greedy_reference(lambda ids: model(ids).logits, PROMPT, 10))
-
-
-# ---------------------------------------------------------------------------------------- compiled decode step
-class GraphRecorder:
-    """A `torch.compile` backend that runs the captured graphs eagerly and records them and their input addresses."""
-
-    def __init__(self) -> None:
-        self.graphs = 0
-        self.addresses: list[tuple[int, ...]] = []
-
-    def __call__(self, graph: torch.fx.GraphModule, example_inputs: list) -> Callable:
-        self.graphs += 1
-
-        def run(*args):
-            # The step's own inputs (token ids and position), not the weights and caches.
-            self.addresses.append(tuple(a.data_ptr() for a in args if isinstance(a, torch.Tensor) and a.dtype == torch.long))
-            return graph(*args)
-
-        return run
-
-
-@pytest.fixture(params=["litgpt", "gpt-fast"])
-def cache_model(request) -> nn.Module:
-    """A real litgpt GPT, or the faithful gpt-fast copy (`LitStyleLM` counts its calls, which dynamo would
-    rightly recompile for)."""
-    return request.getfixturevalue("litgpt_model") if request.param == "litgpt" else GptFastLM()
-
-
-def test_compiled_decode_step_is_one_graph_with_fixed_input_addresses(cache_model):
-    model = cache_model
-    recorder = GraphRecorder()
-    eager = generate(model, PROMPT, max_new_tokens=10)
-    got = generate(model, PROMPT, max_new_tokens=10, compile={"backend": recorder})
-    assert torch.equal(got, eager)
-    assert recorder.graphs == 1 and len(recorder.addresses) == 9  # 9 decode steps, the prompt runs eagerly
-    assert len(set(recorder.addresses)) == 1
-    # A second call with the same shapes reuses the graph.
-    assert torch.equal(generate(model, PROMPT, max_new_tokens=10, compile={"backend": recorder}), eager)
-    assert recorder.graphs == 1
-
-
-def test_compiled_decode_step_samples_like_eager(cache_model):
-    model = cache_model
-    kw = dict(max_new_tokens=12, do_sample=True, temperature=1.3, top_k=10)
-    eager = generate(model, PROMPT, generator=torch.Generator().manual_seed(5), **kw)
-    got = generate(model, PROMPT, generator=torch.Generator().manual_seed(5), compile={"backend": GraphRecorder()}, **kw)
-    assert torch.equal(got, eager)
-
-
-def test_compiled_decode_outputs_are_copies():
-    # With CUDA graphs, the next replay overwrites a step's output: decode returns a copy.
-    model = GptFastLM()
-    static = {}
-
-    def overwriting(graph, example_inputs):
-        def run(*args):
-            out = graph(*args)
-            logits = out[0] if isinstance(out, (tuple, list)) else out
-            buffer = static.setdefault("out", torch.empty_like(logits))
-            buffer.copy_(logits)
-            return (buffer,) if isinstance(out, (tuple, list)) else buffer
-        return run
-
-    adapter = GptFastAdapter(model)
-    adapter.compile({"backend": overwriting})
-    ids = PROMPT
-    adapter.prefill(ids, None, max_length=8)
-    first = adapter.decode(torch.cat([ids, ids[:, :1]], dim=1), None)
-    kept = first.clone()
-    adapter.decode(torch.cat([ids, ids[:, :2]], dim=1), None)
-    adapter.close()
-    assert torch.equal(first, kept)
-
-
-def test_compiled_decode_step_with_inductor_matches_eager_greedy():
-    # The real compiler (C++ kernels on the CPU): a few seconds.
-    model = GptFastLM()
-    eager = generate(model, PROMPT, max_new_tokens=8)
-    assert torch.equal(generate(model, PROMPT, max_new_tokens=8, compile=True), eager)
-
-
-@pytest.mark.parametrize("adapter", ["plain", "hf"])
-def test_compile_needs_a_static_kv_cache(adapter):
-    model = LitStyleLM() if adapter == "plain" else GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=VOCAB))
-    with pytest.raises(ValueError, match="`compile` needs a model with a static KV cache"):
-        # A transformers model without its cache has no fixed shapes either.
-        generate(model, PROMPT, max_new_tokens=3, adapter=adapter, compile=True, use_cache=adapter == "plain")
-
-
-def test_transformers_decode_compiles_over_a_static_cache_as_one_graph():
-    model = _tiny_gpt2()
-    recorder = GraphRecorder()
-    for kw in (dict(), dict(do_sample=True, top_k=10)):
-        eager = generate(model, PROMPT, max_new_tokens=10, generator=torch.Generator().manual_seed(3), **kw)
-        got = generate(model, PROMPT, max_new_tokens=10, generator=torch.Generator().manual_seed(3),
-                       compile={"backend": recorder}, **kw)
-        assert torch.equal(got, eager)
-    assert recorder.graphs == 1 and len(recorder.addresses) == 18  # 9 decode steps a call; the prompt runs eagerly
-    assert not any(name.startswith("_compiled") for name in vars(model))  # the model is left as it was
-
-
-def test_transformers_decode_with_inductor_matches_eager():
-    # The real compiler (C++ kernels on the CPU): a few seconds.
-    model = _tiny_gpt2()
-    eager = generate(model, PROMPT, max_new_tokens=8)
-    assert torch.equal(generate(model, PROMPT, max_new_tokens=8, compile=True), eager)
-
-
-def test_compile_must_be_a_bool_or_a_mapping():
-    with pytest.raises(TypeError, match="`compile` must be a bool or a mapping of torch.compile arguments, got 'yes'"):
-        generate(LitStyleLM(), PROMPT, max_new_tokens=3, compile="yes")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from types import SimpleNamespace
 
 import lightning.pytorch as pl

@@ -154,7 +154,6 @@ def test_every_round_samples_without_a_warning(runs):
     events = text_events(run.logger.log_dir)
     for i in range(len(PROMPTS)):
         assert sorted(events[f"samples/prompt_{i:02d}"]) == [0, 2, 4]  # start, every 2 steps, end (= step 4)
-    monitor = run.callbacks[0] if isinstance(run.callbacks[0], GenerationMonitor) else None
     monitor = next(c for c in run.callbacks if isinstance(c, GenerationMonitor))
     assert monitor._model is module.model  # found through `self.model`, not the LightningModule
 
