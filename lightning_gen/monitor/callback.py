@@ -102,8 +102,9 @@ class GenerationMonitor(pl.Callback):
             for data-parallel strategies and, for sharded ones, gather when every process has room for the full
             parameters (half its free memory, at the start of fit), else lockstep.
         empty_cache: Release cached GPU memory after each round (``torch.cuda.empty_cache``).
-        compile: Compile the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol) with
-            `torch.compile` (see `generate`); the first round pays the compilation (seconds to minutes).
+        compile: Compile the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol, or a
+            transformers model over a static cache) with `torch.compile` (see `generate`); the first round pays the
+            compilation (seconds to minutes).
         log_metrics: Log sample-quality scalars under ``{tag}/...`` to every logger: length, EOS rate,
             distinct-1/2, repeated 4-gram rate, tokens per second, and (when the model returns logits for every
             position) the samples' mean log-prob / perplexity and the reference loss.
