@@ -83,8 +83,10 @@ _MASK_ONLY = frozenset({
     lp.LogitNormalization,
 })
 # Processors whose first operation returns a new tensor on every route of this module (temperature divides;
-# top-k ends in `where`, `scatter_` on a new tensor or `masked_fill`).
-_NEW_TENSOR_FIRST = frozenset({lp.TemperatureLogitsWarper, lp.TopKLogitsWarper})
+# top-k ends in `where`, `scatter_` on a new tensor or `masked_fill`; top-p, min-p and typical-p, HF's and
+# `_nucleus`'s, only read the scores and end in `masked_fill`).
+_NEW_TENSOR_FIRST = frozenset({lp.TemperatureLogitsWarper, lp.TopKLogitsWarper, lp.TopPLogitsWarper,
+                               lp.MinPLogitsWarper, lp.TypicalLogitsWarper})
 _NEG_INF = float("-inf")
 # Below this many scores (batch x vocabulary) the shortcut's fixed cost (~50 small ops) exceeds what it saves.
 _MIN_NUMEL = 8192

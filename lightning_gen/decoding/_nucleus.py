@@ -1,4 +1,4 @@
-"""HF's top-p, min-p and typical-p warpers, bit for bit, without sorting values and indices of the vocabulary.
+"""HF's top-p, min-p and typical-p warpers, bit for bit, with less work than theirs.
 
 ``TopPLogitsWarper`` and ``TypicalLogitsWarper`` spend most of their time in ``torch.sort``, which orders the
 whole vocabulary and its int64 indices; ``MinPLogitsWarper`` sorts nothing but takes a ``topk`` it rarely needs.
@@ -10,10 +10,9 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
   cumulative probabilities. HF removes a prefix of the sorted order; its last removed value and first kept value
   give the cut. When they are equal (a tie across the cut, which torch.sort's order decides) we return None.
 * **typical-p**: the order is by ``|-log p - entropy|`` and the cumulative mass is summed over the *logits* in that
-  order, so the order itself is needed: one values-only sort of 64-bit words that hold each key and its index
-  (several times faster than torch.sort of values and indices). Where two equal keys hold different logits, their
-  order changes the sum, and only torch.sort knows it: those rows are sorted by torch.sort (at large vocabularies,
-  where float32 keys collide often, most rows).
+  order, so the order itself is needed; and float32 keys collide (equal keys, different logits) in almost every row
+  of a large vocabulary, where only torch.sort knows the order that HF's sum sees. So it sorts as HF does, and
+  saves the scatter back: the cut is a bound on the keys, applied in the vocabulary's own order.
 * **min-p**: HF's own arithmetic, less the ``topk`` that keeps the most probable token, which ``probs < min_p * max``
   never removes (``min_p <= 1``); with ``min_tokens_to_keep > 1`` HF's warper runs.
 
@@ -49,7 +48,7 @@ def top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | N
     """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring)."""
     if not _covers(scores):
         return None
-    ascending = torch.from_numpy(np.sort(scores.numpy(), axis=-1))  # (B, V): torch.sort's values, no indices
+    ascending = torch.from_numpy(np.sort(scores.detach().numpy(), axis=-1))  # (B, V): torch.sort's values, no indices
     last = ascending[:, -1]
     if not bool(last.isfinite().all()):  # NaN sorts last; +inf, or a row all -inf, makes softmax NaN
         return None
@@ -79,42 +78,19 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
     """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring)."""
     if not _covers(scores):
         return None
-    vocab, keep = scores.shape[1], warper.min_tokens_to_keep
+    vocab = scores.shape[1]
     normalized = torch.nn.functional.log_softmax(scores, dim=-1)  # HF's arithmetic, on the same tensor
     p = torch.exp(normalized)
     ent = -(normalized * p).nansum(-1, keepdim=True)
     shifted = torch.abs((-normalized) - ent)  # (B, V)
-    order = _order(shifted)  # (B, V) int64
-    ordered = shifted.gather(1, order)
+    ordered, order = torch.sort(shifted, descending=False)  # HF's order: its sum below depends on it
     if bool(ordered[:, -1].isnan().any()):  # NaN sorts last
         return None
-    ordered_logits = scores.gather(1, order)
-    # Equal keys with different logits: their order (torch.sort's choice) changes the sum below. Those rows take
-    # torch.sort's order itself, which sorts each row on its own, as in HF's batch.
-    torn = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered_logits[:, 1:] != ordered_logits[:, :-1])).any(dim=1)
-    if bool(torn.any()):
-        rows = torn.nonzero().squeeze(1)
-        order[rows] = torch.sort(shifted[rows], descending=False).indices
-        ordered_logits[rows] = scores[rows].gather(1, order[rows])
-        ordered[rows] = shifted[rows].gather(1, order[rows])
-    cumulative = ordered_logits.softmax(dim=-1).cumsum(dim=-1)
+    cumulative = scores.gather(1, order).softmax(dim=-1).cumsum(dim=-1)
     last_ind = (cumulative < warper.mass).sum(dim=1).clamp_(max=vocab - 1)
-    bound = ordered.gather(1, last_ind.view(-1, 1))  # (B, 1): HF removes every key above it ...
-    if keep > 1:  # ... except the first `keep` of its order
-        kth = ordered[:, min(keep, vocab) - 1:min(keep, vocab)]
-        if keep < vocab and bool(((kth > bound) & (ordered[:, keep:keep + 1] == kth)).any()):
-            return None
-        bound = torch.maximum(bound, kth)
-    return scores.masked_fill(shifted > bound, warper.filter_value)
-
-
-def _order(keys: torch.Tensor) -> torch.Tensor:
-    """The ascending order of non-negative float32 ``keys`` `(B, V)` (NaN last), equal keys by index: one values-only
-    sort of 64-bit words ``key bits << 32 | index`` (the bits of non-negative floats order as the floats do),
-    about twice as fast as an argsort."""
-    bits = keys.contiguous().numpy().view(np.uint32).astype(np.uint64) << np.uint64(32)
-    words = np.sort(bits | np.arange(keys.shape[1], dtype=np.uint64), axis=-1)
-    return torch.from_numpy((words & np.uint64(0xFFFFFFFF)).astype(np.int64))
+    remove = shifted > ordered.gather(1, last_ind.view(-1, 1))  # HF removes every key above the cut's ...
+    remove.scatter_(1, order[:, :warper.min_tokens_to_keep], False)  # ... except the first of its order
+    return scores.masked_fill(remove, warper.filter_value)
 
 
 #: The warpers this module reproduces, and how.

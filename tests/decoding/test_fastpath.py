@@ -486,6 +486,8 @@ def test_torch_s_default_generator_is_never_drawn_ahead(generator, monkeypatch):
 def test_copies_are_made_only_for_chains_that_could_write_into_the_logits():
     assert not fastpath.Sampler(lp.LogitsProcessorList(bench_chain()[1:])).needs_copy  # temperature first: divides
     assert not fastpath.Sampler(CHAINS["top_k"]).needs_copy
+    for name in ("top_p_only", "min_p_only", "typical_only"):  # they only read the scores, then masked_fill
+        assert not fastpath.Sampler(CHAINS[name]).needs_copy
     assert not fastpath.Sampler(CHAINS["empty"]).needs_copy  # softmax or argmax make new tensors
     assert fastpath.Sampler(bench_chain()).needs_copy  # a repetition penalty first
     assert fastpath.Sampler(lp.LogitsProcessorList([Shift()])).needs_copy  # a user's processor
@@ -493,7 +495,8 @@ def test_copies_are_made_only_for_chains_that_could_write_into_the_logits():
 
 @pytest.mark.parametrize("options", [
     dict(do_sample=True, temperature=0.7, top_k=5), dict(do_sample=True, top_k=5), dict(do_sample=False),
-    dict(do_sample=True, repetition_penalty=1.3, top_k=5),
+    dict(do_sample=True, repetition_penalty=1.3, top_k=5), dict(do_sample=True, top_p=0.8),
+    dict(do_sample=True, min_p=0.1), dict(do_sample=True, typical_p=0.8),
 ])
 def test_generate_never_writes_into_the_model_s_logits(options):
     class Fixed(nn.Module):
