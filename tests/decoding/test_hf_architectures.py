@@ -5,7 +5,8 @@ Each model is built from its own config made tiny (2 layers, width 32, 96 tokens
 downloaded). The cases that need transformers' own generation code rather than a copy of it are here: RWKV's
 ``state``, Mamba and FalconMamba on a left-padded batch (the mask dropped at decode steps), OpenAI-GPT, MiniMax
 and xLSTM (no default `DynamicCache`), Phi-3 with long-RoPE crossing ``original_max_position_embeddings`` (the
-prompt re-run with the long factors), hybrid linear-attention models (Qwen3-Next, LFM2, Nemotron-H). Where
+prompt re-run with the long factors), hybrid linear-attention models (Qwen3-Next, LFM2, Nemotron-H, Jamba,
+Mamba-2). Where
 transformers' own ``generate`` fails on the CPU the case is skipped with its error.
 """
 
@@ -29,7 +30,7 @@ ARCHITECTURES = [
     "doge", "dots1", "ernie4_5", "ernie4_5_moe", "exaone", "exaone4", "exaone_moe", "falcon", "falcon_mamba",
     "flex_olmo", "gemma", "gemma2", "gemma3_text", "glm", "glm4", "glm4_moe", "gpt2", "gpt_bigcode", "gpt_neo",
     "gpt_neox", "gpt_oss", "gptj", "granite", "granitemoe", "helium", "hunyuan_v1_dense", "hunyuan_v1_moe",
-    "internlm3", "jetmoe", "lfm2", "llama", "llama4_text", "mamba", "mimo_v2_flash", "minimax", "minimax_m2",
+    "internlm3", "jamba", "jetmoe", "lfm2", "llama", "llama4_text", "mamba", "mamba2", "mimo_v2_flash", "minimax", "minimax_m2",
     "ministral", "mistral", "mixtral", "mpt", "nanochat", "nemotron", "nemotron_h", "olmo", "olmo2", "olmo3",
     "olmoe", "openai-gpt", "opt", "persimmon", "phi", "phi3", "phimoe", "qwen2", "qwen2_moe", "qwen3", "qwen3_5_text",
     "qwen3_moe", "qwen3_next", "rwkv", "seed_oss", "smollm3", "stablelm", "starcoder2", "vaultgemma", "xglm", "xlstm",
@@ -49,9 +50,17 @@ _TINY = dict(
 )
 
 
+# What a few architectures need beyond `_TINY` (their own names for the sizes).
+_EXTRA = {
+    "mamba2": dict(num_heads=8, head_dim=8, n_groups=1, chunk_size=16),
+    "jamba": dict(attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1,
+                  mamba_d_state=8, mamba_dt_rank=4, mamba_expand=2),
+}
+
+
 def _tiny_config(name: str):
     config = AutoConfig.for_model(name)
-    for key, value in _TINY.items():
+    for key, value in {**_TINY, **_EXTRA.get(name, {})}.items():
         if hasattr(config, key):
             try:
                 setattr(config, key, value)
