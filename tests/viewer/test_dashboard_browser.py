@@ -74,6 +74,9 @@ def logdir(tmp_path_factory):
             ended = Sample("Say", "ok done</s>", [1], [5, 6, 1], token_logprobs=[-0.1, -3.0, -0.5],
                            tokens=["ok", " done", "</s>"], eos=True)
             out.write(json.dumps(sample_record(step, 1, ended, tag="samples")) + "\n")
+            # Prompt 2: whitespace and a control character at step 0, nothing at all at step 4.
+            spaced = Sample("Ws", "a\tb\x07c  \n  " if step == 0 else "", [1], [2])
+            out.write(json.dumps(sample_record(step, 2, spaced, tag="samples")) + "\n")
     return root, records
 
 
@@ -258,3 +261,14 @@ def test_an_eos_is_shown_as_a_token(browser, tensorboard):
     card = browser.find_element(By.CSS_SELECTOR, '.sample[data-prompt="1"][data-step="0"]')
     assert [t.get_attribute("textContent") for t in card.find_elements(By.CSS_SELECTOR, ".tok")] == ["ok", " done"]
     assert "log-prob -0.500" in card.find_element(By.CSS_SELECTOR, ".eos").get_attribute("title")
+
+
+def test_whitespace_control_characters_and_empty_completions_are_visible(browser, tensorboard):
+    wait = open_dashboard(browser, tensorboard)
+    pick_run(browser, wait, "hostile")
+    marked, empty = (browser.find_element(By.CSS_SELECTOR, f'.sample[data-prompt="2"][data-step="{step}"]')
+                     for step in (0, 4))
+    assert completion_of(marked) == "a⇥\tb␇c··⏎\n··"
+    assert completion_of(empty) == "∅"
+    titles = {m.get_attribute("title") for m in marked.find_elements(By.CSS_SELECTOR, ".mark")}
+    assert titles == {"tab", "control character U+0007", "trailing space", "newline"}
