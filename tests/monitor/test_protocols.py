@@ -248,3 +248,15 @@ def test_gpt_fast_caches_follow_the_input_device_and_autocast():
         out = generate(model, PROMPT, max_new_tokens=6)
     assert out.shape == (2, 11) and model.freqs_cis is None and model.causal_mask is None
     assert all(layer.attention.kv_cache is None for layer in model.layers)
+
+
+def test_a_gpt_fast_model_keeps_the_caches_its_user_set_up():
+    model = build("gpt-fast", seed=1).eval()
+    model.setup_caches(max_batch_size=2, max_seq_length=40)  # big enough: gpt-fast itself would reuse them
+    caches = [layer.attention.kv_cache for layer in model.layers]
+    mask, freqs = model.causal_mask, model.freqs_cis
+    out = generate(model, PROMPT, max_new_tokens=6)
+    assert [layer.attention.kv_cache for layer in model.layers] == caches
+    assert model.causal_mask is mask and model.freqs_cis is freqs and (model.max_batch_size, model.max_seq_length) == (2, 40)
+    assert not any(c.k_cache.any() or c.v_cache.any() for c in caches)  # never written into
+    assert torch.equal(out, generate(build("gpt-fast", seed=1).eval(), PROMPT, max_new_tokens=6))
