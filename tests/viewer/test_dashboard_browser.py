@@ -236,19 +236,23 @@ def test_the_per_token_view_colours_each_token_by_its_log_prob(browser, tensorbo
     pick_run(browser, wait, "tb/version_0")
     browser.find_element(By.ID, "tokens").click()
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".sample .tok"))
-    for card in browser.find_elements(By.CSS_SELECTOR, ".sample"):
-        [record] = [r for r in records if r["index"] == int(card.get_attribute("data-prompt"))
-                    and r["step"] == int(card.get_attribute("data-step"))]
-        tokens = card.find_elements(By.CSS_SELECTOR, ".tok")
-        assert len(tokens) == len(record["completion_ids"]) == len(record["tokens"])
+    # One script reads every card (a WebDriver call per token would take seconds).
+    cards = browser.execute_script("""
+        return [...document.querySelectorAll('.sample')].map((card) => ({
+          prompt: Number(card.dataset.prompt), step: Number(card.dataset.step),
+          text: card.querySelector('.text').textContent,
+          tokens: [...card.querySelectorAll('.tok')].map((t) => [t.textContent, t.title,
+                                                                 getComputedStyle(t).backgroundColor]),
+        }));""")
+    assert len(cards) == len(records)
+    for card in cards:
+        [record] = [r for r in records if r["index"] == card["prompt"] and r["step"] == card["step"]]
+        assert len(card["tokens"]) == len(record["completion_ids"]) == len(record["tokens"])
         # The same text as without colours: the tokens cover it exactly.
-        assert "".join(t.get_attribute("textContent") for t in tokens) == shown(record["completion"])
-        assert completion_of(card) == shown(record["completion"])
-        for token, logprob in zip(tokens, record["token_logprobs"], strict=True):
-            assert f"log-prob {logprob:.3f}" in token.get_attribute("title")
-        colours = {t.value_of_css_property("background-color") for t in tokens}
-        assert "rgba(0, 0, 0, 0)" not in colours
-
+        assert "".join(text for text, _, _ in card["tokens"]) == shown(record["completion"]) == card["text"]
+        for (_, title, colour), logprob in zip(card["tokens"], record["token_logprobs"], strict=True):
+            assert f"log-prob {logprob:.3f}" in title
+            assert colour != "rgba(0, 0, 0, 0)"
 
 def test_an_eos_is_shown_as_a_token(browser, tensorboard):
     wait = open_dashboard(browser, tensorboard)
