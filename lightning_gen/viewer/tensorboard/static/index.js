@@ -145,7 +145,12 @@ async function loadRun(run, tag) {
   state.tag = state.tags.includes(tag) ? tag : state.tags.includes('samples') ? 'samples' : state.tags[0];
   setOptions(ui.tag, state.tags.map((t) => [t, t]), state.tag);
   ui.tagControl.hidden = state.tags.length < 2;
-  state.records = await getJson('samples', {run, tag: state.tag});
+  state.records = state.tags.length ? await getJson('samples', {run, tag: state.tag}) : [];
+  if (!state.records.length) {
+    ui.status.textContent = `${run}: no samples yet`;
+    ui.main.replaceChildren();
+    return;
+  }
   state.steps = [...new Set(state.records.map((r) => r.step))].sort((a, b) => a - b);
   const byIndex = new Map(state.records.map((r) => [r.index, r]));
   state.prompts = [...byIndex.keys()].sort((a, b) => a - b).map((i) => byIndex.get(i));
