@@ -324,7 +324,7 @@ class _PastKeyValuesGPT2(GPT2LMHeadModel):
     releases does (transformers itself renamed it ``cache`` during 5.x)."""
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, position_ids=None, use_cache=None,
-                return_dict=None, logits_to_keep=0):
+                return_dict=None, logits_to_keep=0, **kwargs):  # kwargs: what a release adds (cache_position)
         self.calls.append((input_ids.shape[1], past_key_values is not None))
         cache_key = "cache" if "cache" in inspect.signature(GPT2LMHeadModel.forward).parameters else "past_key_values"
         out = super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,

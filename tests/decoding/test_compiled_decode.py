@@ -110,15 +110,19 @@ def test_compile_needs_a_static_kv_cache(adapter):
         generate(model, PROMPT, max_new_tokens=3, adapter=adapter, compile=True, use_cache=adapter == "plain")
 
 
-def test_transformers_decode_compiles_over_a_static_cache_as_one_graph():
+def test_transformers_decode_compiles_over_a_static_cache_and_a_second_call_reuses_the_graphs():
     model = tiny_gpt2()
     recorder = GraphRecorder()
+    graphs = []
     for kw in (dict(), dict(do_sample=True, top_k=10)):
         eager = generate(model, PROMPT, max_new_tokens=10, generator=torch.Generator().manual_seed(3), **kw)
         got = generate(model, PROMPT, max_new_tokens=10, generator=torch.Generator().manual_seed(3),
                        compile={"backend": recorder}, **kw)
         assert torch.equal(got, eager)
-    assert recorder.graphs == 1 and len(recorder.addresses) == 18  # 9 decode steps a call; the prompt runs eagerly
+        graphs.append(recorder.graphs)
+    # One graph with transformers 5.24 (5.3 breaks the forward into three); none new for the second call. Each of
+    # the 9 decode steps of a call runs every graph once; the prompt runs eagerly.
+    assert graphs[0] == graphs[1] <= 3 and len(recorder.addresses) == 18 * graphs[0]
     assert not any(name.startswith("_compiled") for name in vars(model))  # the model is left as it was
 
 

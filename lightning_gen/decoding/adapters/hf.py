@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_gen.decoding.adapters.base import ModelAdapter, has_padding, last_logits
+from lightning_gen.decoding.adapters.base import ModelAdapter, has_padding, last_logits, output_logits
 
 __all__ = ["HFAdapter"]
 
@@ -116,15 +116,13 @@ class HFAdapter(ModelAdapter):
         if compiled is not None:
             outputs = compiled(**inputs, return_dict=True)
             # Under CUDA graphs the next replay overwrites the output: keep a copy of the logits.
-            return {"logits": outputs.logits.clone(), "cache": outputs.get("cache")}
+            return _Outputs(logits=outputs.logits.clone(), cache=_cache_of(outputs))
         if self._cache_key == "cache":
             return self.model(**inputs, return_dict=True)
         if "cache" in inputs:
             inputs[self._cache_key] = inputs.pop("cache")
-        outputs = self.model(**inputs, return_dict=True)
-        if self._cache_key in outputs:
-            outputs["cache"] = outputs[self._cache_key]
-        return outputs
+        outputs = self.model(**inputs, return_dict=True)  # remote code's own output: a dict, a tuple ...
+        return _Outputs(logits=output_logits(outputs), cache=_cache_of(outputs))
 
     def _bare_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         inputs: dict[str, Any] = {"input_ids": input_ids}
@@ -149,3 +147,23 @@ def _compiled_call(model: nn.Module, options: tuple[tuple[str, Any], ...]) -> An
     if found is None:
         found = per_model[options] = torch.compile(model.__call__, **dict(options))
     return found
+
+
+class _Outputs(dict):
+    """A forward's logits and cache, readable as transformers' generation code reads outputs of every release:
+    ``"cache" in outputs``, ``outputs["cache"]``, ``outputs.past_key_values``."""
+
+    def __init__(self, *, logits: torch.Tensor, cache: Any) -> None:
+        super().__init__(logits=logits, cache=cache, past_key_values=cache)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _cache_of(outputs: Any) -> Any:
+    getter = outputs.get if isinstance(outputs, Mapping) else lambda key, default=None: getattr(outputs, key, default)
+    cache = getter("cache", None)
+    return cache if cache is not None else getter("past_key_values", None)
