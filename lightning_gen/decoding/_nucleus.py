@@ -10,9 +10,10 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
   cumulative probabilities. HF removes a prefix of the sorted order; its last removed value and first kept value
   give the cut. When they are equal (a tie across the cut, which torch.sort's order decides) we return None.
 * **typical-p**: the order is by ``|-log p - entropy|`` and the cumulative mass is summed over the *logits* in that
-  order, so the order itself is needed; and float32 keys collide (equal keys, different logits) in almost every row
-  of a large vocabulary, where only torch.sort knows the order that HF's sum sees. So it sorts as HF does, and
-  saves the scatter back: the cut is a bound on the keys, applied in the vocabulary's own order.
+  order. One values-only sort of 64-bit words (each key's bits and its index) gives that order up to equal keys,
+  which float32 keys have in almost every row of a large vocabulary, often with different logits: torch.sort would
+  permute those, and the float32 sum over the same multiset may move by ``V - 1`` roundings. The cut stands where
+  its group of equal keys is clear of the mass by that much; other rows are sorted by torch.sort, as in HF.
 * **min-p**: HF's own arithmetic, less the ``topk`` that keeps the most probable token, which ``probs < min_p * max``
   never removes (``min_p <= 1``); with ``min_tokens_to_keep > 1`` HF's warper runs.
 
@@ -78,19 +79,53 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
     """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring)."""
     if not _covers(scores):
         return None
-    vocab = scores.shape[1]
+    batch, vocab = scores.shape
     normalized = torch.nn.functional.log_softmax(scores, dim=-1)  # HF's arithmetic, on the same tensor
     p = torch.exp(normalized)
     ent = -(normalized * p).nansum(-1, keepdim=True)
     shifted = torch.abs((-normalized) - ent)  # (B, V)
-    ordered, order = torch.sort(shifted, descending=False)  # HF's order: its sum below depends on it
+    order = _order(shifted)  # ascending, equal keys by index
+    ordered = shifted.gather(1, order)
     if bool(ordered[:, -1].isnan().any()):  # NaN sorts last
         return None
     cumulative = scores.gather(1, order).softmax(dim=-1).cumsum(dim=-1)
     last_ind = (cumulative < warper.mass).sum(dim=1).clamp_(max=vocab - 1)
-    remove = shifted > ordered.gather(1, last_ind.view(-1, 1))  # HF removes every key above the cut's ...
-    remove.scatter_(1, order[:, :warper.min_tokens_to_keep], False)  # ... except the first of its order
+    # torch.sort orders equal keys its own way, and so permutes logits within groups of equal keys: the same
+    # multiset, whose float32 sum may differ by (V - 1) roundings, so every cumulative value at a group's end by
+    # `slack` of itself. The cut stands if the group it falls in stays clear of `mass` by that much on both sides.
+    slack = (vocab + 8) * 2.0 ** -23
+    key = ordered.gather(1, last_ind.view(-1, 1))  # (B, 1)
+    first = torch.searchsorted(ordered, key, right=False)  # the cut's group: [first, past)
+    past = torch.searchsorted(ordered, key, right=True)
+    before = cumulative.gather(1, (first - 1).clamp_(min=0))
+    at_end = cumulative.gather(1, (past - 1).clamp_(max=vocab - 1))
+    clear = (((first == 0) | (before * (1 + slack) < warper.mass))
+             & ((past >= vocab) | (at_end * (1 - slack) >= warper.mass))).view(-1)  # (B,)
+    bound = key
+    if not bool(clear.all()):  # those rows take torch.sort's own order (each row is sorted on its own)
+        rows = (~clear).nonzero().squeeze(1)
+        ordered_rows, order_rows = torch.sort(shifted[rows], descending=False)
+        cut = (scores[rows].gather(1, order_rows).softmax(dim=-1).cumsum(dim=-1) < warper.mass).sum(dim=1)
+        bound = bound.clone()
+        bound[rows] = ordered_rows.gather(1, cut.clamp_(max=vocab - 1).view(-1, 1))
+        order = order.clone()
+        order[rows] = order_rows
+    remove = shifted > bound  # HF removes every key above the cut's ...
+    keep = warper.min_tokens_to_keep
+    if keep > 1:  # ... except the first `keep` of its order, which only torch.sort knows among equal keys
+        ordered_keep = ordered[:, :keep + 1] if keep < vocab else ordered
+        if keep < vocab and bool((ordered_keep[:, keep - 1] == ordered_keep[:, keep]).any()):
+            return None
+    remove.scatter_(1, order[:, :keep], False)
     return scores.masked_fill(remove, warper.filter_value)
+
+
+def _order(keys: torch.Tensor) -> torch.Tensor:
+    """The ascending order of non-negative float32 ``keys`` `(B, V)` (NaN last), equal keys by index: one values-only
+    sort of 64-bit words ``key bits << 32 | index`` (the bits of non-negative floats order as the floats do)."""
+    bits = keys.contiguous().numpy().view(np.uint32).astype(np.uint64) << np.uint64(32)
+    words = np.sort(bits | np.arange(keys.shape[1], dtype=np.uint64), axis=-1)
+    return torch.from_numpy((words & np.uint64(0xFFFFFFFF)).astype(np.int64))
 
 
 #: The warpers this module reproduces, and how.
