@@ -87,8 +87,10 @@ class HFAdapter(ModelAdapter):
             kwargs["attention_mask"] = attention_mask
         if "position_ids" in params:
             kwargs["position_ids"] = model._prepare_position_ids_for_generation(input_ids, kwargs)
-        if "attention_mask" in params and not has_padding(attention_mask):
-            config._mask_length = attention_mask.shape[1]  # HF drops a mask without padding, remembering its length
+        # Releases that still count `cache_position` (5.3 ...) keep the mask; later ones drop a mask without padding.
+        counts_positions = callable(getattr(model, "_get_initial_cache_position", None))
+        if "attention_mask" in params and not has_padding(attention_mask) and not counts_positions:
+            config._mask_length = attention_mask.shape[1]  # remembered, as HF does
             kwargs["attention_mask"] = None
         if "logits_to_keep" in params:
             kwargs["logits_to_keep"] = 1
@@ -97,6 +99,8 @@ class HFAdapter(ModelAdapter):
         batch = input_ids.shape[0] // max(1, config.num_return_sequences or 1)
         model._prepare_cache_for_generation(config, kwargs, mode, batch, max_length - 1)
         kwargs["use_cache"] = self.use_cache
+        if counts_positions:
+            kwargs = model._get_initial_cache_position(input_ids.shape[1], input_ids.device, kwargs)
         # HF's `_prefill` with a new cache: the whole prompt, as the model prepares it for its first forward.
         outputs = self._call(model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs))
         self._kwargs = model._update_model_kwargs_for_generation(outputs, kwargs, is_encoder_decoder=False)
