@@ -23,7 +23,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, machine, ratios  # noqa: E402
 
-from lightning_gen.decoding import _fastpath as fastpath, generate  # noqa: E402
+from lightning_gen import generate  # noqa: E402
+from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
 
 SAMPLING = dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.2)
 
