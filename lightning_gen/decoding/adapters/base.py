@@ -66,7 +66,9 @@ def has_padding(attention_mask: torch.Tensor | None) -> bool:
 
 
 # A module's own registries: restored in place (hooks and `state_dict` read these very dicts).
-_REGISTRIES = ("_parameters", "_buffers", "_modules")
+# Parameters are not among them: no protocol adds any, and FSDP2 swaps sharded and unsharded parameters in
+# `_parameters` as it gathers; putting back the ones seen before a call would undo a gather FSDP2 still counts on.
+_REGISTRIES = ("_buffers", "_modules")
 
 
 def _is_state(value: Any) -> bool:
@@ -80,7 +82,7 @@ def kept_state(model: Any, *attributes: str) -> Iterator[None]:
 
     Cache protocols allocate KV caches, masks and rope tables as buffers, submodules or plain attributes, and
     resize counters such as ``max_batch_size``; a training step after sampling must see none of that, nor may a
-    checkpoint gain cache keys. The registries (``_parameters``, ``_buffers``, ``_modules``, the set of
+    checkpoint gain cache keys. The registries (``_buffers``, ``_modules``, the set of
     non-persistent buffers) are put back as they were, as are attributes holding a tensor, a module or None and
     the named ``attributes`` (ints such as ``max_seq_length``); attributes that appeared are removed. Tensors
     are restored by reference: an adapter that must not write into a user's caches allocates fresh ones.
