@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from transformers import GenerationConfig, LogitsProcessor
@@ -19,34 +16,21 @@ from typing_extensions import override
 from lightning_gen.decoding.adapters import ModelAdapter
 from lightning_gen.decoding.config import eos_id_set
 from lightning_gen.monitor._arguments import check_arguments
-from lightning_gen.monitor._gather import can_gather, fits_gathered, full_parameters
-from lightning_gen.monitor._rng import forked_rng
-from lightning_gen.monitor.discovery import find_network, settle
-from lightning_gen.monitor.distributed import DistributedMode, LockstepVote, choose_mode, is_fsdp1, run_everywhere
-from lightning_gen.monitor.probe import ProbeError, ProbeResult, is_transient, probe
-from lightning_gen.monitor.prompts import encode_prompts, prompts_from_batches
-from lightning_gen.monitor.round import sample_round
+from lightning_gen.monitor._gather import can_gather, fits_gathered
+from lightning_gen.monitor._guards import round_guards
 from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line, say
+from lightning_gen.monitor.discovery import find_network, find_tokenizer, settle
+from lightning_gen.monitor.distributed import DistributedMode, LockstepVote, choose_mode, run_everywhere
+from lightning_gen.monitor.probe import ProbeError, ProbeResult, is_transient, probe
+from lightning_gen.monitor.prompts import encode_prompts, prompt_budget, validation_prompts
+from lightning_gen.monitor.round import sample_round
 from lightning_gen.monitor.sinks import SampleSink, run_log_dir, sinks_for
 from lightning_gen.text.quality import summarize
 from lightning_gen.text.records import RECORDS_FILE
 from lightning_gen.text.samples import EncodedPrompts, Sample
-from lightning_gen.text.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
+from lightning_gen.text.tokenization import LoadedTokenizer, TextTokenizer
 
 __all__ = ["GenerationMonitor"]
-
-@contextmanager
-def _gradient_checkpointing_off(model: nn.Module) -> Iterator[None]:
-    """Switch off every submodule's ``gradient_checkpointing`` flag (HF and most custom models) for sampling."""
-    flagged = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
-    for module in flagged:
-        module.gradient_checkpointing = False
-    try:
-        yield
-    finally:
-        for module in flagged:
-            module.gradient_checkpointing = True
-
 
 class GenerationMonitor(pl.Callback):
     """Complete the same prompts at scheduled steps and log the samples, without disturbing training.
@@ -219,7 +203,7 @@ class GenerationMonitor(pl.Callback):
         self._model = network.called
         # Settled at `on_fit_start`, once the strategy has sharded the model; a mode that cannot work fails now.
         self._mode = choose_mode(trainer.strategy, self.distributed, can_gather=True)
-        self._tokenizer = self._resolve_tokenizer(trainer, pl_module)
+        self._tokenizer = find_tokenizer(self._tokenizer_arg, trainer, pl_module)
         fields = dict(self.generation)
         if fields.get("eos_token_id") is None and self._tokenizer.eos_token_id is not None:
             fields["eos_token_id"] = self._tokenizer.eos_token_id
@@ -234,23 +218,14 @@ class GenerationMonitor(pl.Callback):
                           context_length=self.context_length, vocab_size=self.vocab_size,
                           tokenizer_vocab=self._tokenizer.vocab_size, compile=self.compile)
         rank_zero_info(sampling.line)
-        self._adapter = adapter = sampling.adapter
-        context = sampling.context
-        self._advertised_vocab = vocab = sampling.vocab
-        budget = None
-        if context is not None:
-            new_tokens = self._config.max_new_tokens
-            if new_tokens is None:  # only `max_length` bounds the sequence: a prompt leaves at least one token
-                new_tokens = max(1, context - self._config.max_length + 1) if self._config.max_length else 1
-            budget = context - new_tokens if adapter.needs_room_for_new_tokens else context
-            if budget < 1:
-                raise ValueError(
-                    f"`generation.max_new_tokens`={new_tokens} leaves no room for a prompt in the "
-                    f"model's context length {context}"
-                )
-        self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=vocab, max_prompt_tokens=budget)
+        self._adapter, self._advertised_vocab = sampling.adapter, sampling.vocab
+        budget = prompt_budget(sampling.context, self._config, needs_room=sampling.adapter.needs_room_for_new_tokens)
+        self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=sampling.vocab,
+                                       max_prompt_tokens=budget)
         if self.prompts_from_data:
-            self._encoded = self._encoded + self._data_prompts(trainer, pl_module, budget)
+            self._encoded = self._encoded + validation_prompts(
+                trainer, pl_module, self._tokenizer, count=self.prompts_from_data, prompt_tokens=self.data_prompt_tokens,
+                reference_tokens=self.data_reference_tokens, budget=budget)
         if self._encoded.cropped:
             rank_zero_warn(
                 f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens that fit the "
@@ -268,28 +243,6 @@ class GenerationMonitor(pl.Callback):
             )
         elif skipped:
             rank_zero_warn(f"GenerationMonitor: {skipped} cannot show text; they get only the scalars")
-
-    def _data_prompts(self, trainer: pl.Trainer, pl_module: pl.LightningModule, budget: int | None) -> EncodedPrompts:
-        source = trainer.datamodule if trainer.datamodule is not None else pl_module
-        try:
-            loader = source.val_dataloader()
-        except Exception as err:
-            raise ValueError(f"`prompts_from_data`={self.prompts_from_data} needs a validation dataloader: {err}") from err
-        prompt_tokens = min(self.data_prompt_tokens, budget) if budget is not None else self.data_prompt_tokens
-        return prompts_from_batches(loader, self._tokenizer, count=self.prompts_from_data,
-                                    prompt_tokens=prompt_tokens, reference_tokens=self.data_reference_tokens)
-
-    def _resolve_tokenizer(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> LoadedTokenizer:
-        if self._tokenizer_arg is not None:
-            return load_tokenizer(self._tokenizer_arg)
-        for owner, name in ((pl_module, "pl_module.tokenizer"), (trainer.datamodule, "trainer.datamodule.tokenizer")):
-            found = getattr(owner, "tokenizer", None) if owner is not None else None
-            if found is not None:
-                return load_tokenizer(found, argument=name)
-        raise ValueError(
-            "`tokenizer` is None and neither `pl_module.tokenizer` nor `trainer.datamodule.tokenizer` is set; "
-            "pass `tokenizer=` (an object with encode/decode, or a path)"
-        )
 
     # ----------------------------------------------------------------- start of fit: the mode, then the probe
     @override
@@ -310,7 +263,7 @@ class GenerationMonitor(pl.Callback):
         strategy = trainer.strategy
 
         def one_probe(vote: LockstepVote | None) -> list[ProbeResult]:
-            with self._guards(trainer) as model:
+            with round_guards(trainer, self._model, mode=self._mode, empty_cache=self.empty_cache) as model:
                 return [probe(model, self._encoded, self._tokenizer, self._config, vocab_size=self._advertised_vocab,
                               score=self._score, context_length=self.context_length,
                               round_options=dict(logits_processors=self.logits_processors,
@@ -419,32 +372,10 @@ class GenerationMonitor(pl.Callback):
                 logger.log_metrics({f"{self.tag}/{name}": value for name, value in scalars.items()}, step=step)
         return samples
 
-    @contextmanager
-    def _guards(self, trainer: pl.Trainer) -> Iterator[nn.Module]:
-        """What every round (and the probe) runs inside; yields the module to call.
-
-        A fork of every global RNG stream (training never sees a draw of the model's eval forward), the full
-        parameters in ``"gather"`` mode, the trainer's precision context, gradient checkpointing off.
-        """
-        strategy = trainer.strategy
-        model = self._model
-        if self._mode == "lockstep" and is_fsdp1(strategy) and self._model is trainer.lightning_module:
-            model = strategy.model  # FSDP1 gathers the root's parameters only when the root module is called
-        gathered = nullcontext()
-        if self._mode in ("gather", "lockstep"):  # FSDP2 only: the others have no FSDP2 module to unshard
-            gathered = full_parameters(trainer.lightning_module, outermost_only=self._mode == "lockstep")
-        try:
-            with forked_rng(strategy.root_device), gathered, trainer.precision_plugin.forward_context(), \
-                    _gradient_checkpointing_off(model):
-                yield model
-        finally:
-            if self.empty_cache and torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
     def _run_round(self, trainer: pl.Trainer, vote: LockstepVote | None) -> list[tuple[int, Sample]]:
         strategy = trainer.strategy
         shard = (strategy.global_rank, strategy.world_size) if self._mode in ("shard", "gather") else (0, 1)
-        with self._guards(trainer) as model:
+        with round_guards(trainer, self._model, mode=self._mode, empty_cache=self.empty_cache) as model:
             return sample_round(
                 model, self._encoded, self._tokenizer, self._config,
                 seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,

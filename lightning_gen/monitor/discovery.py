@@ -39,8 +39,9 @@ from lightning_gen.decoding.adapters import (
     require_compilable,
     resolve_adapter,
 )
+from lightning_gen.text.tokenization import LoadedTokenizer, load_tokenizer
 
-__all__ = ["Network", "Sampling", "find_network", "sampling_vocab", "settle"]
+__all__ = ["Network", "Sampling", "find_network", "find_tokenizer", "sampling_vocab", "settle"]
 
 _ADAPTER_NAMES = {"plain": PlainAdapter, "litgpt": LitGPTAdapter, "gpt-fast": GptFastAdapter,
                   "torchtune": TorchtuneAdapter, "transformers": HFAdapter}
@@ -245,3 +246,22 @@ def settle(
     line = describe(network, protocol=protocol, context=context, vocab=runner.vocab_size, model=model,
                     tokenizer=tokenizer_vocab)
     return Sampling(network, runner, context, runner.vocab_size, line)
+
+
+def find_tokenizer(tokenizer: Any, trainer: Any, pl_module: Any) -> LoadedTokenizer:
+    """The tokenizer a round decodes with: the monitor's ``tokenizer`` argument, else ``pl_module.tokenizer``, else
+    ``trainer.datamodule.tokenizer``.
+
+    Raises:
+        ValueError: None of them is set.
+    """
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    for owner, name in ((pl_module, "pl_module.tokenizer"), (trainer.datamodule, "trainer.datamodule.tokenizer")):
+        found = getattr(owner, "tokenizer", None) if owner is not None else None
+        if found is not None:
+            return load_tokenizer(found, argument=name)
+    raise ValueError(
+        "`tokenizer` is None and neither `pl_module.tokenizer` nor `trainer.datamodule.tokenizer` is set; "
+        "pass `tokenizer=` (an object with encode/decode, or a path)"
+    )

@@ -11,7 +11,7 @@ import torch
 from lightning_gen.text.samples import EncodedPrompts, Prompt
 from lightning_gen.text.tokenization import LoadedTokenizer
 
-__all__ = ["encode_prompts", "prompts_from_batches"]
+__all__ = ["encode_prompts", "prompt_budget", "prompts_from_batches", "validation_prompts"]
 
 
 def encode_prompts(
@@ -86,3 +86,51 @@ def prompts_from_batches(
             if len(ids) == count:
                 return EncodedPrompts(prompts, ids, [], references)
     raise ValueError(f"`prompts_from_data`={count} asks for more examples than the validation data holds ({len(ids)})")
+
+
+def prompt_budget(context: int | None, config: Any, *, needs_room: bool) -> int | None:
+    """The most prompt tokens that fit the model's ``context`` (None: no limit known).
+
+    A cache model needs room for the new tokens too (``needs_room``); a plain one crops instead. Without
+    ``max_new_tokens`` only ``max_length`` bounds the sequence, and a prompt leaves at least one new token.
+
+    Raises:
+        ValueError: The new tokens leave no room for a prompt.
+
+    Example::
+
+        >>> from transformers import GenerationConfig
+        >>> prompt_budget(64, GenerationConfig(max_new_tokens=16), needs_room=True)
+        48
+    """
+    if context is None:
+        return None
+    new_tokens = config.max_new_tokens
+    if new_tokens is None:
+        new_tokens = max(1, context - config.max_length + 1) if config.max_length else 1
+    budget = context - new_tokens if needs_room else context
+    if budget < 1:
+        raise ValueError(
+            f"`generation.max_new_tokens`={new_tokens} leaves no room for a prompt in the model's context length {context}"
+        )
+    return budget
+
+
+def validation_prompts(
+    trainer: Any, pl_module: Any, tokenizer: LoadedTokenizer, *, count: int, prompt_tokens: int,
+    reference_tokens: int, budget: int | None,
+) -> EncodedPrompts:
+    """`prompts_from_batches` of the validation dataloader (the datamodule's, else the LightningModule's), the
+    prompt cut to ``budget`` tokens.
+
+    Raises:
+        ValueError: There is no validation dataloader, or as `prompts_from_batches`.
+    """
+    source = trainer.datamodule if trainer.datamodule is not None else pl_module
+    try:
+        loader = source.val_dataloader()
+    except Exception as err:
+        raise ValueError(f"`prompts_from_data`={count} needs a validation dataloader: {err}") from err
+    prompt_tokens = min(prompt_tokens, budget) if budget is not None else prompt_tokens
+    return prompts_from_batches(loader, tokenizer, count=count, prompt_tokens=prompt_tokens,
+                                reference_tokens=reference_tokens)
