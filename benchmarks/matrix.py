@@ -146,6 +146,7 @@ def forwards(model: torch.nn.Module, tokens: torch.Tensor, prompt: int, mask: to
 
     logits = call(0, prompt)
     for t in range(prompt, length - 1):
+        logits = None  # as HF's loop, which keeps only a copy of the last position's logits
         logits = call(t, t + 1)
     return logits
 

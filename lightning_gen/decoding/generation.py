@@ -357,6 +357,9 @@ def _decode_loop(
                         unfinished = unfinished & ~criteria(tokens[:, :length], None)
                         done = not bool(unfinished.any())  # the one host sync per token: stop strings, max time ...
                 sequences = tokens[:, :length]
+                # Drop this step's logits before the next forward, as HF does: the allocator then reuses their memory
+                # for the next ones instead of mapping fresh pages at every step.
+                logits = scores = None
             if all_finished(done) if all_finished is not None else done:
                 break
             logits = runner.decode(sequences, None if mask is None else mask[:, :length])
