@@ -142,8 +142,8 @@ ROUTES = {  # (model fixture, batch, options): each sampler route once, and gree
 def test_steps_past_hfs_stop_are_taken_back(route, check, request, monkeypatch):
     fixture, batch, options = ROUTES[route]
     model = request.getfixturevalue(fixture)
-    if route.startswith("plain"):
-        monkeypatch.setattr(fastpath, "ENABLED", False)
+    # Each route on purpose, whatever LIGHTNING_GEN_FAST_PATH says.
+    monkeypatch.setattr(fastpath, "ENABLED", not route.startswith("plain"))
     vocab = model.config.vocab_size
     prompt = torch.randint(3, vocab, (batch, 5), generator=torch.Generator().manual_seed(4))
     eos = _eos_ending_every_row(model, prompt, 11, options)
@@ -167,7 +167,8 @@ def test_steps_past_hfs_stop_are_taken_back(route, check, request, monkeypatch):
         assert route_taken[route.split(",")[0].split(" ")[0]] > taken, "design: the loop ran past HF's stop"
 
 
-def test_the_check_every_step_on_the_cpu_never_runs_past_the_stop(tiny_gpt2):
+def test_the_check_every_step_on_the_cpu_never_runs_past_the_stop(tiny_gpt2, monkeypatch):
+    monkeypatch.setattr(fastpath, "ENABLED", True)
     prompt = torch.randint(3, 96, (3, 5), generator=torch.Generator().manual_seed(4))
     options = dict(do_sample=True, top_k=20)
     eos = _eos_ending_every_row(tiny_gpt2, prompt, 11, options)
