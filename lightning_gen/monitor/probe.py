@@ -24,10 +24,9 @@ import torch
 from torch import nn
 from transformers import GenerationConfig
 
-from lightning_gen.decoding.generation import eval_mode
-from lightning_gen.decoding.scoring import LastPositionOnlyError, sequence_logprobs
+from lightning_gen.decoding.scoring import LastPositionOnlyError
 from lightning_gen.monitor._failures import PeerFailed
-from lightning_gen.monitor.round import sample_round
+from lightning_gen.monitor.round import sample_round, score_sample
 from lightning_gen.text.samples import EncodedPrompts
 from lightning_gen.text.tokenization import LoadedTokenizer
 
@@ -190,10 +189,11 @@ def probe(
     vocab = _covered(seen[0], vocab_size) if seen else vocab_size
     if not score:
         return ProbeResult(vocab=vocab or 0, scores=False)
-    completion = pairs[0][1].completion_ids
+    # Scored as a round scores: through the adapter the round samples with, within the same context.
+    adapter = round_options.get("adapter")
+    context = context_length or (adapter.context_length if adapter is not None else None)
     try:
-        with torch.no_grad(), eval_mode(model):
-            sequence_logprobs(model, [encoded.ids[shortest]], [completion], context_length=context_length)
+        score_sample(model, one, 0, pairs[0][1].completion_ids, context, adapter)
     except LastPositionOnlyError:
         return ProbeResult(vocab=vocab or 0, scores=False,
                            why_not_scored="the model returns logits for the last position only (nanoGPT-style)")

@@ -19,7 +19,7 @@ from lightning_gen.decoding.scoring import reference_loss, token_logprobs
 from lightning_gen.text.samples import EncodedPrompts, Sample
 from lightning_gen.text.tokenization import LoadedTokenizer
 
-__all__ = ["sample_round"]
+__all__ = ["sample_round", "score_sample"]
 
 
 def _greedy(config: GenerationConfig) -> GenerationConfig:
@@ -89,7 +89,7 @@ def sample_round(
         for row, completion in enumerate(sampled):
             i = batch[row // plan.copies]
             context = context_length or plan.runner.context_length
-            metrics, per_token = _score(model, encoded, i, completion, context, plan.runner) if score else ({}, None)
+            metrics, per_token = score_sample(model, encoded, i, completion, context, plan.runner) if score else ({}, None)
             out.append((i * plan.copies + row % plan.copies, Sample(
                 prompt=tokenizer.decode(encoded.ids[i]),
                 completion=tokenizer.decode(completion),
@@ -105,11 +105,12 @@ def sample_round(
     return out
 
 
-def _score(
+def score_sample(
     model: nn.Module, encoded: EncodedPrompts, i: int, completion: list[int], context: int | None,
     runner: ModelAdapter | None = None,
 ) -> tuple[dict[str, float], list[float] | None]:
-    """Teacher-forced measurements of one sample (eval mode, no gradients, so training is untouched).
+    """Teacher-forced measurements of one sample (eval mode, no gradients, so training is untouched), through
+    ``runner``, the adapter the round sampled with (the probe asks the same question this way).
 
     Returns the metrics and the log-probability of each completion token (None for an empty completion); where
     the context crops the sequence only the last tokens are scored (see `token_logprobs`).

@@ -16,7 +16,7 @@ from tensorboard.plugins.text.text_plugin import text_array_to_html
 from tiny import VOCAB, CharTokenizer, TinyCacheLM, TinyLM, text_events, trainer
 from transformers import LogitsProcessor
 
-from lightning_gen import GenerationMonitor
+from lightning_gen import GenerationMonitor, PlainAdapter
 
 GEN = {"max_new_tokens": 6, "do_sample": True}
 
@@ -286,3 +286,27 @@ def test_compiled_decode_step_logs_the_samples_eager_decoding_logs(tmp_path):
         logged.append({tag: {step: shown(text) for step, text in steps.items()} for tag, steps in events.items()})
     assert logged[0]["samples/prompt_00"].keys() == {0, 2}
     assert logged[1] == logged[0]
+
+
+class LastOnlyLM(TinyLM):
+    """At inference, the last position's logits unless asked for all of them (a protocol only its own adapter knows)."""
+
+    def forward(self, ids, all_positions=False):
+        logits = super().forward(ids)
+        return logits if all_positions or self.training else logits[:, -1:]
+
+
+class AllPositionsAdapter(PlainAdapter):
+    def sequence_logits(self, input_ids):
+        return self.model(input_ids, all_positions=True)
+
+
+def test_the_probe_decides_scoring_with_the_adapter_the_rounds_use(tmp_path):
+    # The auto-detected plain adapter sees only the last position; the user's adapter can score. The probe must ask
+    # the same adapter the rounds score with, or it turns scoring off for a model the rounds could score.
+    monitor = GenerationMonitor(["ab"], generation=GEN, adapter=AllPositionsAdapter, sample_on_train_end=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer(tmp_path, [monitor], max_steps=1).fit(LastOnlyLM())
+    assert monitor._score is True
+    assert not [w for w in caught if "not scored" in str(w.message)]
