@@ -79,7 +79,7 @@ def sample_round(
                    compile=compile)
     rank, world = shard
     eos_ids = eos_id_set(generation_config.eos_token_id)
-    out = []
+    out, references = [], {}
     for number, batch in enumerate(plan.batches):
         if number % world != rank:
             continue
@@ -89,7 +89,8 @@ def sample_round(
         for row, completion in enumerate(sampled):
             i = batch[row // plan.copies]
             context = context_length or plan.runner.context_length
-            metrics, per_token = score_sample(model, encoded, i, completion, context, plan.runner) if score else ({}, None)
+            metrics, per_token = score_sample(model, encoded, i, completion, context, plan.runner,
+                                              references=references) if score else ({}, None)
             out.append((i * plan.copies + row % plan.copies, Sample(
                 prompt=tokenizer.decode(encoded.ids[i]),
                 completion=tokenizer.decode(completion),
@@ -107,10 +108,13 @@ def sample_round(
 
 def score_sample(
     model: nn.Module, encoded: EncodedPrompts, i: int, completion: list[int], context: int | None,
-    runner: ModelAdapter | None = None,
+    runner: ModelAdapter | None = None, *, references: dict[int, float] | None = None,
 ) -> tuple[dict[str, float], list[float] | None]:
     """Teacher-forced measurements of one sample (eval mode, no gradients, so training is untouched), through
     ``runner``, the adapter the round sampled with (the probe asks the same question this way).
+
+    ``references`` keeps each prompt's reference loss once computed: the copies of one prompt
+    (``num_return_sequences``) share it, which they would otherwise each recompute with the same forward.
 
     Returns the metrics and the log-probability of each completion token (None for an empty completion); where
     the context crops the sequence only the last tokens are scored (see `token_logprobs`).
@@ -124,5 +128,8 @@ def score_sample(
             metrics["mean_logprob"] = float(scores.mean()) if per_token else math.nan
         reference = encoded.references[i] if encoded.references else None
         if reference:
-            metrics["reference_loss"] = reference_loss(scorer, encoded.ids[i], reference, context_length=context)
+            known = references if references is not None else {}
+            if i not in known:
+                known[i] = reference_loss(scorer, encoded.ids[i], reference, context_length=context)
+            metrics["reference_loss"] = known[i]
     return metrics, per_token

@@ -31,3 +31,19 @@ def test_a_scored_round_gives_each_tokens_text_and_log_prob_and_says_which_ended
         assert len(s.token_logprobs) == len(s.completion_ids)
     unscored = [s for _, s in sample_round(model, encoded, tokenizer, config, seed=0)]
     assert all(s.tokens is None and s.token_logprobs is None for s in unscored)
+
+
+def test_copies_of_a_prompt_share_its_reference_loss_computed_by_one_forward():
+    torch.manual_seed(0)
+    model = TinyLM(dropout=0.0, block_size=48)
+    tokenizer = load_tokenizer(CharTokenizer())
+    encoded = encode_prompts([Prompt("hello", reference=" world, ok")], tokenizer, vocab_size=len(VOCAB),
+                             max_prompt_tokens=None)
+    config = GenerationConfig(max_new_tokens=6, do_sample=True, num_return_sequences=4)
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
+    samples = [s for _, s in sample_round(model, encoded, tokenizer, config, seed=0, score=True)]
+    losses = {s.metrics["reference_loss"] for s in samples}
+    assert len(samples) == 4 and len(losses) == 1
+    teacher_forced = len("hello world, ok") - 1  # the samples' own scoring forwards are 5 + 6 - 1 long
+    assert sum(shape == (1, teacher_forced) for shape in calls) == 1  # one forward for four copies
