@@ -200,7 +200,7 @@ class GenerationMonitor(pl.Callback):
         if stage != "fit":
             return
         network = find_network(pl_module, self.model_attr)  # `pl_module` itself, or its one language-model child
-        self._model = network.called
+        self._model, self._network_name = network.called, network.name
         # Settled at `on_fit_start`, once the strategy has sharded the model; a mode that cannot work fails now.
         self._mode = choose_mode(trainer.strategy, self.distributed, can_gather=True)
         self._tokenizer = find_tokenizer(self._tokenizer_arg, trainer, pl_module)
@@ -279,10 +279,14 @@ class GenerationMonitor(pl.Callback):
                                "not happen again, so training starts, without scoring the samples")
                 self._score = False
                 return
-            if isinstance(err, ProbeError) or is_transient(err):
+            if is_transient(err):
                 raise
+            hint = (f"GenerationMonitor was sampling `{self._network_name}`; if that is not the network that maps ids "
+                    "to logits, set `model_attr`")
+            if isinstance(err, ProbeError):
+                raise ProbeError(f"{err} ({hint})") from err
             raise ProbeError(f"GenerationMonitor's probe at the start of fit failed with {type(err).__name__}: "
-                             f"{err}") from err
+                             f"{err} ({hint})") from err
         decision = (all(r.scores for r in results), next((r.why_not_scored for r in results if r.why_not_scored), None))
         if strategy.world_size > 1:
             decision = strategy.broadcast(decision if trainer.is_global_zero else None)

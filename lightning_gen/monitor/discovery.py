@@ -9,7 +9,10 @@ child, not the LightningModule, holds the context length, the vocabulary and the
 2. else its one language-model child: the shallowest submodule (layers in a ``ModuleList``, ``ModuleDict`` or
    ``Sequential`` are never candidates) that is a transformers model, has a cache protocol, or advertises a
    context or a vocabulary. Two such children are an error naming both and ``model_attr``;
-3. else the LightningModule.
+3. else, for a LightningModule that defines no ``forward`` of its own (its ``training_step`` calls the network),
+   the one child that holds all of its parameters (the others hold none: a loss, a metric): that child's output
+   is the logits, whatever it advertises;
+4. else the LightningModule.
 
 The child found is what is called, unless the LightningModule has parameters outside it (an output head of its
 own): then its ``forward`` is the model, called the plain way, and the child only tells the context and the
@@ -73,6 +76,27 @@ def _candidates(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
     return found
 
 
+def _defines_forward(module: nn.Module) -> bool:
+    """Whether ``module``'s class (not `nn.Module` or Lightning's base) has a ``forward`` of its own."""
+    owner = next(c for c in type(module).__mro__ if "forward" in vars(c))
+    return owner is not nn.Module and not owner.__module__.startswith(("lightning.", "pytorch_lightning."))
+
+
+def _sole_owner(root: nn.Module) -> tuple[nn.Module, str] | None:
+    """For a LightningModule without a ``forward`` of its own: the child that holds every parameter (the others
+    hold none), through wrappers without a ``forward`` (``self.model.module``), with its path; else None."""
+    module, path = root, "pl_module"
+    while not _defines_forward(module) and next(module.parameters(recurse=False), None) is None:
+        holders = [(n, c) for n, c in module.named_children() if next(c.parameters(), None) is not None]
+        if len(holders) != 1 or isinstance(holders[0][1], _CONTAINERS):
+            return None
+        name, child = holders[0]
+        module, path = _unwrap(child), f"{path}.{name}"
+        if _defines_forward(module):
+            return module, path
+    return None
+
+
 def _resolve_attr(root: nn.Module, dotted: str) -> Any:
     obj: Any = root
     for part in dotted.split("."):
@@ -131,7 +155,11 @@ def find_network(pl_module: nn.Module, model_attr: str | None = None) -> Network
         return Network(root, root, "pl_module", "pl_module")
     found = _candidates(root, "pl_module")
     if not found:
-        return Network(root, root, "pl_module", "pl_module")
+        owner = _sole_owner(root)
+        if owner is None:
+            return Network(root, root, "pl_module", "pl_module")
+        child, path = owner
+        return Network(child, child, path, path)
     if len(found) > 1:
         names = ", ".join(f"`{path}` ({type(m).__name__})" for path, m in found)
         raise ValueError(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from protocol_models import RecurrentArgs, RecurrentLM, StateAdapter, init_weights, recurrent_generate
-from tiny import CharTokenizer, trainer
+from tiny import CharTokenizer, text_events, trainer
 from torch import nn
 
 from lightning_gen import GenerationMonitor
@@ -167,3 +168,73 @@ def test_adapter_and_vocab_size_come_from_yaml():
     config = parser.parse_string("monitor:\n  prompts: [ab]\n  adapter: protocol_models.StateAdapter\n  vocab_size: 30\n")
     monitor = parser.instantiate_classes(config).monitor
     assert monitor.adapter == "protocol_models.StateAdapter" and monitor.vocab_size == 30
+
+
+# ------------------------------------------------------------------------------------------------ no forward of its own
+class Bare(nn.Module):
+    """A language model that advertises nothing: no context, no vocabulary, no config."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.head = nn.Embedding(37, 8), nn.Linear(8, 37)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(ids))  # (B, T, V)
+
+
+class StepOnly(pl.LightningModule):
+    """The network is called in ``training_step`` only: the LightningModule defines no ``forward``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net, self.loss = Bare(), nn.CrossEntropyLoss()
+        self.tokenizer = CharTokenizer()
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        return self.loss(self.net(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        data = torch.randint(0, 37, (8, 9), generator=torch.Generator().manual_seed(0))
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=4)
+
+
+class LossForward(StepOnly):
+    """A ``forward`` that is a training wrapper: it takes a batch and returns the loss."""
+
+    def forward(self, batch):
+        return self.training_step(batch, 0)
+
+
+def test_a_lightning_module_without_forward_is_sampled_through_the_child_holding_its_weights():
+    module = StepOnly()
+    assert find_network(module).called is module.net and find_network(module).name == "pl_module.net"
+    wrapped = Holder(model=Wrapper(Bare()))  # through a wrapper without forward
+    assert find_network(wrapped).called is wrapped.model.module
+    assert isinstance(find_network(Holder(a=Bare(), b=Bare())).called, Holder)  # spread weights: the LightningModule
+    assert find_network(LossForward()).called.__class__ is LossForward  # a forward of its own is the user's choice
+
+
+def test_a_run_of_a_lightning_module_without_forward_samples_every_round(tmp_path):
+    module = StepOnly()
+    monitor = GenerationMonitor(["hello"], every_n_train_steps=2, generation={"max_new_tokens": 6})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no round is lost, no warning
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|log_every_n_steps).*")
+        trainer(tmp_path, [monitor], max_steps=4).fit(module)
+    steps = sorted(text_events(str(tmp_path / "tb" / "version_0"))["samples/prompt_00"])
+    assert steps == [0, 2, 4]
+
+
+def test_a_forward_that_is_a_training_wrapper_fails_before_step_one_naming_the_network_and_model_attr(tmp_path):
+    module = LossForward()
+    monitor = GenerationMonitor(["hello"], every_n_train_steps=2, generation={"max_new_tokens": 6})
+    with pytest.raises(ValueError, match=r"IndexError.*sampling `pl_module`.*set `model_attr`"):
+        trainer(tmp_path, [monitor], max_steps=4).fit(module)
+    assert module.trainer.global_step == 0
+    monitor = GenerationMonitor(["hello"], every_n_train_steps=2, generation={"max_new_tokens": 6}, model_attr="net")
+    trainer(tmp_path / "fixed", [monitor], max_steps=2).fit(LossForward())
