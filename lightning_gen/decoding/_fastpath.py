@@ -58,8 +58,8 @@ from typing import Any
 import torch
 from transformers.generation import logits_process as lp
 
+from lightning_gen.decoding import _chain as chain_
 from lightning_gen.decoding import _draws as draws
-from lightning_gen.decoding import _nucleus as nucleus
 
 __all__ = ["ENABLED", "FastPathStats", "Sampler", "plain_sample", "stats"]
 
@@ -158,21 +158,6 @@ def _plan(processors: Any) -> _Plan | None:
     return _Plan(chain, chain, None, None, ())
 
 
-def _run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """Known processors one after the other: what `LogitsProcessorList` does for two-argument processors."""
-    for proc in chain:
-        scores = proc(input_ids, scores)
-    return scores
-
-
-def _run_sort_free(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """`_run`, with top-p, min-p and typical-p by `lightning_gen.decoding._nucleus` where it gives HF's bytes."""
-    for proc in chain:
-        scores, fell_back = nucleus.warp(proc, input_ids, scores)
-        stats.nucleus_fallback += fell_back
-    return scores
-
-
 def plain_sample(processors: Any, input_ids: torch.Tensor, scores: torch.Tensor,
                  generator: torch.Generator | None) -> torch.Tensor:
     """HF's sampling step verbatim: the processor chain, softmax, one multinomial draw per row. `(B,)`"""
@@ -195,6 +180,8 @@ class Sampler:
             default) chooses it off the CPU, where a host sync stalls the device queue.
         rewindable: How many of the last steps `rewind` may take back (a loop that learns late that it had
             stopped); sampling then keeps the generator state from before each of them.
+        owns_scores: The caller passes, wherever `needs_copy` is true, a copy of the logits that nothing else
+            reads: the repetition penalty and the n-gram ban then write into it (`lightning_gen.decoding._chain`).
 
     Example::
 
@@ -210,13 +197,15 @@ class Sampler:
     """
 
     def __init__(self, processors: Any, *, steps: int = 1, sync_free: bool | None = None,
-                 rewindable: int = 0) -> None:
+                 rewindable: int = 0, owns_scores: bool = False) -> None:
         self.processors = processors
         self.plan = _plan(processors) if ENABLED else None
         chain = self.plan.chain if self.plan is not None else None
         #: Whether the chain may write into the scores it is given, so that they must be a copy of the model's logits
         #: (HF always copies). A chain that starts by making a new tensor, or makes none, cannot.
         self.needs_copy = chain is None or (len(chain) > 0 and type(chain[0]) not in _NEW_TENSOR_FIRST)
+        # Whether the chain may write into the scores of a step: the caller's copy, made when `needs_copy` says so.
+        self._owned = owns_scores and self.needs_copy
         self.steps = steps
         self._route: Any = None  # the bound method chosen at the first step
         self._kth_rank = 0  # the direct route's top-k threshold: the (V - k + 1)-th smallest score
@@ -231,7 +220,9 @@ class Sampler:
         """``processors(input_ids, scores)``, without `LogitsProcessorList`'s per-call signature inspection when
         every processor is a transformers class known to take ``(input_ids, scores)``. `(B, V)`"""
         plan = self.plan
-        return self.processors(input_ids, scores) if plan is None else _run(plan.chain, input_ids, scores)
+        if plan is None:
+            return self.processors(input_ids, scores)
+        return chain_.run(plan.chain, input_ids, scores, owned=self._owned)
 
     def sample(self, input_ids: torch.Tensor, scores: torch.Tensor, *,
                generator: torch.Generator | None) -> torch.Tensor:
@@ -254,9 +245,10 @@ class Sampler:
         """HF's greedy choice, the argmax of the processed scores, refusing NaN scores (whose index argmax would
         return: a token the model never chose). `(B,)`"""
         scores = self.process(input_ids, scores)
-        tokens = torch.argmax(scores, dim=-1)
-        # argmax returns the index of a row's first NaN, if it has one: checking the chosen scores checks them all.
-        invalid = scores.gather(1, tokens.unsqueeze(1)).isnan().any() if scores.dim() == 2 else scores.isnan().any()
+        if scores.dim() == 2:
+            tokens, invalid = chain_.argmax(scores) if self.plan is not None else _argmax(scores)
+        else:
+            tokens, invalid = torch.argmax(scores, dim=-1), scores.isnan().any()
         if self._sync_free(scores):
             self._invalid.append(invalid)
         elif bool(invalid):
@@ -324,17 +316,18 @@ class Sampler:
     def _fast(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         stats.fast += 1
         plan = self.plan
-        scores = _run_sort_free(plan.prefix, input_ids, scores)
+        scores = chain_.run(plan.prefix, input_ids, scores, owned=self._owned, sort_free=True, stats=stats)
         candidates = None
         if plan.top_k is not None:
             scores, candidates = _top_k_top_p(plan, input_ids, scores)
-        probs = torch.softmax(_run_sort_free(plan.suffix, input_ids, scores), dim=-1)  # (B, V), HF's probabilities
+        scores = chain_.run(plan.suffix, input_ids, scores, owned=True, sort_free=True, stats=stats)
+        probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
         return draws.candidate_draw(probs, candidates, generator, stats)
 
     def _direct_probs(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         stats.direct += 1
         plan = self.plan
-        scores = _run(plan.prefix, input_ids, scores)
+        scores = chain_.run(plan.prefix, input_ids, scores, owned=self._owned)
         if plan.top_k is not None:
             # HF's top-k arithmetic in fewer steps: every score below the k-th largest (NaN counting as the largest,
             # as in topk) to -inf.
@@ -342,7 +335,7 @@ class Sampler:
             scores = torch.where(scores < kth, _NEG_INF, scores)
             if plan.top_p is not None:
                 scores = plan.top_p(input_ids, scores)
-        return torch.softmax(_run(plan.suffix, input_ids, scores), dim=-1)
+        return torch.softmax(chain_.run(plan.suffix, input_ids, scores, owned=True), dim=-1)
 
     def _direct_cpu(self, input_ids: torch.Tensor, scores: torch.Tensor,
                     generator: torch.Generator | None) -> torch.Tensor:
@@ -363,6 +356,12 @@ def _default_generator(device: torch.device) -> torch.Generator:
     if device.type == "cuda":
         return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
     return torch.default_generator
+
+
+def _argmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.argmax(scores, dim=-1)
+    # argmax returns the index of a row's first NaN, if it has one: checking the chosen scores checks them all.
+    return tokens, scores.gather(1, tokens.unsqueeze(1)).isnan().any()
 
 
 def _nan_logits_error() -> FloatingPointError:

@@ -323,7 +323,7 @@ def _decode_loop(
         # Winding the generator back needs one that is known (not the default one, which the model may use).
         if not do_sample or generator is not None:
             every = EOS_CHECK_EVERY.get(ids.device.type, _EOS_CHECK_EVERY_ELSEWHERE)
-    sampler = fastpath.Sampler(processors, steps=max_length - length, rewindable=every - 1)
+    sampler = fastpath.Sampler(processors, steps=max_length - length, rewindable=every - 1, owns_scores=True)
     done = False
     sequences = ids
     try:
