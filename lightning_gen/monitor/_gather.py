@@ -1,19 +1,30 @@
-"""The full parameters of an FSDP2 (`fully_shard`) model for one round, gathered once instead of at every forward.
+"""The full parameters of a sharded model for one round, gathered once instead of at every forward.
 
-Inside `full_parameters` every FSDP2 module is unsharded (one all-gather per parameter group, in the same
-order on every process) and told not to reshard after its forward, so a decode step makes no collective at
-all; on exit each module is resharded and its own reshard-after-forward setting put back.
+Every function takes the strategy's ``model`` (the root the strategy wraps: the LightningModule for FSDP2, the
+`FullyShardedDataParallel` root for FSDP1) and finds the kind of sharding in it:
+
+* **FSDP2** (`fully_shard` under `ModelParallelStrategy`): every FSDP2 module is unsharded (one all-gather per
+  parameter group, in the same order on every process) and told not to reshard after its forward, so a decode
+  step makes no collective at all; on exit each module is resharded and its own reshard-after-forward setting
+  put back.
+* **FSDP1** (`FullyShardedDataParallel` under `FSDPStrategy`): `FullyShardedDataParallel.summon_full_params`
+  with ``recurse=True`` (one all-gather per FSDP unit), ``writeback=False`` (sampling changes no weight),
+  ``rank0_only=False`` and ``offload_to_cpu=False`` (every process decodes its own share, on its own device).
+  Inside it the original modules hold the full parameters, whether the units were built with
+  ``use_orig_params=True`` or not. FSDP1 forbids running a unit's forward inside that context (its forward would
+  reshard the unit, and the next one gather it again), so for the block each nested unit's ``forward`` is the
+  module it wraps: the round calls the original modules only.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import ModelParallelStrategy
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from torch import nn
 
 __all__ = ["can_gather", "extra_bytes", "fits_gathered", "full_parameters"]
@@ -37,10 +48,23 @@ def _restorable(module: nn.Module) -> bool:
         module, "set_reshard_after_forward")
 
 
+def _fsdp1_units(root: nn.Module) -> list[nn.Module]:
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # pragma: no cover - torch without FSDP1
+        return []
+    return FullyShardedDataParallel.fsdp_modules(root)
+
+
 def can_gather(strategy: Any, root: nn.Module) -> bool:
-    """Whether this process's parameters are FSDP2 shards that `full_parameters` can gather: `fully_shard`
-    under `ModelParallelStrategy` with a tensor-parallel size of 1 (tensor-parallel shards stay sharded), on a
-    torch release whose FSDP2 settings it can put back."""
+    """Whether this process's parameters are shards that `full_parameters` can gather.
+
+    FSDP1: `FullyShardedDataParallel` units under `FSDPStrategy`. FSDP2: `fully_shard` under
+    `ModelParallelStrategy` with a tensor-parallel size of 1 (tensor-parallel shards stay sharded), on a torch
+    release whose FSDP2 settings it can put back.
+    """
+    if isinstance(strategy, FSDPStrategy):
+        return bool(_fsdp1_units(root))
     modules = _fsdp2_modules(root)
     if not isinstance(strategy, ModelParallelStrategy) or not modules or not all(map(_restorable, modules)):
         return False
@@ -49,8 +73,14 @@ def can_gather(strategy: Any, root: nn.Module) -> bool:
 
 
 def extra_bytes(root: nn.Module) -> int:
-    """Bytes the gathered parameters take beyond this process's own shards (a DTensor's numel is its global one)."""
+    """Bytes the gathered parameters take beyond this process's own shards: for FSDP2 a DTensor's global size less
+    its local one; for FSDP1 each unit's whole unsharded flat parameter (the buffer its all-gather fills, beside
+    the shard, which stays)."""
     extra = 0
+    for unit in _fsdp1_units(root):
+        flat = unit._flat_param  # None for a unit without parameters of its own
+        if flat is not None and flat._unpadded_unsharded_size.numel() > flat.numel():  # sharded (not NO_SHARD)
+            extra += flat._unpadded_unsharded_size.numel() * flat.element_size()
     for param in root.parameters():
         local = param.to_local() if hasattr(param, "to_local") else param
         extra += (param.numel() - local.numel()) * param.element_size()
@@ -81,14 +111,23 @@ def _outermost(modules: list[nn.Module]) -> list[nn.Module]:
 
 
 @contextmanager
-def full_parameters(root: nn.Module, *, outermost_only: bool = False) -> Iterator[None]:
-    """Unshard every FSDP2 module under ``root`` for the duration of the block (a collective: every process
-    must enter), keeping them unsharded across forwards; reshard and restore their settings on exit.
+def _fsdp1_full_parameters(root: nn.Module) -> Iterator[None]:
+    from torch.distributed.fsdp import FullyShardedDataParallel
 
-    With ``outermost_only`` (lockstep decoding) only the outermost FSDP2 modules are unsharded, those FSDP2
-    keeps unsharded between forwards anyway; the inner ones still gather at each forward. Their parameters
-    then stay the same tensors for the whole round, whatever restores a module's state after a call.
-    """
+    nested = [unit for unit in _fsdp1_units(root) if unit is not root]
+    with FullyShardedDataParallel.summon_full_params(root, recurse=True, writeback=False, rank0_only=False,
+                                                     offload_to_cpu=False):
+        for unit in nested:
+            unit.forward = unit.module.__call__  # an instance attribute: the class's forward is back on `del`
+        try:
+            yield
+        finally:
+            for unit in nested:
+                del unit.forward
+
+
+@contextmanager
+def _fsdp2_full_parameters(root: nn.Module, *, outermost_only: bool) -> Iterator[None]:
     modules = [m for m in _fsdp2_modules(root) if _restorable(m)]
     if outermost_only:
         modules = _outermost(modules)
@@ -111,3 +150,21 @@ def full_parameters(root: nn.Module, *, outermost_only: bool = False) -> Iterato
                 state._auto_reshard_after_forward = auto
             for group, mesh_info in groups:
                 group.post_forward_mesh_info = mesh_info
+
+
+@contextmanager
+def full_parameters(root: nn.Module, *, outermost_only: bool = False) -> Iterator[None]:
+    """Gather the full parameters of every FSDP1 unit or FSDP2 module under ``root`` for the duration of the
+    block (a collective: every process must enter), keeping them gathered across forwards; put back the shards
+    and every setting on exit. A model with neither kind of sharding is left alone.
+
+    With ``outermost_only`` (lockstep decoding) FSDP1 units are left alone (lockstep calls the FSDP1 root, whose
+    forward gathers), and only the outermost FSDP2 modules are unsharded, those FSDP2 keeps unsharded between
+    forwards anyway; the inner ones still gather at each forward. Their parameters then stay the same tensors for
+    the whole round, whatever restores a module's state after a call.
+    """
+    with ExitStack() as stack:
+        if _fsdp1_units(root) and not outermost_only:
+            stack.enter_context(_fsdp1_full_parameters(root))
+        stack.enter_context(_fsdp2_full_parameters(root, outermost_only=outermost_only))
+        yield

@@ -42,8 +42,8 @@ def round_guards(trainer: pl.Trainer, model: nn.Module, *, mode: str, empty_cach
     if mode == "lockstep" and is_fsdp1(strategy) and model is trainer.lightning_module:
         model = strategy.model  # FSDP1 gathers the root's parameters only when the root module is called
     gathered: Any = nullcontext()
-    if mode in ("gather", "lockstep"):  # FSDP2 only: the others have no FSDP2 module to unshard
-        gathered = full_parameters(trainer.lightning_module, outermost_only=mode == "lockstep")
+    if mode in ("gather", "lockstep"):  # sharded strategies only: the others have nothing to gather
+        gathered = full_parameters(strategy.model, outermost_only=mode == "lockstep")
     try:
         with forked_rng(strategy.root_device), gathered, trainer.precision_plugin.forward_context(), \
                 gradient_checkpointing_off(model):

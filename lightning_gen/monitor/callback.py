@@ -253,7 +253,7 @@ class GenerationMonitor(pl.Callback):
         gather = False
         if strategy.world_size > 1 and self.distributed in ("auto", "gather"):
             # Every process judges its own memory; the round gathers only if all can (a collective decision).
-            mine = can_gather(strategy, pl_module) and fits_gathered(pl_module, strategy.root_device)
+            mine = can_gather(strategy, strategy.model) and fits_gathered(strategy.model, strategy.root_device)
             gather = bool(strategy.reduce_boolean_decision(mine, all=True))
         self._mode = choose_mode(strategy, self.distributed, can_gather=gather)
         self._run_probe(trainer)

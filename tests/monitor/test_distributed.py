@@ -1,4 +1,4 @@
-"""Several processes: DDP shards, lockstep and gathered FSDP2 rounds, and failures that reach every rank.
+"""Several processes: DDP shards, lockstep and gathered FSDP1 and FSDP2 rounds, and failures that reach every rank.
 
 All multi-process scenarios run in one launch of 2 CPU processes (`scripts/monitor_runs.py`, gloo), with a hard
 timeout for the whole launch and a watchdog per scenario: a deadlock fails its test by name instead of hanging.
@@ -119,25 +119,65 @@ def test_lockstep_failure_on_one_rank_reaches_the_other_through_the_vote(runs):
     assert sorted(logged(runs, "lockstep_oom")["samples/prompt_00"]) == [0, 4]
 
 
-def test_fsdp2_default_mode_gathers_once_per_round_like_a_single_process(runs, tmp_path):
-    """The real sharded run: ModelParallelStrategy + `fully_shard` on 2 CPU processes, the monitor's defaults."""
-    zero, one = ranks(runs, "fsdp2_auto")
+@pytest.fixture(scope="module")
+def single_prompt_biased(tmp_path_factory) -> dict[str, dict[int, str]]:
+    """One process's samples of the prompt-biased model: what every gathered sharded run must log at step 0."""
+    return single_process(tmp_path_factory.mktemp("single"), lambda: monitor_runs.ScenarioLM(bias="prompt"))
+
+
+def assert_gathered(zero: dict, one: dict, *, units: int, exchange: dict[str, int]) -> None:
+    """Both ranks gathered, finished training, took shares of different lengths, and called a constant set of
+    collectives per round: ``units`` all-gathers of the sharded modules and the samples' ``exchange``."""
     assert zero["mode"] == one["mode"] == "gather"
     assert zero["global_step"] == one["global_step"] == 4  # training finished on both ranks
     # Rows end at different times (prompt-dependent EOS), so the shares took different forwards ...
     assert zero["rounds"]["0"]["forwards"] != one["rounds"]["0"]["forwards"]
-    # ... and yet a round is one all-gather per FSDP2 module and the exchange of the samples, nothing per token.
+    # ... and yet a round is one all-gather per sharded module and the exchange of the samples, nothing per token.
     for rank in (zero, one):
         for counts in (r["collectives"] for r in rank["rounds"].values()):
-            fsdp = {name: n for name, n in counts.items() if name.startswith("all_gather_")}  # by torch release
-            assert sum(fsdp.values()) == 2 and counts["all_gather"] == 2 and counts["broadcast_object_list"] == 1
-            assert len(counts) == len(fsdp) + 2
+            gathers = {name: n for name, n in counts.items() if name.startswith("all_gather")}  # by torch release
+            assert sum(gathers.values()) == units + exchange.get("all_gather", 0)
+            assert {name: n for name, n in counts.items() if name not in gathers} == {
+                name: n for name, n in exchange.items() if name != "all_gather"}
+
+
+def test_fsdp2_default_mode_gathers_once_per_round_like_a_single_process(runs, single_prompt_biased):
+    """The real sharded run: ModelParallelStrategy + `fully_shard` on 2 CPU processes, the monitor's defaults."""
+    zero, one = ranks(runs, "fsdp2_auto")
+    # 2 FSDP2 modules (all_gather_into_tensor or the like); the exchange: 2 all_gathers and a broadcast.
+    assert_gathered(zero, one, units=2, exchange={"all_gather": 2, "broadcast_object_list": 1})
+    assert all(r["collectives"]["all_gather"] == 2 for rank in (zero, one) for r in rank["rounds"].values())
     assert len(zero["warnings"]) == 1 and "step 4" in zero["warnings"][0] and "on rank 1" in zero["warnings"][0]
     events = logged(runs, "fsdp2_auto")
     assert len(events) == 7 and all(sorted(by_step) == [0, 2] for by_step in events.values())
     # Same weights at step 0 and batches seeded by number: the samples of one process with `batch_size` set.
-    single = single_process(tmp_path, lambda: monitor_runs.ScenarioLM(bias="prompt"))
-    assert {tag: by_step[0] for tag, by_step in events.items()} == {tag: s[0] for tag, s in single.items()}
+    assert {tag: by_step[0] for tag, by_step in events.items()} == {tag: s[0] for tag, s in single_prompt_biased.items()}
+
+
+@pytest.mark.parametrize("scenario", ["fsdp1_auto", "fsdp1_flat_gather"])
+def test_fsdp1_gathers_once_per_round_like_a_single_process(runs, single_prompt_biased, scenario):
+    """Lightning's FSDPStrategy (FSDP1, the MLP a unit inside the root's) on 2 CPU processes, with the original
+    parameters and with flat ones: `summon_full_params` once per round, then each rank decodes its share alone."""
+    zero, one = ranks(runs, scenario)
+    # gloo's FSDP1 all-gathers are all_gather calls: 2 units, then the exchange's 2 and its broadcast.
+    assert_gathered(zero, one, units=2, exchange={"all_gather": 2, "broadcast_object_list": 1})
+    events = logged(runs, scenario)
+    assert {tag: by_step[0] for tag, by_step in events.items()} == {tag: s[0] for tag, s in single_prompt_biased.items()}
+    if scenario == "fsdp1_auto":  # the default mode picked gather; a round failing on rank 1 is skipped on both
+        assert len(zero["warnings"]) == 1 and "step 4" in zero["warnings"][0] and "on rank 1" in zero["warnings"][0]
+        assert len(events) == 7 and all(sorted(by_step) == [0, 2] for by_step in events.values())
+    else:
+        assert not zero["warnings"] and all(sorted(by_step) == STEPS for by_step in events.values())
+
+
+def test_fsdp1_lockstep_calls_the_root_and_gathers_at_every_forward(runs):
+    zero, one = ranks(runs, "fsdp1_lockstep")
+    assert zero["mode"] == "lockstep" and zero["global_step"] == one["global_step"] == 4
+    assert zero["rounds"] == one["rounds"] and not zero["warnings"]
+    counts, forwards = zero["rounds"]["0"]["collectives"], zero["rounds"]["0"]["forwards"]
+    assert counts["all_gather"] >= forwards  # the inner unit at every forward (the root stays gathered)
+    assert counts["all_reduce"] >= forwards - 6  # the vote, per token
+    assert sorted(logged(runs, "fsdp1_lockstep")["samples/prompt_00"]) == STEPS
 
 
 def test_fsdp2_lockstep_steps_together_and_costs_collectives_per_token(runs):
@@ -186,12 +226,13 @@ def test_mode_follows_the_strategy_subclasses_included(cls, world, properties, r
     assert is_sharded(strategy) == (expected in ("lockstep", "gather") or cls is FSDPStrategy)
 
 
-@pytest.mark.parametrize("cls", [FSDPStrategy, ModelParallelStrategy])
+@pytest.mark.parametrize("cls", [FSDPStrategy, ModelParallelStrategy, DeepSpeedStrategy])
 def test_rank_zero_and_impossible_gather_are_rejected_on_sharded_strategies(cls):
-    strategy = _strategy(cls, 2)
+    strategy = _strategy(cls, 2, **({"zero_stage_3": True} if cls is DeepSpeedStrategy else {}))
     with pytest.raises(ValueError, match="`distributed`='rank_zero' cannot work with User"):
         choose_mode(strategy, "rank_zero")
-    with pytest.raises(ValueError, match="`distributed`='gather' needs FSDP2"):
+    with pytest.raises(ValueError, match="`distributed`='gather' needs parameters it can gather: FSDP1 units under "
+                       f"FSDPStrategy, or FSDP2 .* under ModelParallelStrategy .*; User{cls.__name__} with this model"):
         choose_mode(strategy, "gather", can_gather=False)
 
 

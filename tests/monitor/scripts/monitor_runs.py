@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/
 from tiny import VOCAB, CharTokenizer, TinyLM, trainer  # noqa: E402
@@ -48,7 +48,8 @@ class ScenarioLM(TinyLM):
     end after 2 tokens, the other ranks' never end (lockstep). fail: raise ``ShapeError`` or an out-of-memory
     error at the end of the ``fail_call``-th sampling forward of the round at ``fail_step``, on ``fail_rank``
     only (after the forward's own collectives, as an OOM in the logits' processing would). last_only: return the
-    last position's logits only (nanoGPT at inference). shard: FSDP2 `fully_shard` in `configure_model`.
+    last position's logits only (nanoGPT at inference). shard: FSDP2 `fully_shard` in `configure_model` (the
+    FSDP1 scenarios wrap it with the strategy's `auto_wrap_policy` instead).
     """
 
     def __init__(self, *, bias=None, fail=None, fail_rank=1, fail_step=2, fail_call=3, last_only=False, shard=False):
@@ -113,6 +114,29 @@ def fsdp2():
     return ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1, timeout=TIMEOUT)
 
 
+class CPUFSDPStrategy(FSDPStrategy):
+    """Lightning's FSDPStrategy (FSDP1) on CPU processes, for these tests only: FSDP1 itself runs on the CPU with
+    gloo when it is given the CPU as its device, but Lightning hands it the device's index (None for the CPU), and
+    FSDP1 then looks for an accelerator and fails. The units are built here as Lightning builds them, with the
+    CPU named; Lightning's `_setup_model` then finds the model wrapped and leaves it so. (Lightning's own check
+    that refuses FSDP on the CPU applies to `FSDPStrategy` itself, not to a subclass.)"""
+
+    def _setup_model(self, model):
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        policy = self.kwargs.pop("auto_wrap_policy")
+        model = FullyShardedDataParallel(model, device_id=torch.device("cpu"), auto_wrap_policy=policy,
+                                         sharding_strategy=self.sharding_strategy, cpu_offload=self.cpu_offload,
+                                         mixed_precision=self.mixed_precision_config, **self.kwargs)
+        return super()._setup_model(model)
+
+
+def fsdp1(use_orig_params=True):
+    # The MLP its own unit inside the root's: a gathered round must hold both, a lockstep one gathers the MLP at
+    # every forward.
+    return CPUFSDPStrategy(auto_wrap_policy={torch.nn.Sequential}, use_orig_params=use_orig_params, timeout=TIMEOUT)
+
+
 def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
     """Train 4 steps with a monitor sampling every 2, and return what this rank saw (also used by the tests in a
     single process, as the reference)."""
@@ -158,6 +182,11 @@ SCENARIOS = {
     # FSDP2 in lockstep: ranks' rows end at different times; one round fails on rank 1.
     "fsdp2_lockstep": lambda d: fit(d, fsdp2(), ScenarioLM(bias="rank", fail="oom", fail_step=4, shard=True),
                                     distributed="lockstep"),
+    # FSDP1 (FSDPStrategy) on 2 CPU processes, the monitor in its default mode; one round fails on rank 1.
+    "fsdp1_auto": lambda d: fit(d, fsdp1(), ScenarioLM(bias="prompt", fail="oom", fail_step=4)),
+    # FSDP1 with flat parameters (use_orig_params=False), gathered; and in lockstep.
+    "fsdp1_flat_gather": lambda d: fit(d, fsdp1(use_orig_params=False), ScenarioLM(bias="prompt"), distributed="gather"),
+    "fsdp1_lockstep": lambda d: fit(d, fsdp1(), ScenarioLM(bias="rank"), distributed="lockstep"),
     # rank_zero on a sharded strategy: rejected at setup on every rank (last: it ends a fit with an error).
     "fsdp2_rank_zero": lambda d: fit(d, fsdp2(), ScenarioLM(shard=True), distributed="rank_zero"),
 }
