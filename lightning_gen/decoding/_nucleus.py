@@ -9,11 +9,16 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
   and ``0.0`` trade places at most, and both give the same ``exp(x - max)``), so the same kernels return the same
   cumulative probabilities. HF removes a prefix of the sorted order; its last removed value and first kept value
   give the cut. When they are equal (a tie across the cut, which torch.sort's order decides) we return None.
-* **typical-p**: the order is by ``|-log p - entropy|`` and the cumulative mass is summed over the *logits* in that
-  order. One values-only sort of 64-bit words (each key's bits and its index) gives that order up to equal keys,
-  which float32 keys have in almost every row of a large vocabulary, often with different logits: torch.sort would
-  permute those, and the float32 sum over the same multiset may move by ``V - 1`` roundings. The cut stands where
-  its group of equal keys is clear of the mass by that much; other rows are sorted by torch.sort, as in HF.
+* **typical-p**: HF orders the tokens by their key ``|(-n) - entropy|`` (``n`` the log-softmax) and sums the
+  probabilities in that order until ``mass``; it removes every key above the one where the sum gets there. The
+  keys need no sort of their own: along ``n`` in ascending order (a values-only sort) they fall, then rise (the
+  key of ``n`` is a rounded ``|n + entropy|``, monotone on each side), so the tokens with keys <= t are a span of
+  that order, found by two binary searches, and their mass is a difference of two prefix sums. A search over t
+  finds the cut. HF sums in its own order, which differs from ours among equal keys and may move a float32
+  sum by ``V - 1`` roundings: the cut stands where its group of equal keys clears ``mass`` by that bound on
+  both sides, and rows where it does not are HF's own (each row is sorted on its own, as in HF's batch). With
+  ``min_tokens_to_keep > 1`` the first tokens of torch.sort's order matter: one values-only sort of 64-bit
+  words (each key's bits and its index) gives the order up to equal keys, under the same bound.
 * **min-p**: HF's own arithmetic, less the ``topk`` that keeps the most probable token, which ``probs < min_p * max``
   never removes (``min_p <= 1``); with ``min_tokens_to_keep > 1`` HF's warper runs.
 
@@ -79,6 +84,63 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
     """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring)."""
     if not _covers(scores):
         return None
+    if warper.min_tokens_to_keep != 1:  # the first tokens of torch.sort's order are kept: only the order tells
+        return _typical_p_ordered(warper, scores)
+    normalized = torch.nn.functional.log_softmax(scores, dim=-1)  # HF's arithmetic, on the same tensor
+    p = torch.exp(normalized)
+    ent = -(normalized * p).nansum(-1, keepdim=True)  # (B, 1)
+    # `normalized` ascending, values only: the keys |(-n) - ent| along it fall, then rise (see the docstring).
+    ascending = torch.from_numpy(np.sort(normalized.detach().numpy(), axis=-1))  # (B, V), NaN last
+    if bool(ascending[:, -1].isnan().any()):  # NaN or +inf in a row, or a row all -inf
+        return None
+    offset = ascending + ent  # (B, V) ascending: exactly -((-n) - ent), so key = |offset|
+    batch, vocab = scores.shape
+    mass = torch.empty(batch, vocab + 1)  # (B, V + 1): mass[:, j] = the probability of the first j tokens
+    mass[:, 0] = 0
+    torch.cumsum(torch.exp(ascending), dim=-1, out=mass[:, 1:])
+
+    def within(t: torch.Tensor, strict: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens whose key is <= t (< t), a span [start, end) of `ascending`, for each row's t `(B, n)`."""
+        start = torch.searchsorted(offset, -t, right=strict)
+        end = torch.searchsorted(offset, t, right=not strict)
+        return start, torch.maximum(start, end)
+
+    def mass_of(span: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return (mass.gather(1, span[1]) - mass.gather(1, span[0])).double()
+
+    # The smallest key t whose keys <= t hold `mass`: a search over the bits of t (non-negative floats order as
+    # their bits do), 16 candidates per row at a time, O(B log V) each; `high` always holds the mass, `low` never.
+    low = torch.full((batch, 1), -1, dtype=torch.int64)
+    high = torch.full((batch, 1), 0x7F800000, dtype=torch.int64)  # +inf
+    steps = torch.arange(1, 17, dtype=torch.int64)  # (16,)
+    while bool((high - low > 1).any()):
+        width = (high - low + 15) // 16
+        candidates = torch.minimum(low + width * steps, high)  # (B, 16) ascending, the last one `high`
+        enough = mass_of(within(candidates.int().view(torch.float32), False)) >= warper.mass
+        first = enough.int().argmax(dim=-1, keepdim=True)  # the first candidate that holds it (`high` does)
+        high = candidates.gather(1, first)
+        low = torch.where(first > 0, candidates.gather(1, (first - 1).clamp_(min=0)), low)
+    cut = high.int().view(torch.float32)  # (B, 1)
+    kept = within(cut, False)
+    # HF's cumulative mass comes from another order of the same tokens: a softmax sum that may move by (V - 1)
+    # roundings, one rounding more in the softmax and the cumsum, the float32 logarithms behind `exp(n)` (a few
+    # roundings of |n| and of log V each, weighted by the probabilities: at most ~10 log V roundings in all) and
+    # the float32 `mass`. The cut stands where its group of equal keys clears `mass` by all of that on both sides.
+    relative, absolute = (vocab + 16) * 2.0 ** -23, 2.0 ** -16
+    clear = ((mass_of(within(cut, True)) * (1 + relative) + absolute < warper.mass)
+             & (mass_of(kept) * (1 - relative) - absolute >= warper.mass)).view(-1)  # (B,)
+    # Keys <= cut are the values of `normalized` between the span's first and last: remove the others.
+    lowest = ascending.gather(1, kept[0])
+    highest = ascending.gather(1, kept[1] - 1)
+    out = scores.masked_fill((normalized < lowest) | (normalized > highest), warper.filter_value)
+    if not bool(clear.all()):  # those rows take HF's warper, torch.sort's order (HF's rows are each their own)
+        rows = (~clear).nonzero().squeeze(1)
+        out[rows] = warper(None, scores[rows])
+    return out
+
+
+def _typical_p_ordered(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:
+    """`typical_p` by one sort of the keys and their indices: any ``min_tokens_to_keep``."""
     batch, vocab = scores.shape
     normalized = torch.nn.functional.log_softmax(scores, dim=-1)  # HF's arithmetic, on the same tensor
     p = torch.exp(normalized)

@@ -129,3 +129,38 @@ def test_other_processors_pass_through_warp():
     scores = torch.randn(2, 50, generator=torch.Generator().manual_seed(0))
     out, fell_back = nucleus.warp(temperature, IDS, scores)
     assert not fell_back and torch.equal(out, temperature(IDS, scores))
+
+
+class _CountingTypical(lp.TypicalLogitsWarper):
+    """HF's typical-p warper, counting the rows it is handed (the rows `typical_p` could not decide)."""
+
+    rows = 0
+
+    def __call__(self, input_ids, scores):
+        _CountingTypical.rows += scores.shape[0]
+        return super().__call__(input_ids, scores)
+
+
+@pytest.mark.parametrize("mass", [0.2, 0.9, 0.995])
+@pytest.mark.parametrize("kind", ["peaked", "flat", "ties", "masked"])
+def test_typical_p_decides_by_the_cut_s_group_and_hands_the_close_rows_to_hf(mass, kind):
+    # Rows of a large vocabulary: most are decided by the span of keys around the entropy, rows whose cut falls
+    # within the rounding bound of `mass` are HF's own; the batch comes back as HF's bytes either way.
+    g = torch.Generator().manual_seed(int(mass * 1000) + len(kind))
+    scores = torch.randn(6, 50257, generator=g) * {"peaked": 6.0, "flat": 0.3, "ties": 2.0, "masked": 4.0}[kind]
+    if kind == "ties":
+        scores = (scores * 4).round() / 4  # few distinct logits: groups of equal keys everywhere
+    elif kind == "masked":
+        scores[torch.rand(6, 50257, generator=g) < 0.8] = -math.inf
+        scores[0, :7] = 0.0
+        scores[0, 7:14] = -0.0
+    warper = _CountingTypical(mass=mass)
+    _CountingTypical.rows = 0
+    got = nucleus.typical_p(warper, scores)
+    handed = _CountingTypical.rows
+    assert torch.equal(_bits(got), _bits(lp.TypicalLogitsWarper(mass=mass)(IDS, scores)))
+    assert handed <= 6
+    if kind == "flat" and mass == 0.995:
+        assert handed > 0, "design: a flat row's cut lies within the rounding bound, and HF decides it"
+    if kind in ("peaked", "ties") and mass == 0.2:
+        assert handed == 0, "design: these rows are decided without HF's sort, groups of equal keys included"
