@@ -135,6 +135,7 @@ _EXTRA = {
     "dbrx": {"attn_config.rope_theta": 10000.0},  # DbrxAttention reads it, DbrxAttentionConfig lacks it
     "dory": dict(num_hidden_layers=3),
     "dots3_note_text": _MLA,
+    "falcon_h1": dict(_MAMBA2, mamba_d_ssm=64),
     "gemma3n_text": dict(intermediate_size=[64, 64], laurel_rank=4, hidden_size_per_layer_input=8,
                          vocab_size_per_layer_input=VOCAB, altup_num_inputs=2),
     "granitemoehybrid": dict(_MAMBA2, layer_types=["linear_attention", "full_attention"],
@@ -145,12 +146,17 @@ _EXTRA = {
                   mamba_d_state=8, mamba_dt_rank=4, mamba_expand=2),
     "kimi_linear": dict(_MLA, linear_head_dim=8, linear_num_heads=4, mlp_layer_types=["dense", "sparse"],
                         num_experts_per_token=2),
+    "lfm2": dict(layer_types=["conv", "full_attention"]),  # its default is attention only
     "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
     "mamba2": dict(num_heads=8, head_dim=8, n_groups=1, chunk_size=16),
+    "nemotron_h": dict(mamba_num_heads=4, mamba_head_dim=16, ssm_state_size=8, n_groups=1, chunk_size=16,
+                       moe_shared_expert_intermediate_size=32),
     "qwen4_exp_text": dict(indexer_n_heads=2, indexer_kv_heads=1, indexer_head_dim=8, indexer_budget=8,
                            indexer_compress_ratio=2, hc_lowrank=8),
     "recurrent_gemma": dict(block_types=["recurrent", "attention"], lru_width=32, num_key_value_heads=1),
-    "reformer": dict(is_decoder=True, attn_layers=["local", "local"], axial_pos_shape=(8, 16),  # its LM head is causal
+    # Its causal LM needs `is_decoder=True`. Local attention only: LSH layers draw their hash rotations from the
+    # global RNG that transformers' sampling also draws from, so no private generator can match a sampled run.
+    "reformer": dict(is_decoder=True, attn_layers=["local", "local"], axial_pos_shape=(8, 16),
                      axial_pos_embds_dim=(16, 16), attention_head_size=8, feed_forward_size=64,
                      local_attn_chunk_length=8, lsh_attn_chunk_length=8, num_buckets=4),
     "xlstm": dict(num_heads=4, qk_dim_factor=2.0, v_dim_factor=2.0),  # its cache rounds q/k/v widths up to 64
@@ -180,8 +186,9 @@ def tiny_config(name: str):
         _set(config, key, value)
     types = getattr(config, "layer_types", None)
     if types is not None and len(types) != config.num_hidden_layers:
-        try:  # hybrids: keep the first and the last kind of layer (linear attention, then full attention)
-            config.layer_types = [types[0], types[-1]]
+        kinds = list(dict.fromkeys(types))  # in order of first use: linear or sliding first, then full
+        try:  # hybrids: one layer of the first kind, one of the last
+            config.layer_types = [kinds[0], kinds[-1]]
         except AttributeError:
             pass
     return config
