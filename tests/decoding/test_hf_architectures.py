@@ -1,13 +1,17 @@
-"""Every decoder-only architecture transformers ships that runs on the CPU: ``generate`` is token-identical to
-``model.generate``: greedy and sampling on a batch, greedy on a left-padded batch.
+"""Every decoder-only causal LM transformers ships: ``generate`` is token-identical to ``model.generate``: greedy
+and sampling on a batch, greedy on a left-padded batch.
 
-Each model is built from its own config made tiny (2 layers, width 32, 96 tokens; random weights, nothing is
-downloaded). The cases that need transformers' own generation code rather than a copy of it are here: RWKV's
-``state``, Mamba and FalconMamba on a left-padded batch (the mask dropped at decode steps), OpenAI-GPT, MiniMax
-and xLSTM (no default `DynamicCache`), Phi-3 with long-RoPE crossing ``original_max_position_embeddings`` (the
-prompt re-run with the long factors), hybrid linear-attention models (Qwen3-Next, LFM2, Nemotron-H, Jamba,
-Mamba-2). Where
-transformers' own ``generate`` fails on the CPU the case is skipped with its error.
+Each model is built from its own config made tiny (`hf_tiny_configs.py`: 2 layers, width 32, 96 tokens; random
+weights, nothing is downloaded). Every name of transformers' ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`` is tested or in
+``NOT_TESTED`` with a reason checked here (encoder-decoder, multimodal, BERT-family encoder, assistant model,
+alias, or an error transformers' own ``generate`` raises). The cases that need transformers' own generation code
+rather than a copy of it are here: RWKV's ``state``, Mamba and FalconMamba on a left-padded batch (the mask dropped
+at decode steps), OpenAI-GPT, MiniMax and xLSTM (no default `DynamicCache`), Phi-3 with long-RoPE crossing
+``original_max_position_embeddings`` (the prompt re-run with the long factors), hybrids of attention with linear
+attention, Mamba or convolutions (Qwen3-Next, LFM2, Nemotron-H, Jamba, Zamba, Bamba, Kimi-Linear, RecurrentGemma),
+multi-head latent attention (DeepSeek-V2/V3 and descendants) and heterogeneous per-layer configs (Gemma 4).
+On the transformers the tables were made for, transformers' ``generate`` failing on a tested case is a failure
+(a config to fix); on another version it is a skip naming the error.
 """
 
 from __future__ import annotations
@@ -77,6 +81,18 @@ def test_token_identical_to_model_generate(name: str, case: str, padded: bool) -
         torch.manual_seed(123)  # ours must not draw from the global RNG
         ours = generate(model, ids, attention_mask=mask, generator=torch.Generator().manual_seed(7), **options)
     assert torch.equal(ours, expected)
+
+
+HYBRIDS = ("bailing_hybrid", "bamba", "granitemoehybrid", "jamba", "kimi_linear", "lara_mini", "lfm2", "lfm2_moe",
+           "lfm3", "minimax", "olmo_hybrid", "qwen3_5_moe_text", "qwen3_5_text", "qwen3_next", "qwen4_exp_text",
+           "recurrent_gemma", "zamba", "zamba2")
+
+
+@pytest.mark.parametrize("name", HYBRIDS)
+def test_a_tiny_hybrid_keeps_both_kinds_of_layer(name: str) -> None:
+    config = tiny_config(name)
+    kinds = getattr(config, "layer_types", None) or config.layers_block_type
+    assert len(kinds) == 2 and len(set(kinds)) == 2, kinds
 
 
 def test_the_matrix_covers_at_least_forty_architectures_and_the_special_cases():
