@@ -14,6 +14,16 @@ Every function takes the strategy's ``model`` (the root the strategy wraps: the 
   ``use_orig_params=True`` or not. FSDP1 forbids running a unit's forward inside that context (its forward would
   reshard the unit, and the next one gather it again), so for the block each nested unit's ``forward`` is the
   module it wraps: the round calls the original modules only.
+* **DeepSpeed ZeRO stage 3** (`DeepSpeedStrategy`, ``model`` the `DeepSpeedEngine`):
+  `deepspeed.zero.GatheredParameters` over the parameters that are partitioned now (persistent ones are whole
+  already and stay as they are), with ``modifier_rank=None``: sampling changes no weight, so nothing is
+  broadcast on exit and every process's copy is simply partitioned again. Inside it ZeRO-3's own module hooks
+  would still run at every forward, and at the root's they compare their parameter trace across processes (two
+  broadcasts per forward whenever the trace is not settled, which a share of other lengths on another process
+  would never meet); the engine's own forward hooks mark every module "in forward" (so that reading a
+  partitioned parameter gathers it) and a forward that raises would leave that mark. So for the block both are
+  removed, and set up again afterwards as DeepSpeed sets them up (``DeepSpeedZeRoOffload``'s and the engine's
+  own methods; ZeRO-3's parameter trace is then recorded afresh at the next steps).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 from torch import nn
 
 __all__ = ["can_gather", "extra_bytes", "fits_gathered", "full_parameters"]
@@ -56,15 +66,37 @@ def _fsdp1_units(root: nn.Module) -> list[nn.Module]:
     return FullyShardedDataParallel.fsdp_modules(root)
 
 
+def _zero3_hooks(root: nn.Module) -> Any:
+    """The `DeepSpeedZeRoOffload` that holds ZeRO-3's module hooks of a `DeepSpeedEngine`, None elsewhere."""
+    offload = getattr(getattr(root, "optimizer", None), "parameter_offload", None)
+    needed = ("forward_hooks", "backward_hooks", "_remove_module_hooks", "setup_zero_stage3_hooks")
+    engine = ("module_forward_pre_hook", "module_forward_post_hook", "_create_module_forward_pre_hook",
+              "_create_module_forward_post_hook")
+    if offload is None or not all(hasattr(offload, name) for name in needed):
+        return None
+    if not all(getattr(root, name, None) is not None for name in engine):
+        return None
+    return offload
+
+
+def _zero3_partitioned(root: nn.Module) -> list[nn.Parameter]:
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    return [p for p in root.parameters() if getattr(p, "ds_status", None) == ZeroParamStatus.NOT_AVAILABLE]
+
+
 def can_gather(strategy: Any, root: nn.Module) -> bool:
     """Whether this process's parameters are shards that `full_parameters` can gather.
 
     FSDP1: `FullyShardedDataParallel` units under `FSDPStrategy`. FSDP2: `fully_shard` under
     `ModelParallelStrategy` with a tensor-parallel size of 1 (tensor-parallel shards stay sharded), on a torch
-    release whose FSDP2 settings it can put back.
+    release whose FSDP2 settings it can put back. DeepSpeed: ZeRO stage 3, on a DeepSpeed release whose ZeRO-3
+    hooks it can remove and set up again.
     """
     if isinstance(strategy, FSDPStrategy):
         return bool(_fsdp1_units(root))
+    if isinstance(strategy, DeepSpeedStrategy):
+        return bool(getattr(strategy, "zero_stage_3", False)) and _zero3_hooks(root) is not None
     modules = _fsdp2_modules(root)
     if not isinstance(strategy, ModelParallelStrategy) or not modules or not all(map(_restorable, modules)):
         return False
@@ -75,8 +107,10 @@ def can_gather(strategy: Any, root: nn.Module) -> bool:
 def extra_bytes(root: nn.Module) -> int:
     """Bytes the gathered parameters take beyond this process's own shards: for FSDP2 a DTensor's global size less
     its local one; for FSDP1 each unit's whole unsharded flat parameter (the buffer its all-gather fills, beside
-    the shard, which stays)."""
+    the shard, which stays); for DeepSpeed ZeRO-3 each partitioned parameter's whole size (``ds_numel``)."""
     extra = 0
+    if _zero3_hooks(root) is not None:
+        extra += sum(p.ds_numel * p.element_size() for p in _zero3_partitioned(root))
     for unit in _fsdp1_units(root):
         flat = unit._flat_param  # None for a unit without parameters of its own
         if flat is not None and flat._unpadded_unsharded_size.numel() > flat.numel():  # sharded (not NO_SHARD)
@@ -127,6 +161,24 @@ def _fsdp1_full_parameters(root: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
+def _zero3_full_parameters(root: nn.Module) -> Iterator[None]:
+    import deepspeed
+
+    hooks = _zero3_hooks(root)
+    with deepspeed.zero.GatheredParameters(_zero3_partitioned(root), modifier_rank=None):
+        hooks._remove_module_hooks()
+        root.module_forward_pre_hook.remove()  # the engine's prologue / epilogue, as DeepSpeed itself removes them
+        root.module_forward_post_hook.remove()
+        try:
+            yield
+        finally:
+            root.module_forward_pre_hook = root._create_module_forward_pre_hook()
+            root.module_forward_post_hook = root._create_module_forward_post_hook()
+            hooks.forward_hooks, hooks.backward_hooks = [], []  # the removed handles; set up anew below
+            hooks.setup_zero_stage3_hooks()
+
+
+@contextmanager
 def _fsdp2_full_parameters(root: nn.Module, *, outermost_only: bool) -> Iterator[None]:
     modules = [m for m in _fsdp2_modules(root) if _restorable(m)]
     if outermost_only:
@@ -154,17 +206,19 @@ def _fsdp2_full_parameters(root: nn.Module, *, outermost_only: bool) -> Iterator
 
 @contextmanager
 def full_parameters(root: nn.Module, *, outermost_only: bool = False) -> Iterator[None]:
-    """Gather the full parameters of every FSDP1 unit or FSDP2 module under ``root`` for the duration of the
-    block (a collective: every process must enter), keeping them gathered across forwards; put back the shards
-    and every setting on exit. A model with neither kind of sharding is left alone.
+    """Gather the full parameters of every FSDP1 unit, FSDP2 module or ZeRO-3 parameter under ``root`` for the
+    duration of the block (a collective: every process must enter), keeping them gathered across forwards; put
+    back the shards and every setting on exit. A model with no such sharding is left alone.
 
-    With ``outermost_only`` (lockstep decoding) FSDP1 units are left alone (lockstep calls the FSDP1 root, whose
-    forward gathers), and only the outermost FSDP2 modules are unsharded, those FSDP2 keeps unsharded between
+    With ``outermost_only`` (lockstep decoding) FSDP1 units and ZeRO-3 parameters are left alone (their forwards
+    gather as in training: lockstep calls the FSDP1 root, and ZeRO-3's hooks stay), and only the outermost FSDP2 modules are unsharded, those FSDP2 keeps unsharded between
     forwards anyway; the inner ones still gather at each forward. Their parameters then stay the same tensors for
     the whole round, whatever restores a module's state after a call.
     """
     with ExitStack() as stack:
         if _fsdp1_units(root) and not outermost_only:
             stack.enter_context(_fsdp1_full_parameters(root))
+        if _zero3_hooks(root) is not None and not outermost_only:
+            stack.enter_context(_zero3_full_parameters(root))
         stack.enter_context(_fsdp2_full_parameters(root, outermost_only=outermost_only))
         yield

@@ -78,13 +78,13 @@ class GenerationMonitor(pl.Callback):
         on_error: What a failure while sampling does: ``"warn"`` warns and training goes on, ``"raise"`` re-raises.
         also_greedy: Also decode greedily and show the greedy completion beside the sampled one.
         distributed: With several processes: ``"shard"`` splits the prompt batches over processes and gathers
-            the samples to rank 0 (data-parallel strategies); ``"gather"`` (FSDP2 `fully_shard` under
-            ModelParallelStrategy) gathers the full parameters once per round, then shards the batches as
-            ``"shard"`` does, with no collective per token; ``"lockstep"`` runs every batch on every process with
-            a synchronised stop (any sharded model: FSDP, DeepSpeed stage 3); ``"rank_zero"`` samples on global
-            rank 0 only (refused on sharded strategies, whose forward is a collective); ``"auto"`` picks shard
-            for data-parallel strategies and, for sharded ones, gather when every process has room for the full
-            parameters (half its free memory, at the start of fit), else lockstep.
+            the samples to rank 0 (data-parallel strategies); ``"gather"`` (FSDP1, FSDP2 `fully_shard` under
+            ModelParallelStrategy, DeepSpeed stage 3) gathers the full parameters once per round, then shards the
+            batches as ``"shard"`` does, with no collective per token; ``"lockstep"`` runs every batch on every
+            process with a synchronised stop (any sharded model: FSDP, DeepSpeed stage 3); ``"rank_zero"``
+            samples on global rank 0 only (refused on sharded strategies, whose forward is a collective);
+            ``"auto"`` picks shard for data-parallel strategies and, for sharded ones, gather when every process
+            has room for the full parameters (half its free memory, at the start of fit), else lockstep.
         empty_cache: Release cached GPU memory after each round (``torch.cuda.empty_cache``).
         compile: Compile the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol, or a
             transformers model over a static cache) with `torch.compile` (see `generate`); the first round pays the

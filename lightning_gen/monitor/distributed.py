@@ -3,9 +3,9 @@
 Data-parallel strategies (DDP and friends) hold the whole model on every process, so each process runs its
 share of the prompt batches and the samples are gathered to global rank 0 (``"shard"``). Sharded strategies
 (FSDP, FSDP2 / ModelParallel, DeepSpeed stage 3) turn every forward into a collective: either the full
-parameters are gathered once for the round and each process then decodes its share alone (``"gather"``, FSDP1
-and FSDP2; see `_gather`), or all processes decode all batches in lockstep, stopping together (``"lockstep"``,
-HF's ``synced_gpus``).
+parameters are gathered once for the round and each process then decodes its share alone (``"gather"``: FSDP1,
+FSDP2 and DeepSpeed stage 3, see `_gather`), or all processes decode all batches in lockstep, stopping together
+(``"lockstep"``, HF's ``synced_gpus``).
 
 Every decision that leads into a collective is made collectively, and a failure on any process reaches every
 process through the collective it is already in: in lockstep the per-token vote carries a "failed" flag, and
@@ -78,9 +78,10 @@ def choose_mode(strategy: Any, requested: DistributedMode, *, can_gather: bool =
             return "shard"  # every process holds the whole model already: nothing to gather
         if not can_gather:
             raise ValueError(
-                "`distributed`='gather' needs parameters it can gather: FSDP1 units under FSDPStrategy, or FSDP2 "
-                "(`fully_shard`) modules with no tensor parallelism under ModelParallelStrategy (not DeepSpeed stage "
-                f"3); {type(strategy).__name__} with this model cannot gather; use 'lockstep'"
+                "`distributed`='gather' needs parameters it can gather: FSDP1 units under FSDPStrategy, FSDP2 "
+                "(`fully_shard`) modules with no tensor parallelism under ModelParallelStrategy, or ZeRO stage 3 "
+                f"parameters under DeepSpeedStrategy; {type(strategy).__name__} with this model cannot gather; use "
+                "'lockstep'"
             )
         return "gather"
     if requested != "auto":

@@ -9,6 +9,7 @@ ends the process if a scenario hangs, leaving ``OUT_DIR/<scenario>/hung<r>`` beh
 test with a name, never a stuck suite.
 """
 
+import importlib.util
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ from datetime import timedelta
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/
 from tiny import VOCAB, CharTokenizer, TinyLM, trainer  # noqa: E402
@@ -58,6 +59,7 @@ class ScenarioLM(TinyLM):
         self.bias, self.fail, self.fail_rank, self.fail_step, self.fail_call = bias, fail, fail_rank, fail_step, fail_call
         self.last_only, self.shard = last_only, shard
         self.sampling_forwards = 0
+        self.sampled_shapes = set()
         self._calls = 0
 
     def configure_model(self):
@@ -72,6 +74,7 @@ class ScenarioLM(TinyLM):
         if self.training:
             return logits
         self.sampling_forwards += 1
+        self.sampled_shapes.add(tuple(self.mlp[0].weight.shape))  # sharded or whole, as the forward saw it
         rank, step = self.trainer.global_rank, self.trainer.global_step
         if self.bias is not None:
             if self.bias == "prompt":
@@ -90,7 +93,8 @@ class ScenarioLM(TinyLM):
 
 
 class CountingMonitor(GenerationMonitor):
-    """GenerationMonitor that records, per round, the collectives this process called and its sampling forwards."""
+    """GenerationMonitor that records, per round, the collectives this process called, its sampling forwards and
+    the shape of the MLP's first weight after the round."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -103,7 +107,8 @@ class CountingMonitor(GenerationMonitor):
             try:
                 return super().sample_now(trainer, step)
             finally:
-                self.rounds[step] = {"collectives": dict(counts), "forwards": model.sampling_forwards - before}
+                self.rounds[step] = {"collectives": dict(counts), "forwards": model.sampling_forwards - before,
+                                     "shape_after": list(model.mlp[0].weight.shape)}
 
 
 def ddp():
@@ -137,6 +142,23 @@ def fsdp1(use_orig_params=True):
     return CPUFSDPStrategy(auto_wrap_policy={torch.nn.Sequential}, use_orig_params=use_orig_params, timeout=TIMEOUT)
 
 
+class CPUDeepSpeedStrategy(DeepSpeedStrategy):
+    """Lightning's DeepSpeedStrategy on CPU processes, for these tests only: DeepSpeed itself runs ZeRO-3 on the
+    CPU (its CPU accelerator, gloo), but Lightning refuses any accelerator other than CUDA in
+    `setup_environment`; this skips that one check. The devices are given as ``cpu:0``, ``cpu:1`` (torch treats
+    both as the CPU) because Lightning and DeepSpeed want each process's device index to be its local rank."""
+
+    def setup_environment(self):
+        super(DeepSpeedStrategy, self).setup_environment()  # DDPStrategy's: everything but the CUDA check
+
+
+def deepspeed3():
+    # Every parameter partitioned (the tiny model's are all below DeepSpeed's default persistence threshold).
+    return CPUDeepSpeedStrategy(config={"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}},
+                                process_group_backend="gloo", timeout=TIMEOUT,
+                                parallel_devices=[torch.device("cpu", i) for i in range(2)])
+
+
 def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
     """Train 4 steps with a monitor sampling every 2, and return what this rank saw (also used by the tests in a
     single process, as the reference)."""
@@ -159,6 +181,7 @@ def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
         "scored": monitor._score,
         "error": error,
         "rounds": {str(step): r for step, r in monitor.rounds.items()},
+        "sampled_shapes": sorted(map(list, model.sampled_shapes)),
         "warnings": [str(w.message) for w in caught if "GenerationMonitor" in str(w.message)],
     }
 
@@ -187,6 +210,9 @@ SCENARIOS = {
     # FSDP1 with flat parameters (use_orig_params=False), gathered; and in lockstep.
     "fsdp1_flat_gather": lambda d: fit(d, fsdp1(use_orig_params=False), ScenarioLM(bias="prompt"), distributed="gather"),
     "fsdp1_lockstep": lambda d: fit(d, fsdp1(), ScenarioLM(bias="rank"), distributed="lockstep"),
+    # DeepSpeed ZeRO-3 on 2 CPU processes (where DeepSpeed is installed), the monitor in its default mode.
+    **({"deepspeed3_auto": lambda d: fit(d, deepspeed3(), ScenarioLM(bias="prompt", fail="oom", fail_step=2))}
+       if importlib.util.find_spec("deepspeed") else {}),
     # rank_zero on a sharded strategy: rejected at setup on every rank (last: it ends a fit with an error).
     "fsdp2_rank_zero": lambda d: fit(d, fsdp2(), ScenarioLM(shard=True), distributed="rank_zero"),
 }
