@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 __all__ = ["WINDOW", "ExponentialStream", "argmax_draw", "candidate_draw", "emulated", "invalid_distribution_error",
-           "multinomial"]
+           "multinomial", "replay"]
 
 # Relative distance from a float32 rounding boundary under which a float64 exponential is recomputed exactly;
 # 2**-48 is at least 16 ulp of float64, far above the 2 ulp that two faithful log1p's can differ by.
@@ -246,7 +246,7 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
         stats.draw_fallback += 1
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
     if flags[2]:
-        stats.replays += _replay(q, unsure, candidates, probs.shape[1], state)
+        stats.replays += replay(q, unsure, candidates, probs.shape[1], state)
     ratio = p / q
     if candidates is None:
         return ratio.argmax(dim=-1)
@@ -312,7 +312,7 @@ def _torch_exponentials(positions: list[int], state: torch.Tensor) -> torch.Tens
     return torch.cat(out)
 
 
-def _replay(q: torch.Tensor, unsure: torch.Tensor, candidates: torch.Tensor | None, vocab: int,
+def replay(q: torch.Tensor, unsure: torch.Tensor, candidates: torch.Tensor | None, vocab: int,
             state: torch.Tensor) -> int:
     """Overwrite ``q`` where ``unsure`` with torch's own ``exponential_`` at that element's place in the stream;
     returns how many were replayed."""

@@ -58,6 +58,7 @@ from typing import Any
 import torch
 from transformers.generation import logits_process as lp
 
+from lightning_gen.decoding import _candidates as candidates_
 from lightning_gen.decoding import _chain as chain_
 from lightning_gen.decoding import _draws as draws
 
@@ -102,6 +103,7 @@ class FastPathStats:
             `LogitsProcessorList` calls them, without its per-call signature inspection), then multinomial's draw.
         plain: Steps sent whole to HF's processor list and ``torch.multinomial``: fast path off, or a processor it
             does not know.
+        on_candidates: Fast steps with top-k decided on its candidates alone (`lightning_gen.decoding._candidates`).
         top_k_fallback: Steps whose top-k/top-p ran as HF's own warpers (a tie at a cut, NaN or inf, top_k >= V).
         nucleus_fallback: Top-p, min-p or typical-p warpers (without top-k) that ran as HF's own on the fast route
             (see `lightning_gen.decoding._nucleus`).
@@ -112,6 +114,7 @@ class FastPathStats:
     fast: int = 0
     direct: int = 0
     plain: int = 0
+    on_candidates: int = 0
     top_k_fallback: int = 0
     nucleus_fallback: int = 0
     draw_fallback: int = 0
@@ -319,7 +322,12 @@ class Sampler:
         scores = chain_.run(plan.prefix, input_ids, scores, owned=self._owned, sort_free=True, stats=stats)
         candidates = None
         if plan.top_k is not None:
-            scores, candidates = _top_k_top_p(plan, input_ids, scores)
+            if candidates_.covers(plan.top_p, plan.suffix):
+                tokens = candidates_.sample(plan.top_k, plan.top_p, plan.suffix, scores, generator, stats)
+                if tokens is not None:
+                    stats.on_candidates += 1
+                    return tokens
+            scores, candidates = candidates_.top_k_top_p(plan.top_k, plan.top_p, input_ids, scores, stats)
         scores = chain_.run(plan.suffix, input_ids, scores, owned=True, sort_free=True, stats=stats)
         probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
         return draws.candidate_draw(probs, candidates, generator, stats)
@@ -366,38 +374,3 @@ def _argmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _nan_logits_error() -> FloatingPointError:
     return FloatingPointError("the model's logits contain NaN; greedy decoding cannot choose a token")
-
-
-def _top_k_top_p(
-    plan: _Plan, input_ids: torch.Tensor, scores: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """HF's top-k (and top-p) output `(B, V)`, plus the top-k candidates' indices `(B, k)` (None after a fallback)."""
-    batch, vocab = scores.shape
-    k = min(plan.top_k.top_k, vocab)
-    if k < vocab:
-        vals, idx = scores.topk(k + 1, dim=-1)  # (B, k + 1), descending
-        # HF keeps every score >= the k-th: exact only when the (k+1)-th is strictly smaller, the largest is finite,
-        # and no NaN hides anywhere (a row sum is NaN with a NaN in the row, whichever end topk sorts NaN to).
-        ok = (vals[:, k - 1] > vals[:, k]) & vals[:, 0].isfinite() & ~scores.sum(dim=-1).isnan()
-        vals, idx = vals[:, :k], idx[:, :k]
-        kept = vals
-        if plan.top_p is not None:
-            ascending = vals.flip(-1)  # (B, k)
-            # The very tensor torch.sort gives HF's top-p: the V - k masked entries first, then the candidates.
-            layout = scores.new_full((batch, vocab), _NEG_INF)
-            layout[:, vocab - k:] = ascending
-            cumulative = layout.softmax(dim=-1).cumsum(dim=-1)[:, vocab - k:]  # (B, k), ascending order
-            # HF's comparison, on the candidates only: the masked entries stay -inf whatever it says about them.
-            remove = cumulative <= (1 - plan.top_p.top_p)
-            remove[..., -plan.top_p.min_tokens_to_keep:] = 0
-            # Equal values on both sides of the cut: which of them survives is torch.sort's choice, not ours.
-            split_tie = (remove[:, 1:] != remove[:, :-1]) & (ascending[:, 1:] == ascending[:, :-1])
-            ok &= ~split_tie.any(dim=-1)
-            kept = vals.masked_fill(remove.flip(-1), _NEG_INF)
-        if bool(ok.all()):
-            return scores.new_full((batch, vocab), _NEG_INF).scatter_(1, idx, kept), idx
-    stats.top_k_fallback += 1
-    scores = plan.top_k(input_ids, scores)
-    if plan.top_p is not None:
-        scores = plan.top_p(input_ids, scores)
-    return scores, None
