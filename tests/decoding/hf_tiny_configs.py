@@ -6,9 +6,11 @@ sizes of `_TINY` are set wherever the config has the field, `_CONSTRUCT` gives t
 architecture names its own way (a dotted key reaches into a sub-config).
 
 Which causal LMs count as decoder-only: every name of transformers' ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`` is
-either in `ARCHITECTURES` (tested) or in `NOT_TESTED` with its reason; the reasons that are facts about the
-config (encoder-decoder, multimodal, an encoder run as a decoder, another name for a tested model class) are
-checked against the config by the tests.
+either in `ARCHITECTURES` (tested) or in `NOT_TESTED` with its reason. Not tested: decoders of encoder-decoder
+models (``is_encoder_decoder``), BERT-family encoders (a causal LM only with ``is_decoder=True``), multimodal
+models (vision, audio or image-token sub-configs), assistant (draft) models that need a target model's states,
+other names for a tested model class, and what transformers' own ``generate`` cannot run (`HF_FAILS`). The tests
+check each reason against the config, the model class, or by running it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ ARCHITECTURES = [
 ]
 
 # Why a causal LM of transformers is not in the matrix; `test_each_reason_not_to_test_is_true` checks each kind.
-ENCODER_DECODER = "the decoder of an encoder-decoder model (`is_encoder_decoder=True`): it generates from encoder states"
+ENCODER_DECODER = ("the decoder of an encoder-decoder model (`is_encoder_decoder=True`): it generates from encoder "
+                   "states")
 ENCODER = ("a bidirectional encoder (BERT family): its causal-LM head is the encoder run with `is_decoder=True`, "
            "which its config defaults to False")
 MULTIMODAL = "multimodal: its config holds vision, audio or image-token sub-configs"
@@ -56,7 +59,8 @@ NOT_TESTED: dict[str, str] = {
     **dict.fromkeys(("dots3_note", "emu3", "gemma3", "gemma3n", "gemma4", "gemma4_unified", "git", "got_ocr2",
                      "llama4", "mllama", "moshi", "moss_transcribe_diarize", "phi4_multimodal", "qwen3_5",
                      "qwen3_5_moe", "qwen4_exp"), MULTIMODAL),
-    "fuyu": "multimodal: image patches go straight into its decoder (`patch_size`); its text model, Persimmon, is tested",
+    "fuyu": ("multimodal: image patches go straight into its decoder (`patch_size`); its text model, Persimmon, is "
+             "tested"),
     **dict.fromkeys(("gemma4_assistant", "gemma4_unified_assistant"), ASSISTANT),
     "gpt-sw3": ALIAS.format("gpt2"), "iquestcoder": ALIAS.format("llama"), "sarvam_mla": ALIAS.format("deepseek_v3"),
     "sarvam_moe": ALIAS.format("glm4_moe"),
@@ -94,17 +98,6 @@ _GEMMA4 = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_at
 
 # Arguments for the config's constructor, where its `__post_init__` derives head sizes or a layer pattern.
 _CONSTRUCT: dict[str, dict] = {
-    "gemma3n_text": dict(num_hidden_layers=2, layer_types=["sliding_attention", "full_attention"],
-                         num_kv_shared_layers=0, activation_sparsity_pattern=[0.0, 0.0]),
-    "dots3_note_text": dict(_MLA, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                            mlp_layer_types=["dense", "sparse"], layer_types=["sliding_attention", "indexed_attention"],
-                            index_topk=4, index_head_dim=8, index_n_heads=2, swa_num_attention_heads=4,
-                            swa_num_key_value_heads=4, swa_q_lora_rank=16, swa_kv_lora_rank=16, swa_head_dim=8,
-                            swa_qk_nope_head_dim=4, swa_v_head_dim=8, rope_parameters={
-                                kind: {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0}
-                                for kind in ("sliding_attention", "indexed_attention")}),
-    "gemma4_text": _GEMMA4,
-    "gemma4_unified_text": _GEMMA4,
     **{name: _MLA for name in _MLA_MODELS},
     "blt": dict(vocab_size=VOCAB, patch_size=2, patching_mode="entropy", local_attention_window_len=16,
                 encoder_hash_byte_group_size=[3], encoder_hash_byte_group_vocab=64,
@@ -122,6 +115,17 @@ _CONSTRUCT: dict[str, dict] = {
                  ffn_config=dict(ffn_hidden_size=64, moe_num_experts=4, moe_top_k=2)),
     "dory": dict(num_hidden_layers=3, n_input_layers=1, n_output_layers=1,  # input, recurrent, output
                  layer_types=["sliding_attention", "sliding_attention", "full_attention"]),
+    "dots3_note_text": dict(_MLA, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            mlp_layer_types=["dense", "sparse"], layer_types=["sliding_attention", "indexed_attention"],
+                            index_topk=4, index_head_dim=8, index_n_heads=2, swa_num_attention_heads=4,
+                            swa_num_key_value_heads=4, swa_q_lora_rank=16, swa_kv_lora_rank=16, swa_head_dim=8,
+                            swa_qk_nope_head_dim=4, swa_v_head_dim=8, rope_parameters={
+                                kind: {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0}
+                                for kind in ("sliding_attention", "indexed_attention")}),
+    "gemma3n_text": dict(num_hidden_layers=2, layer_types=["sliding_attention", "full_attention"],
+                         num_kv_shared_layers=0, activation_sparsity_pattern=[0.0, 0.0]),
+    "gemma4_text": _GEMMA4,
+    "gemma4_unified_text": _GEMMA4,
     "hrm_text": dict(num_hidden_layers=1, H_cycles=1, L_cycles=1),  # 1 layer a stack, 2 stacks
     "kimi_linear": dict(_MLA, num_hidden_layers=2, layer_types=["linear_attention", "full_attention"]),
     "zamba2": dict(hidden_size=32, num_hidden_layers=2, layers_block_type=_HYBRID, num_attention_heads=4,
