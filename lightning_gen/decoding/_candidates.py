@@ -105,15 +105,15 @@ def _draw(weights: torch.Tensor, candidates: torch.Tensor, shape: torch.Size, ge
     """The candidate with the largest ``weights / q`` `(B,)`, where HF's float32 ratios agree on it."""
     gen = generator if generator is not None else torch.default_generator
     state = gen.get_state()
-    uniform = torch.empty(shape, dtype=torch.float64).uniform_(generator=gen)  # (B, V): exponential_'s draws
-    u = uniform.gather(1, candidates)  # (B, k)
+    bits = draws.uniform_bits(shape, gen)  # (B, V): exponential_'s uniforms, u = bits * 2**-53
+    u = draws.to_uniform(bits.gather(1, candidates))  # (B, k)
     exact = torch.log1p(u.neg()).neg_()
     q = exact.float()
     live = weights > 0
     unsure = live & (((exact * (1 + draws.WINDOW)).float() != q) | ((exact * (1 - draws.WINDOW)).float() != q))
     replays = int(unsure.sum())
     # u == 0 anywhere gives q == 0 and a NaN ratio that multinomial's argmax would pick.
-    if replays > draws.MAX_REPLAYS or bool(uniform.amin() == 0):
+    if replays > draws.MAX_REPLAYS or bool(bits.amin() == 0):
         gen.set_state(state)
         return None
     if replays:

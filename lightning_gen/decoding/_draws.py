@@ -33,10 +33,13 @@ import functools
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
+from lightning_gen.decoding import _chain as chain_
+
 __all__ = ["WINDOW", "ExponentialStream", "argmax_draw", "candidate_draw", "emulated", "invalid_distribution_error",
-           "multinomial", "replay"]
+           "multinomial", "replay", "to_uniform", "uniform_bits"]
 
 # Relative distance from a float32 rounding boundary under which a float64 exponential is recomputed exactly;
 # 2**-48 is at least 16 ulp of float64, far above the 2 ulp that two faithful log1p's can differ by.
@@ -53,6 +56,7 @@ def emulated(device_type: str = "cpu") -> bool:
 
     ``multinomial(p, 1)`` must equal ``argmax(p / exponential_)`` and leave the same generator state (any device).
     On the CPU also: ``exponential_`` on float32 must equal ``float32(-log1p(-u))`` for float64 ``uniform_`` draws,
+    which must be the low 53 bits of int64 ``random_`` draws times ``2**-53`` (`uniform_bits`),
     and two draws on `(B, V)` must equal one on `(2, B, V)`, with the same generator state.
     """
     if device_type != "cpu":
@@ -66,11 +70,13 @@ def emulated(device_type: str = "cpu") -> bool:
         drawn = torch.multinomial(probs, 1, generator=a).squeeze(1)
         exponential = torch.empty_like(probs).exponential_(1, generator=b)
         uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=c)
+        bits = uniform_bits(probs.shape, e := torch.Generator().manual_seed(seed))
         two = torch.empty((2, *probs.shape)).exponential_(1, generator=d)
         second = torch.empty_like(probs).exponential_(1, generator=b)
         if not (torch.equal(exponential, torch.log1p(uniform.neg()).neg().float())
                 and torch.equal(drawn, (probs / exponential).argmax(dim=-1))
                 and torch.equal(two, torch.stack([exponential, second]))
+                and torch.equal(to_uniform(bits), uniform) and torch.equal(e.get_state(), c.get_state())
                 and torch.equal(a.get_state(), c.get_state())
                 and torch.equal(b.get_state(), d.get_state())):
             return False
@@ -126,6 +132,22 @@ def invalid_distribution_error() -> RuntimeError:
     except RuntimeError as error:
         return error
     return RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+
+
+_LOW_53 = (1 << 53) - 1
+
+
+def uniform_bits(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """The integers ``m`` `(shape)` int64 of the uniforms ``u = m * 2**-53`` that ``uniform_`` on float64 would draw,
+    the generator advanced alike: int64 ``random_`` keeps the low 63 bits of the same 64-bit draws, and float64
+    ``uniform_`` the low 53 of them, scaled (`emulated` checks it). Cheaper than ``uniform_``, and half the
+    conversions where only a few uniforms are read."""
+    return torch.empty(shape, dtype=torch.int64).random_(generator=generator).bitwise_and_(_LOW_53)
+
+
+def to_uniform(bits: torch.Tensor) -> torch.Tensor:
+    """The float64 uniforms of `uniform_bits` (exact: ``m < 2**53``)."""
+    return bits.double().mul_(2.0 ** -53)
 
 
 def _exponentials(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -223,16 +245,16 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
     gen = generator if generator is not None else torch.default_generator
     state = gen.get_state()
-    uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=gen)  # (B, V): exponential_'s draws
+    bits = uniform_bits(probs.shape, gen)  # (B, V): exponential_'s uniforms, u = bits * 2**-53
     if candidates is None:
-        drawn = _bounded_draw(probs, uniform, state, stats)
+        drawn = _bounded_draw(probs, bits, state, stats)
         if drawn is not None:
             return drawn
-        p, u = probs, uniform
+        p, u = probs, to_uniform(bits)
         # torch.multinomial's own checks, so that an invalid distribution reaches it and raises its error.
         invalid = ~((probs.max() < math.inf) & (probs.min() >= 0)) | (probs.sum(dim=-1) == 0).any()
     else:
-        p, u = probs.gather(1, candidates), uniform.gather(1, candidates)  # (B, k)
+        p, u = probs.gather(1, candidates), to_uniform(bits.gather(1, candidates))  # (B, k)
         # Outside the candidates p == 0; a candidate row is valid iff its mass is positive and finite.
         invalid = ~(p.sum(dim=-1).isfinite() & (p.amax(dim=-1) > 0) & (p.amin(dim=-1) >= 0)).all()
     exact = torch.log1p(u.neg()).neg_()  # (B, ·) float64
@@ -240,7 +262,7 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
     # Where another faithful log1p could round to a different float32; only tokens with p > 0 can win.
     unsure = (p > 0) & (((exact * (1 + WINDOW)).float() != q) | ((exact * (1 - WINDOW)).float() != q))
     # u == 0 gives q == 0 and, where p == 0, a NaN that argmax would pick.
-    flags = torch.stack([invalid.long(), (uniform.amin() == 0).long(), unsure.sum()]).tolist()
+    flags = torch.stack([invalid.long(), (bits.amin() == 0).long(), unsure.sum()]).tolist()
     if flags[0] or flags[1] or flags[2] > MAX_REPLAYS:
         gen.set_state(state)
         stats.draw_fallback += 1
@@ -261,9 +283,9 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
 _SLACK = 1 - 2.0 ** -16
 
 
-def _bounded_draw(probs: torch.Tensor, uniform: torch.Tensor, state: torch.Tensor, stats: Any) -> torch.Tensor | None:
+def _bounded_draw(probs: torch.Tensor, bits: torch.Tensor, state: torch.Tensor, stats: Any) -> torch.Tensor | None:
     """``argmax(probs / q)`` over whole rows `(B,)` for a softmax output ``probs`` and the uniforms ``u`` that make
-    ``q = -log1p(-u)``, with logarithms only at the few tokens that can still win; None where it cannot decide
+    ``q = -log1p(-u)`` (``u = bits * 2**-53``, `uniform_bits`), with logarithms only at the few tokens that can still win; None where it cannot decide
     (an invalid distribution, ``u == 0``, too many values to replay): the caller's own route then draws.
 
     ``u <= q <= u / (1 - u)``, so ``p (1 - u) / u <= p / q <= p / u``: the token with the largest upper bound
@@ -271,17 +293,23 @@ def _bounded_draw(probs: torch.Tensor, uniform: torch.Tensor, state: torch.Tenso
     the exact float32 ``q`` and ratio, and argmax's rule.
     """
     vocab = probs.shape[1]
-    upper = uniform.float().reciprocal_().mul_(probs)  # (B, V) float32, p / u
-    top, at = upper.max(dim=-1, keepdim=True)  # (B, 1)
-    u_at = uniform.gather(1, at)
+    # p / u scaled by 2**-53: float32(bits) is float32(u) * 2**53 exactly, so one rounding, as in p / float32(u).
+    upper = probs / bits.float()  # (B, V) float32
+    if chain_.argmax_agrees():
+        at = torch.from_numpy(upper.numpy().argmax(axis=-1).astype(np.int64, copy=False)).unsqueeze(1)  # (B, 1)
+        top = upper.gather(1, at)
+    else:
+        top, at = upper.max(dim=-1, keepdim=True)
+    u_at = to_uniform(bits.gather(1, at))
     bound = probs.gather(1, at).double() * (1 - u_at) / u_at  # (B, 1) float64: a ratio that token reaches
     # NaN in a row (an invalid distribution) or u == 0 (q == 0, a ratio of inf or NaN) leave a top that is not finite.
-    if not bool((top.isfinite() & (bound > 0)).all()):
+    # A bound this far above float32's smallest normal keeps every upper bound that could reach it from underflowing.
+    if not bool((top.isfinite() & (bound > 2.0 ** -60)).all()):
         return None
-    bound = (bound * _SLACK).float()
+    bound = (bound * (_SLACK * 2.0 ** -53)).float()
     rows, cols = (upper >= bound).nonzero(as_tuple=True)  # row-major: (row, column) ascending
     p = probs[rows, cols]
-    exact = torch.log1p(uniform[rows, cols].neg()).neg_()
+    exact = torch.log1p(to_uniform(bits[rows, cols]).neg_()).neg_()
     q = exact.float()
     unsure = ((exact * (1 + WINDOW)).float() != q) | ((exact * (1 - WINDOW)).float() != q)
     replays = int(unsure.sum())

@@ -136,26 +136,41 @@ def test_bounded_draw_is_the_argmax_of_every_ratio(scale):
         scores[torch.rand(4, 3000, generator=g) < 0.3] = float("-inf")
         probs = torch.softmax(scores, dim=-1)
         state = torch.Generator().manual_seed(seed).get_state()
-        uniform = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=torch.Generator().manual_seed(seed))
-        got = draws._bounded_draw(probs, uniform, state, _Stats())
-        assert torch.equal(got, _exact_argmax(probs, uniform))
+        bits = draws.uniform_bits(probs.shape, torch.Generator().manual_seed(seed))
+        got = draws._bounded_draw(probs, bits, state, _Stats())
+        assert torch.equal(got, _exact_argmax(probs, draws.to_uniform(bits)))
 
 
 def test_bounded_draw_breaks_ties_as_argmax_does():
     # Two tokens with the same probability and the same uniform tie exactly: argmax takes the lower index.
     probs = torch.softmax(torch.tensor([[0.0, 2.0, 1.0, 2.0, 0.5]]), dim=-1)
-    uniform = torch.tensor([[0.5, 0.01, 0.3, 0.01, 0.9]], dtype=torch.float64)
+    bits = _bits(torch.tensor([[0.5, 0.01, 0.3, 0.01, 0.9]], dtype=torch.float64))
     state = torch.Generator().manual_seed(0).get_state()
-    assert int(draws._bounded_draw(probs, uniform, state, _Stats())[0]) == 1 == int(_exact_argmax(probs, uniform)[0])
+    uniform = draws.to_uniform(bits)
+    assert int(draws._bounded_draw(probs, bits, state, _Stats())[0]) == 1 == int(_exact_argmax(probs, uniform)[0])
 
 
 def test_bounded_draw_declines_a_zero_uniform_and_a_nan_row():
     probs = torch.softmax(torch.randn(2, 50, generator=torch.Generator().manual_seed(0)), dim=-1)
-    uniform = torch.rand(2, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    bits = draws.uniform_bits((2, 50), torch.Generator().manual_seed(1))
     state = torch.Generator().manual_seed(0).get_state()
-    zero = uniform.clone()
-    zero[1, 7] = 0.0  # q == 0: multinomial's own kernel decides what p / 0 means
+    zero = bits.clone()
+    zero[1, 7] = 0  # u == 0, so q == 0: multinomial's own kernel decides what p / 0 means
     assert draws._bounded_draw(probs, zero, state, _Stats()) is None
     nan = probs.clone()
     nan[0] = float("nan")  # softmax of a row with NaN: multinomial raises
-    assert draws._bounded_draw(nan, uniform, state, _Stats()) is None
+    assert draws._bounded_draw(nan, bits, state, _Stats()) is None
+
+
+def _bits(uniform: torch.Tensor) -> torch.Tensor:
+    """`uniform_bits` for hand-picked uniforms: the nearest multiples of 2**-53."""
+    return (uniform * 2.0 ** 53).round().long()
+
+
+def test_uniform_bits_are_uniform_s_draws():
+    # int64 random_'s low 53 bits, scaled: float64 uniform_'s values, and the generator left where it leaves it.
+    for shape in [(3, 7), (8, 50257), (1,)]:
+        a, b = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+        bits = draws.uniform_bits(shape, a)
+        assert torch.equal(draws.to_uniform(bits), torch.empty(shape, dtype=torch.float64).uniform_(generator=b))
+        assert torch.equal(a.get_state(), b.get_state())
