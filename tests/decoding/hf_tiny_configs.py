@@ -158,8 +158,9 @@ _EXTRA = {
     "qwen4_exp_text": dict(indexer_n_heads=2, indexer_kv_heads=1, indexer_head_dim=8, indexer_budget=8,
                            indexer_compress_ratio=2, hc_lowrank=8),
     "recurrent_gemma": dict(block_types=["recurrent", "attention"], lru_width=32, num_key_value_heads=1),
-    # Its causal LM needs `is_decoder=True`. Local attention only: LSH layers draw their hash rotations from the
-    # global RNG that transformers' sampling also draws from, so no private generator can match a sampled run.
+    # A causal LM that asserts `is_decoder=True` (unlike the BERT family, Reformer was released as one). Local
+    # attention only: LSH layers draw their hash rotations from the global RNG that transformers' sampling also
+    # draws from, so no private generator can match a sampled run.
     "reformer": dict(is_decoder=True, attn_layers=["local", "local"], axial_pos_shape=(8, 16),
                      axial_pos_embds_dim=(16, 16), attention_head_size=8, feed_forward_size=64,
                      local_attn_chunk_length=8, lsh_attn_chunk_length=8, num_buckets=4),

@@ -98,6 +98,8 @@ def test_a_tiny_hybrid_keeps_both_kinds_of_layer(name: str) -> None:
 def test_the_matrix_covers_at_least_forty_architectures_and_the_special_cases():
     assert len(set(ARCHITECTURES)) >= 40
     assert {"rwkv", "mamba", "falcon_mamba", "openai-gpt", "minimax", "xlstm", "phi3"} <= set(ARCHITECTURES)
+    assert {"deepseek_v2", "deepseek_v3", "dbrx", "zamba", "zamba2", "bamba", "granitemoehybrid", "kimi_linear",
+            "recurrent_gemma", "lfm2_moe", "gemma3n_text", "falcon_h1"} <= set(ARCHITECTURES)
     model = tiny_model("phi3-longrope")
     assert 6 + NEW_TOKENS > model.config.original_max_position_embeddings  # the long factors take over mid-way
 
