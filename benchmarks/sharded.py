@@ -1,12 +1,20 @@
 """Round time and collectives per round on a sharded model: ``distributed="gather"`` against ``"lockstep"``.
 
-2 CPU processes (gloo), Lightning's ModelParallelStrategy with FSDP2 (`fully_shard` on every block and on the
-root), the same model, prompts and seed in both modes. For each mode the monitor samples at the start of
-training and after each of ``--steps`` steps; rank 0 prints the median round time (wall clock) and the
-collectives each round called (`count_collectives`: FSDP2's all-gathers and Lightning's reduce / all_gather /
-broadcast), and whether both modes wrote the same samples at step 0 (same weights, batches seeded by number).
+2 CPU processes (gloo), the same model, prompts and seed in both modes, sharded by ``--strategy``: ``fsdp2``
+(Lightning's ModelParallelStrategy, `fully_shard` on every block and on the root), ``fsdp1`` (FSDPStrategy, every
+block an FSDP unit inside the root's) or ``deepspeed`` (DeepSpeedStrategy, ZeRO stage 3, every parameter
+partitioned; needs ``pip install deepspeed``). FSDP1 and DeepSpeed run on the CPU through the test suite's
+subclasses of Lightning's strategies (`tests/monitor/scripts/monitor_runs.py`), which only let the CPU through.
+For each mode the monitor samples at the start of training and after each of ``--steps`` steps; rank 0 prints
+the median round time (wall clock) and the collectives each round called (`count_collectives`: FSDP's
+all-gathers and Lightning's reduce / all_gather / broadcast), and whether both modes wrote the same samples at
+step 0 (same weights, batches seeded by number).
 
-Usage: python benchmarks/sharded.py [--layers 4] [--width 256] [--new-tokens 32] [--prompts 8] [--steps 3]
+DeepSpeed's own all-gathers go through a function it looked up at start, so for ``deepspeed`` the count shows
+only the torch.distributed calls (the samples' exchange, the lockstep vote, ZeRO-3's trace checks).
+
+Usage: python benchmarks/sharded.py [--strategy fsdp2] [--layers 4] [--width 256] [--new-tokens 32] [--prompts 8]
+       [--steps 3]
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "monitor", "scripts"))
 from _common import machine  # noqa: E402
+from monitor_runs import CPUDeepSpeedStrategy, CPUFSDPStrategy  # noqa: E402
 
 from lightning_gen import GenerationMonitor  # noqa: E402
 from lightning_gen.monitor.distributed import count_collectives  # noqa: E402
@@ -57,8 +68,9 @@ class Block(nn.Module):
 class ShardedLM(pl.LightningModule):
     """Embedding, ``layers`` residual MLP blocks, a head: each block an FSDP2 unit, as a transformer's layers are."""
 
-    def __init__(self, layers: int, width: int, context: int) -> None:
+    def __init__(self, layers: int, width: int, context: int, *, fsdp2: bool) -> None:
         super().__init__()
+        self.fsdp2 = fsdp2
         self.tokenizer = Tokenizer()
         self.block_size = context
         self.emb = nn.Embedding(VOCAB, width)
@@ -67,6 +79,8 @@ class ShardedLM(pl.LightningModule):
         self.head = nn.Linear(width, VOCAB)
 
     def configure_model(self) -> None:
+        if not self.fsdp2:
+            return
         from torch.distributed.fsdp import fully_shard
 
         for block in self.blocks:
@@ -109,17 +123,27 @@ class Timed(GenerationMonitor):
         return samples
 
 
+def strategy(name: str) -> pl.strategies.Strategy:
+    timeout = timedelta(minutes=5)
+    if name == "fsdp1":
+        return CPUFSDPStrategy(auto_wrap_policy={Block}, use_orig_params=True, timeout=timeout)
+    if name == "deepspeed":
+        return CPUDeepSpeedStrategy(config={"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}},
+                                    process_group_backend="gloo", timeout=timeout,
+                                    parallel_devices=[torch.device("cpu", i) for i in range(2)])
+    return ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1, timeout=timeout)
+
+
 def run(mode: str, args: argparse.Namespace) -> Timed:
     pl.seed_everything(0, verbose=False)
     prompts = [f"prompt number {i}" for i in range(args.prompts)]
     monitor = Timed(prompts, every_n_train_steps=1, distributed=mode, batch_size=max(1, args.prompts // 2),
                     generation={"max_new_tokens": args.new_tokens, "do_sample": True}, log_metrics=False,
                     sample_on_train_end=False, console="off")
-    model = ShardedLM(args.layers, args.width, context=64 + args.new_tokens)
+    model = ShardedLM(args.layers, args.width, context=64 + args.new_tokens, fsdp2=args.strategy == "fsdp2")
     trainer = pl.Trainer(accelerator="cpu", devices=2, max_steps=args.steps, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[monitor],
-                         strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1,
-                                                        timeout=timedelta(minutes=5)))
+                         strategy=strategy(args.strategy))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(model)
@@ -129,6 +153,7 @@ def run(mode: str, args: argparse.Namespace) -> Timed:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategy", choices=["fsdp2", "fsdp1", "deepspeed"], default="fsdp2")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=32)
@@ -140,7 +165,9 @@ def main() -> None:
     if int(os.environ.get("LOCAL_RANK", "0")) != 0:
         return
     print(machine())
-    print(f"2 processes, ModelParallelStrategy + fully_shard, {args.layers} blocks of width {args.width}, "
+    sharding = {"fsdp2": "ModelParallelStrategy + fully_shard", "fsdp1": "FSDPStrategy (FSDP1), a unit per block",
+                "deepspeed": "DeepSpeedStrategy, ZeRO stage 3"}[args.strategy]
+    print(f"2 processes, {sharding}, {args.layers} blocks of width {args.width}, "
           f"{args.prompts} prompts, {args.new_tokens} new tokens, {len(results['gather'].rounds)} rounds per mode")
     print(f"{'mode':<9} {'round s (median)':>17} {'collectives / round':>20}")
     for mode, monitor in results.items():

@@ -211,9 +211,10 @@ def full_parameters(root: nn.Module, *, outermost_only: bool = False) -> Iterato
     back the shards and every setting on exit. A model with no such sharding is left alone.
 
     With ``outermost_only`` (lockstep decoding) FSDP1 units and ZeRO-3 parameters are left alone (their forwards
-    gather as in training: lockstep calls the FSDP1 root, and ZeRO-3's hooks stay), and only the outermost FSDP2 modules are unsharded, those FSDP2 keeps unsharded between
-    forwards anyway; the inner ones still gather at each forward. Their parameters then stay the same tensors for
-    the whole round, whatever restores a module's state after a call.
+    gather as in training: lockstep calls the FSDP1 root, and ZeRO-3's hooks stay), and only the outermost FSDP2
+    modules are unsharded, those FSDP2 keeps unsharded between forwards anyway; the inner ones still gather at
+    each forward. Their parameters then stay the same tensors for the whole round, whatever restores a module's
+    state after a call.
     """
     with ExitStack() as stack:
         if _fsdp1_units(root) and not outermost_only:

@@ -208,7 +208,8 @@ SCENARIOS = {
     # FSDP1 (FSDPStrategy) on 2 CPU processes, the monitor in its default mode; one round fails on rank 1.
     "fsdp1_auto": lambda d: fit(d, fsdp1(), ScenarioLM(bias="prompt", fail="oom", fail_step=4)),
     # FSDP1 with flat parameters (use_orig_params=False), gathered; and in lockstep.
-    "fsdp1_flat_gather": lambda d: fit(d, fsdp1(use_orig_params=False), ScenarioLM(bias="prompt"), distributed="gather"),
+    "fsdp1_flat_gather": lambda d: fit(d, fsdp1(use_orig_params=False), ScenarioLM(bias="prompt"),
+                                       distributed="gather"),
     "fsdp1_lockstep": lambda d: fit(d, fsdp1(), ScenarioLM(bias="rank"), distributed="lockstep"),
     # DeepSpeed ZeRO-3 on 2 CPU processes (where DeepSpeed is installed), the monitor in its default mode.
     **({"deepspeed3_auto": lambda d: fit(d, deepspeed3(), ScenarioLM(bias="prompt", fail="oom", fail_step=2))}
