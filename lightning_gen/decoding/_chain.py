@@ -77,6 +77,8 @@ def no_repeat_ngram_(proc: lp.NoRepeatNGramLogitsProcessor, input_ids: torch.Ten
     return scores
 
 
+_NUMPY_ARGMAX_FROM = 8192
+
 _IN_PLACE = {lp.RepetitionPenaltyLogitsProcessor: repetition_penalty_, lp.NoRepeatNGramLogitsProcessor: no_repeat_ngram_}
 
 
@@ -125,7 +127,9 @@ def argmax_agrees() -> bool:
 
 def argmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``scores.argmax(-1)`` `(B,)` and whether any row holds a NaN (0-dim bool), for float32 `(B, V)` on the CPU."""
-    if scores.dtype != torch.float32 or not scores.is_cpu or scores.dim() != 2 or not argmax_agrees():
+    # Below a few thousand scores numpy's conversions cost more than torch's argmax.
+    small = scores.numel() < _NUMPY_ARGMAX_FROM
+    if small or scores.dtype != torch.float32 or not scores.is_cpu or scores.dim() != 2 or not argmax_agrees():
         tokens = torch.argmax(scores, dim=-1)
         return tokens, scores.gather(1, tokens.unsqueeze(1)).isnan().any()
     values = scores.detach().numpy()

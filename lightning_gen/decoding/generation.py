@@ -32,6 +32,9 @@ __all__ = ["eval_mode", "generate"]
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode, and restore each one's own previous mode afterwards."""
     modes = [(m, m.training) for m in model.modules()]
+    if not any(training for _, training in modes):  # already in eval mode: nothing to set or restore
+        yield
+        return
     model.eval()
     try:
         yield
