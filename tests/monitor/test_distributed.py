@@ -126,6 +126,23 @@ def single_prompt_biased(tmp_path_factory) -> dict[str, dict[int, str]]:
     return single_process(tmp_path_factory.mktemp("single"), lambda: monitor_runs.ScenarioLM(bias="prompt"))
 
 
+@pytest.mark.parametrize(("scenario", "ranks_hold"), [("fsdp2_auto", "half each"), ("fsdp1_auto", "all each"),
+                                                    ("fsdp1_flat_gather", "all each"), ("deepspeed3_auto", "all each")])
+def test_what_the_gather_adds_is_what_fits_gathered_weighs(runs, scenario, ranks_hold):
+    """How `auto` judges that the gathered model fits (the bytes it adds, against half the free memory), on the
+    real sharded runs. FSDP2: each rank adds the other's half (a DTensor's global size less its local one); FSDP1:
+    each unit's whole flat parameter (its all-gather's buffer, beside the shard); ZeRO-3: every partitioned
+    parameter whole."""
+    if scenario.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("DeepSpeed is not installed")
+    whole = sum(p.numel() * p.element_size() for p in monitor_runs.ScenarioLM().parameters())
+    zero, one = ranks(runs, scenario)
+    if ranks_hold == "half each":
+        assert zero["gathered_bytes"] + one["gathered_bytes"] == whole and zero["gathered_bytes"] > 0
+    else:  # with original parameters FSDP1 pads them to its alignment inside the flat parameter: a few bytes more
+        assert zero["gathered_bytes"] == one["gathered_bytes"] and 0 <= zero["gathered_bytes"] - whole <= 64
+
+
 def assert_gathered(zero: dict, one: dict, *, units: int, exchange: dict[str, int]) -> None:
     """Both ranks gathered, finished training, took shares of different lengths, and called a constant set of
     collectives per round: ``units`` all-gathers of the sharded modules and the samples' ``exchange``."""

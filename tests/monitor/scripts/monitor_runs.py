@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from tiny import VOCAB, CharTokenizer, TinyLM, trainer  # noqa: E402
 
 from lightning_gen import GenerationMonitor  # noqa: E402
+from lightning_gen.monitor._gather import extra_bytes  # noqa: E402
 from lightning_gen.monitor.distributed import count_collectives  # noqa: E402
 
 EOS = VOCAB.index("\n")
@@ -94,11 +95,16 @@ class ScenarioLM(TinyLM):
 
 class CountingMonitor(GenerationMonitor):
     """GenerationMonitor that records, per round, the collectives this process called, its sampling forwards and
-    the shape of the MLP's first weight after the round."""
+    the shape of the MLP's first weight after the round; and the bytes the gather would add, at the start of fit."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.rounds = {}
+        self.gathered_bytes = None
+
+    def on_fit_start(self, trainer, pl_module):
+        self.gathered_bytes = extra_bytes(trainer.strategy.model)  # what `fits_gathered` weighs, as it sees it
+        super().on_fit_start(trainer, pl_module)
 
     def sample_now(self, trainer, step):
         model = trainer.lightning_module
@@ -182,6 +188,7 @@ def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
         "error": error,
         "rounds": {str(step): r for step, r in monitor.rounds.items()},
         "sampled_shapes": sorted(map(list, model.sampled_shapes)),
+        "gathered_bytes": monitor.gathered_bytes,
         "warnings": [str(w.message) for w in caught if "GenerationMonitor" in str(w.message)],
     }
 
