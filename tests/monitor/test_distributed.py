@@ -209,6 +209,19 @@ def test_deepspeed_zero3_gathers_once_per_round_like_a_single_process(runs, sing
     assert {tag: by_step[0] for tag, by_step in events.items()} == {tag: s[0] for tag, s in single.items()}
 
 
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed")
+def test_deepspeed_zero3_gathered_rounds_leave_training_as_lockstep_rounds_do(runs):
+    zero, one = ranks(runs, "deepspeed3_lockstep")
+    assert zero["mode"] == "lockstep" and zero["global_step"] == one["global_step"] == 4 and not zero["warnings"]
+    alike = [{step: (r["collectives"], r["forwards"]) for step, r in rank["rounds"].items()} for rank in (zero, one)]
+    assert alike[0] == alike[1] and zero["rounds"]["0"]["collectives"]["all_reduce"] >= 5  # the vote, per token
+    assert all(sorted(by_step) == STEPS for by_step in logged(runs, "deepspeed3_lockstep").values())
+    # Rounds that gathered (and took ZeRO-3's hooks off and on again, one of them failing) left training exactly as
+    # lockstep rounds, which keep the hooks, did.
+    gathered = ranks(runs, "deepspeed3_auto")
+    assert [r["losses"] for r in gathered] == [zero["losses"], one["losses"]] and len(zero["losses"]) == 4
+
+
 def test_fsdp1_lockstep_calls_the_root_and_gathers_at_every_forward(runs):
     zero, one = ranks(runs, "fsdp1_lockstep")
     assert zero["mode"] == "lockstep" and zero["global_step"] == one["global_step"] == 4 and not zero["warnings"]
@@ -218,6 +231,8 @@ def test_fsdp1_lockstep_calls_the_root_and_gathers_at_every_forward(runs):
     assert counts["all_gather"] >= forwards  # the inner unit at every forward (the root stays gathered)
     assert counts["all_reduce"] >= forwards - 6  # the vote, per token
     assert sorted(logged(runs, "fsdp1_lockstep")["samples/prompt_00"]) == STEPS
+    # Gathered rounds (nested units' forwards swapped and put back) left training exactly as lockstep rounds did.
+    assert [r["losses"] for r in ranks(runs, "fsdp1_auto")] == [zero["losses"], one["losses"]]
 
 
 def test_fsdp2_lockstep_steps_together_and_costs_collectives_per_token(runs):

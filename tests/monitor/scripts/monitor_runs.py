@@ -95,16 +95,22 @@ class ScenarioLM(TinyLM):
 
 class CountingMonitor(GenerationMonitor):
     """GenerationMonitor that records, per round, the collectives this process called, its sampling forwards and
-    the shape of the MLP's first weight after the round; and the bytes the gather would add, at the start of fit."""
+    the shape of the MLP's first weight after the round; the bytes the gather would add, at the start of fit; and
+    the training loss of every step."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.rounds = {}
         self.gathered_bytes = None
+        self.losses = []
 
     def on_fit_start(self, trainer, pl_module):
         self.gathered_bytes = extra_bytes(trainer.strategy.model)  # what `fits_gathered` weighs, as it sees it
         super().on_fit_start(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))  # the training the rounds must leave as it was
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def sample_now(self, trainer, step):
         model = trainer.lightning_module
@@ -189,6 +195,7 @@ def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
         "rounds": {str(step): r for step, r in monitor.rounds.items()},
         "sampled_shapes": sorted(map(list, model.sampled_shapes)),
         "gathered_bytes": monitor.gathered_bytes,
+        "losses": monitor.losses,
         "warnings": [str(w.message) for w in caught if "GenerationMonitor" in str(w.message)],
     }
 
@@ -219,7 +226,9 @@ SCENARIOS = {
                                        distributed="gather"),
     "fsdp1_lockstep": lambda d: fit(d, fsdp1(), ScenarioLM(bias="rank"), distributed="lockstep"),
     # DeepSpeed ZeRO-3 on 2 CPU processes (where DeepSpeed is installed), the monitor in its default mode.
-    **({"deepspeed3_auto": lambda d: fit(d, deepspeed3(), ScenarioLM(bias="prompt", fail="oom", fail_step=2))}
+    # And in lockstep: the same training, so the same samples at step 4 as the gathered run (whose hooks came back).
+    **({"deepspeed3_auto": lambda d: fit(d, deepspeed3(), ScenarioLM(bias="prompt", fail="oom", fail_step=2)),
+        "deepspeed3_lockstep": lambda d: fit(d, deepspeed3(), ScenarioLM(bias="prompt"), distributed="lockstep")}
        if importlib.util.find_spec("deepspeed") else {}),
     # rank_zero on a sharded strategy: rejected at setup on every rank (last: it ends a fit with an error).
     "fsdp2_rank_zero": lambda d: fit(d, fsdp2(), ScenarioLM(shard=True), distributed="rank_zero"),
