@@ -36,7 +36,8 @@ STEPS = [0, 2, 4]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    """Every scenario of `monitor_runs.SCENARIOS`, once, on 2 processes (about 20 s on 2 cores)."""
+    """Every scenario of `monitor_runs.SCENARIOS`, once, on 2 processes (about 30 s on 2 cores; 45 s where DeepSpeed
+    is installed, whose import and start take most of the difference)."""
     out = tmp_path_factory.mktemp("runs")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(SCRIPTS / "monitor_runs.py"), str(out), *monitor_runs.SCENARIOS],
