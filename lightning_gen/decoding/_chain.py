@@ -83,7 +83,7 @@ _IN_PLACE = {lp.RepetitionPenaltyLogitsProcessor: repetition_penalty_, lp.NoRepe
 
 
 def run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor, *, owned: bool,
-        sort_free: bool = False, stats: Any = None) -> torch.Tensor:
+        sort_free: bool = False, stats: Any = None, candidates: torch.Tensor | None = None) -> torch.Tensor:
     """Known processors one after the other, as `LogitsProcessorList` calls two-argument processors. `(B, V)`
 
     Args:
@@ -94,6 +94,7 @@ def run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor, *, 
             that is not its input is that processor's fresh result, and may be.
         sort_free: Top-p, min-p and typical-p by `lightning_gen.decoding._nucleus` where it gives HF's bytes.
         stats: Counts ``nucleus_fallback`` when ``sort_free``.
+        candidates: `(B, k)`, every index whose score may be finite (top-k's), for a chain of mask-only warpers.
     """
     for proc in chain:
         out = None
@@ -101,7 +102,7 @@ def run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor, *, 
         if in_place is not None:
             out = in_place(proc, input_ids, scores)
         elif sort_free:
-            out, fell_back = nucleus.warp(proc, input_ids, scores)
+            out, fell_back = nucleus.warp(proc, input_ids, scores, candidates)
             stats.nucleus_fallback += fell_back
         if out is None:
             out = proc(input_ids, scores)

@@ -25,7 +25,9 @@ code wherever it cannot guarantee that. A `Sampler` looks at the processor chain
   with the same shape and dtype, so the same softmax and cumsum kernels see the same bytes and return the same
   cumulative probabilities. Only the order of *tied* values can differ from ``torch.sort``'s, which matters only
   when tied values fall on both sides of the cut: the step then falls back. The draw is `draws.candidate_draw`:
-  logarithms only at the candidates.
+  logarithms only at the candidates. Before any of that, `lightning_gen.decoding._candidates` tries to decide
+  top-p, min-p and the draw on the candidates alone (no full-width pass after ``topk``), and hands the step to
+  the full-width route where a decision is within its rounding bound.
 
 The processors before top-k (penalties, bans, temperature, ...) and the mask-only warpers after top-p always run
 as HF's own objects.
@@ -328,7 +330,8 @@ class Sampler:
                     stats.on_candidates += 1
                     return tokens
             scores, candidates = candidates_.top_k_top_p(plan.top_k, plan.top_p, input_ids, scores, stats)
-        scores = chain_.run(plan.suffix, input_ids, scores, owned=True, sort_free=True, stats=stats)
+        scores = chain_.run(plan.suffix, input_ids, scores, owned=True, sort_free=True, stats=stats,
+                            candidates=candidates)
         probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
         return draws.candidate_draw(probs, candidates, generator, stats)
 

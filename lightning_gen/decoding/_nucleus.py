@@ -80,8 +80,10 @@ def min_p(warper: lp.MinPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | N
     return scores.masked_fill(probs < warper.min_p * top, warper.filter_value)
 
 
-def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:
-    """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring)."""
+def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
+              candidates: torch.Tensor | None = None) -> torch.Tensor | None:
+    """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring). ``candidates`` `(B, k)`, when
+    given, holds every index whose score may be finite (top-k's): the search then runs on those alone."""
     if not _covers(scores):
         return None
     if warper.min_tokens_to_keep != 1:  # the first tokens of torch.sort's order are kept: only the order tells
@@ -89,13 +91,21 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
     normalized = torch.nn.functional.log_softmax(scores, dim=-1)  # HF's arithmetic, on the same tensor
     p = torch.exp(normalized)
     ent = -(normalized * p).nansum(-1, keepdim=True)  # (B, 1)
+    batch, vocab = scores.shape
+    terms = vocab  # the most non-zero terms in any of the sums behind HF's float32 values
+    if candidates is not None:
+        # Outside the candidates every log-softmax is -inf: key inf, probability 0. The order, the spans and the
+        # mass are the candidates' alone, and the sums behind HF's values have at most k non-zero terms.
+        normalized_c, terms = normalized.gather(1, candidates), candidates.shape[1]
+    else:
+        normalized_c = normalized
     # `normalized` ascending, values only: the keys |(-n) - ent| along it fall, then rise (see the docstring).
-    ascending = torch.from_numpy(np.sort(normalized.detach().numpy(), axis=-1))  # (B, V), NaN last
+    ascending = torch.from_numpy(np.sort(normalized_c.detach().numpy(), axis=-1))  # (B, V or k), NaN last
     if bool(ascending[:, -1].isnan().any()):  # NaN or +inf in a row, or a row all -inf
         return None
-    offset = ascending + ent  # (B, V) ascending: exactly -((-n) - ent), so key = |offset|
-    batch, vocab = scores.shape
-    mass = torch.empty(batch, vocab + 1)  # (B, V + 1): mass[:, j] = the probability of the first j tokens
+    offset = ascending + ent  # ascending: exactly -((-n) - ent), so key = |offset|
+    width = ascending.shape[1]
+    mass = torch.empty(batch, width + 1)  # mass[:, j] = the probability of the first j tokens of `ascending`
     mass[:, 0] = 0
     torch.cumsum(torch.exp(ascending), dim=-1, out=mass[:, 1:])
 
@@ -126,7 +136,7 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Ten
     # roundings, one rounding more in the softmax and the cumsum, the float32 logarithms behind `exp(n)` (a few
     # roundings of |n| and of log V each, weighted by the probabilities: at most ~10 log V roundings in all) and
     # the float32 `mass`. The cut stands where its group of equal keys clears `mass` by all of that on both sides.
-    relative, absolute = (vocab + 16) * 2.0 ** -23, 2.0 ** -16
+    relative, absolute = (terms + 16) * 2.0 ** -23, 2.0 ** -16
     clear = ((mass_of(within(cut, True)) * (1 + relative) + absolute < warper.mass)
              & (mass_of(kept) * (1 - relative) - absolute >= warper.mass)).view(-1)  # (B,)
     # Keys <= cut are the values of `normalized` between the span's first and last: remove the others.
@@ -194,11 +204,15 @@ def _order(keys: torch.Tensor) -> torch.Tensor:
 COVERED: dict[type, Any] = {lp.TopPLogitsWarper: top_p, lp.MinPLogitsWarper: min_p, lp.TypicalLogitsWarper: typical_p}
 
 
-def warp(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def warp(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor,
+         candidates: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
     """``warper(input_ids, scores)`` by this module's route where it can; returns the scores and whether the warper
-    itself had to run (a fallback)."""
+    itself had to run (a fallback). ``candidates`` `(B, k)`: every index whose score may be finite, if known."""
     shortcut = COVERED.get(type(warper))
-    out = shortcut(warper, scores) if shortcut is not None else None
+    if shortcut is typical_p:
+        out = typical_p(warper, scores, candidates)
+    else:
+        out = shortcut(warper, scores) if shortcut is not None else None
     if out is None:
         return warper(input_ids, scores), shortcut is not None
     return out, False

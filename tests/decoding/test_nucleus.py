@@ -164,3 +164,18 @@ def test_typical_p_decides_by_the_cut_s_group_and_hands_the_close_rows_to_hf(mas
         assert handed > 0, "design: a flat row's cut lies within the rounding bound, and HF decides it"
     if kind in ("peaked", "ties") and mass == 0.2:
         assert handed == 0, "design: these rows are decided without HF's sort, groups of equal keys included"
+
+
+@pytest.mark.parametrize("k", [1, 5, 50, 300])
+def test_typical_p_after_top_k_searches_the_candidates_alone(k):
+    # Top-k's output: -inf outside its candidates. The search runs on those k, with a bound of k roundings.
+    for seed in range(12):
+        g = torch.Generator().manual_seed(seed)
+        scores = torch.randn(5, [5000, 50257][seed % 2], generator=g) * [0.5, 3.0, 8.0][seed % 3]
+        if seed % 4 == 3:
+            scores = (scores * 2).round() / 2  # equal candidates, equal keys
+        idx = scores.topk(k, dim=-1).indices
+        masked = torch.full_like(scores, -math.inf).scatter_(1, idx, scores.gather(1, idx))
+        warper = lp.TypicalLogitsWarper(mass=[0.2, 0.9, 0.99][seed % 3])
+        got = nucleus.typical_p(warper, masked, idx)
+        assert got is not None and torch.equal(_bits(got), _bits(warper(IDS, masked))), seed
