@@ -13,7 +13,8 @@ the candidates' values ``v``:
   see `lightning_gen.decoding._draws`): the largest ``e / q`` within a few roundings.
 
 `sample` computes ``e`` and the sums in float64 and takes each decision only where it is clear of the rounding
-bound (the cut of top-p and min-p, the winner of the draw by a factor ``1 + 2**-18`` over the runner-up); for
+bound (the cut of top-p and min-p, the winner of the draw by a factor ``1 + 2**-18`` over the runner-up, each
+widened by ``|v - max|`` roundings in case a kernel rounds exp's argument its own way); for
 anything closer, an equal value on both sides of a cut, or a chain it does not cover, it returns None (with the
 generator untouched) and the caller takes `top_k_top_p` and the full-width route, whose bytes are HF's.
 
@@ -78,7 +79,11 @@ def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix
         return None
     vals, idx = vals[:, :k], idx[:, :k]  # (B, k) descending
     # The softmax's own first step, in float32 as it rounds it: every candidate less the row's largest.
-    e = (vals - vals[:, :1]).double().exp()  # (B, k), e[:, 0] == 1
+    z = vals - vals[:, :1]  # (B, k) <= 0
+    e = z.double().exp()  # (B, k), e[:, 0] == 1
+    # Should a kernel round exp's argument differently (a fused multiply by log2(e) ...), e moves by up to |z|
+    # roundings: every bound below widens by that much.
+    spread = z[:, -1:].double().abs() * 2.0 ** -22  # (B, 1)
     keep = torch.ones_like(vals, dtype=torch.bool)
     if top_p is not None:
         ascending, e_up = vals.flip(-1), e.flip(-1)
@@ -86,7 +91,7 @@ def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix
         limit = 1 - top_p.top_p
         remove = cumulative <= limit
         remove[..., -top_p.min_tokens_to_keep:] = False
-        close = (cumulative - limit).abs() <= cumulative * ((k + 16) * 2.0 ** -24) + 2.0 ** -24
+        close = (cumulative - limit).abs() <= cumulative * ((k + 16) * 2.0 ** -24 + spread) + 2.0 ** -24
         close[..., -top_p.min_tokens_to_keep:] = False
         # Equal values on both sides of the cut: which of them survives is torch.sort's choice, not ours.
         split_tie = (remove[:, 1:] != remove[:, :-1]) & (ascending[:, 1:] == ascending[:, :-1])
@@ -94,14 +99,14 @@ def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix
             return None
         keep = ~remove.flip(-1)
     for warper in suffix:  # min-p: probability below min_p times the largest one's (which has e == 1)
-        if bool(((e - warper.min_p).abs() <= _MIN_P_SLACK * e.clamp(min=warper.min_p))[keep].any()):
+        if bool(((e - warper.min_p).abs() <= (_MIN_P_SLACK + spread) * e.clamp(min=warper.min_p))[keep].any()):
             return None
         keep &= e >= warper.min_p
-    return _draw(torch.where(keep, e, 0.0), idx, scores.shape, generator, stats)
+    return _draw(torch.where(keep, e, 0.0), idx, scores.shape, generator, stats, _MARGIN + 2 * spread)
 
 
 def _draw(weights: torch.Tensor, candidates: torch.Tensor, shape: torch.Size, generator: torch.Generator | None,
-          stats: Any) -> torch.Tensor | None:
+          stats: Any, margin: torch.Tensor) -> torch.Tensor | None:
     """The candidate with the largest ``weights / q`` `(B,)`, where HF's float32 ratios agree on it."""
     gen = generator if generator is not None else torch.default_generator
     state = gen.get_state()
@@ -121,7 +126,7 @@ def _draw(weights: torch.Tensor, candidates: torch.Tensor, shape: torch.Size, ge
     ratio = weights / q.double()  # (B, k); removed candidates 0
     best, at = ratio.max(dim=-1, keepdim=True)
     runner_up = ratio.scatter(1, at, 0.0).amax(dim=-1, keepdim=True)
-    if not bool((best > runner_up * _MARGIN).all()):
+    if not bool((best > runner_up * margin).all()):
         gen.set_state(state)
         return None
     return candidates.gather(1, at).squeeze(1)
