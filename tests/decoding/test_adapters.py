@@ -443,3 +443,25 @@ def test_hf_cached_and_uncached_agree():
     uncached = generate(model, PROMPT, max_new_tokens=10, use_cache=False)
     assert torch.equal(cached, uncached)
     assert torch.equal(cached, greedy_reference(lambda ids: model(ids).logits, PROMPT, 10))
+
+
+def test_kept_state_puts_back_what_a_call_rebinds_adds_or_resizes_and_leaves_other_values():
+    from lightning_gen.decoding.adapters.base import kept_state
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
+    first, inner, last = model
+    mask, weight = torch.ones(2), inner.weight
+    first.mask = mask
+    inner.max_batch_size, inner.note = 4, "kept"
+    last.register_buffer("table", torch.zeros(1), persistent=False)
+    with kept_state(model, "max_batch_size"):
+        first.mask = torch.zeros(3)  # only rebound: no attribute appears on this module
+        inner.cache = torch.zeros(5)  # appeared
+        inner.max_batch_size = 8  # resized
+        inner.note = "changed"  # a plain value the protocol does not own
+        inner.register_buffer("kv", torch.zeros(2))  # a buffer that appeared
+        last.table = torch.ones(1)  # a buffer rebound
+    assert first.mask is mask and not hasattr(inner, "cache") and inner.max_batch_size == 4
+    assert inner.note == "changed" and inner.weight is weight
+    assert sorted(model.state_dict()) == [f"{i}.{p}" for i in range(3) for p in ("bias", "weight")]
+    assert float(last.table) == 0.0 and last._non_persistent_buffers_set == {"table"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -102,18 +103,20 @@ def kept_state(model: Any, *attributes: str) -> Iterator[None]:
     for module in model.modules():
         state = vars(module)
         registries = {name: dict(state[name]) for name in _REGISTRIES if name in state}
-        plain = {k: v for k, v in state.items() if k not in _REGISTRIES and (_is_state(v) or k in attributes)}
-        saved.append((module, registries, set(module._non_persistent_buffers_set), plain))
+        saved.append((module, dict(state), registries, set(module._non_persistent_buffers_set)))
     try:
         yield
     finally:
-        for module, registries, non_persistent, plain in saved:
+        for module, before, registries, non_persistent in saved:
             state = vars(module)
             for name, registry in registries.items():
                 state[name].clear()
                 state[name].update(registry)
             module._non_persistent_buffers_set.clear()
             module._non_persistent_buffers_set.update(non_persistent)
+            if list(state) == list(before) and not any(map(operator.is_not, state.values(), before.values())):
+                continue  # no attribute appeared or was rebound (most modules, most calls): nothing to put back
+            plain = {k: v for k, v in before.items() if k not in _REGISTRIES and (_is_state(v) or k in attributes)}
             for key in [k for k, v in state.items() if k not in plain and k not in _REGISTRIES and _is_state(v)]:
                 del state[key]
             state.update(plain)
