@@ -65,27 +65,28 @@ class Case:
 
 
 SAMPLE = {"do_sample": True}
+NO_TOP_K = {"top_k": 0}  # else the generation config's default top-k 50 runs first and every row is a top-k row
 CHAIN5 = {"do_sample": True, "repetition_penalty": 1.2, "temperature": 0.8, "top_k": 50, "top_p": 0.9, "min_p": 0.05}
 CASES = [
     Case("greedy", "gpt2", options={"do_sample": False}),
-    Case("temperature 0.8", "gpt2", options={**SAMPLE, "temperature": 0.8}),
+    Case("temperature 0.8", "gpt2", options={**SAMPLE, **NO_TOP_K, "temperature": 0.8}),
     Case("top-k 50", "gpt2", options={**SAMPLE, "top_k": 50}),
-    Case("top-p 0.9", "gpt2", options={**SAMPLE, "top_p": 0.9}),
-    Case("min-p 0.1", "gpt2", options={**SAMPLE, "min_p": 0.1}),
-    Case("typical 0.9", "gpt2", options={**SAMPLE, "typical_p": 0.9}),
+    Case("top-p 0.9", "gpt2", options={**SAMPLE, **NO_TOP_K, "top_p": 0.9}),
+    Case("min-p 0.1", "gpt2", options={**SAMPLE, **NO_TOP_K, "min_p": 0.1}),
+    Case("typical 0.9", "gpt2", options={**SAMPLE, **NO_TOP_K, "typical_p": 0.9}),
     Case("repetition penalty 1.3", "gpt2", options={"do_sample": False, "repetition_penalty": 1.3}),
     Case("no-repeat-ngram 3", "gpt2", options={"do_sample": False, "no_repeat_ngram_size": 3}),
     Case("5 processors", "gpt2", options=CHAIN5),
     Case("num_return_sequences 4", "gpt2", batch=2, options={**SAMPLE, "top_k": 50, "num_return_sequences": 4}),
-    Case("batch 1 top-p", "gpt2", batch=1, options={**SAMPLE, "top_p": 0.9}),
+    Case("batch 1 top-p", "gpt2", batch=1, options={**SAMPLE, **NO_TOP_K, "top_p": 0.9}),
     Case("batch 32 5 processors", "gpt2", batch=32, new=16, options=CHAIN5),
-    Case("left-padded top-p", "gpt2", options={**SAMPLE, "top_p": 0.9}, left_padded=True),
+    Case("left-padded top-p", "gpt2", options={**SAMPLE, **NO_TOP_K, "top_p": 0.9}, left_padded=True),
     Case("llama greedy", "llama", batch=4, options={"do_sample": False}),
-    Case("llama top-p 0.9", "llama", batch=4, options={**SAMPLE, "top_p": 0.9}),
+    Case("llama top-p 0.9", "llama", batch=4, options={**SAMPLE, **NO_TOP_K, "top_p": 0.9}),
     Case("llama 5 processors", "llama", batch=4, options=CHAIN5),
     Case("char greedy 32", "char", new=32, options={"do_sample": False}),
     Case("char top-k 128", "char", new=128, options={**SAMPLE, "temperature": 0.8, "top_k": 40}),
-    Case("char top-p 256", "char", new=256, options={**SAMPLE, "top_p": 0.9}),
+    Case("char top-p 256", "char", new=256, options={**SAMPLE, **NO_TOP_K, "top_p": 0.9}),
     Case("char batch 32 top-k", "char", batch=32, new=128, options={**SAMPLE, "top_k": 40}),
     Case("char left-padded 5 processors", "char", new=128, options=CHAIN5, left_padded=True),
     Case("char EOS", "char", new=128, options={**SAMPLE, "top_k": 40, "eos_token_id": "frequent"}),
