@@ -1,6 +1,7 @@
 """Our `generate` against transformers' `generate` and against the model's forward calls alone, case by case.
 
-Each row decodes one batch three ways, alternating in one process (`_common.alternate`), medians of the rounds:
+Each row decodes one batch three ways, alternating in one process (`_common.alternate`); times are medians of the
+rounds, ratios medians of each round's own ratio:
 
 * ``ours``: `lightning_gen.generate` with ``generator=torch.Generator().manual_seed(s)``;
 * ``HF``: ``model.generate`` after ``torch.manual_seed(s)``, the same options;
@@ -185,8 +186,15 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int) -> dict[str, Any]
     same = sum(torch.equal(a, b) for a, b in zip(runs["hf"].outputs, runs["ours"].outputs))
     wall = {name: median(r.wall) for name, r in runs.items()}
     cpu = {name: median(r.cpu) for name, r in runs.items()}
+    # Ratios are medians of each round's own ratio: the three runs of a round are back to back, so a slow spell of
+    # the machine (another tenant, a frequency step) moves both sides of a ratio instead of one median.
+    def paired(a: str, b: str, kind: str = "cpu") -> float:
+        return median([x / y for x, y in zip(getattr(runs[a], kind), getattr(runs[b], kind))])
+
+    ratio = {f"{a}/{b}": (paired(a, b), paired(a, b, "wall")) for a, b in
+             (("ours", "hf"), ("ours", "forwards"), ("hf", "forwards"))}
     steps = median([out.shape[1] - case.prompt for out in runs["hf"].outputs])
-    return {"case": case, "wall": wall, "cpu": cpu, "same": same, "repeats": repeats, "steps": steps,
+    return {"case": case, "wall": wall, "cpu": cpu, "ratio": ratio, "same": same, "repeats": repeats, "steps": steps,
             "stats": str(fastpath.stats).removeprefix("FastPathStats")}
 
 
@@ -201,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = QUICK if args.quick else [c for c in CASES if args.only is None or args.only in c.name]
     repeats = 1 if args.quick else args.repeats
     print(f"machine: {machine()}")
-    print(f"medians of {repeats} alternating rounds after one warm-up; process CPU ms per generate call (steadier than "
-          "wall-clock on a shared machine; wall-clock ratios in parentheses)")
+    print(f"{repeats} alternating rounds after one warm-up: median process CPU ms per generate call; ratios are medians "
+          "of each round's CPU-time ratio (wall-clock in parentheses)")
     print("| case | model | batch | new | ours ms | HF ms | forwards ms | ours / HF | ours / forwards | "
           "HF / forwards | tokens identical |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -211,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         model = models.get(case.model) or models.setdefault(case.model, build(case.model))
         row = run_case(case, model, repeats)
-        c, w = row["cpu"], row["wall"]
+        c, r = row["cpu"], row["ratio"]
         failures += row["same"] != repeats
         print(f"| {case.name} | {case.model} | {case.batch} | {row['steps']:g} | {c['ours'] * 1e3:.0f} | "
-              f"{c['hf'] * 1e3:.0f} | {c['forwards'] * 1e3:.0f} | {c['ours'] / c['hf']:.3f} ({w['ours'] / w['hf']:.3f}) | "
-              f"{c['ours'] / c['forwards']:.3f} ({w['ours'] / w['forwards']:.3f}) | {c['hf'] / c['forwards']:.3f} | "
+              f"{c['hf'] * 1e3:.0f} | {c['forwards'] * 1e3:.0f} | {r['ours/hf'][0]:.3f} ({r['ours/hf'][1]:.3f}) | "
+              f"{r['ours/forwards'][0]:.3f} ({r['ours/forwards'][1]:.3f}) | {r['hf/forwards'][0]:.3f} | "
               f"{row['same']}/{repeats} |", flush=True)
         print(f"<!-- routes {row['stats']} -->", file=sys.stderr)
     return 1 if failures else 0
