@@ -251,7 +251,7 @@ class Sampler:
         return: a token the model never chose). `(B,)`"""
         scores = self.process(input_ids, scores)
         if scores.dim() == 2:
-            tokens, invalid = chain_.argmax(scores) if self.plan is not None else _argmax(scores)
+            tokens, invalid = chain_.argmax(scores)  # torch's own argmax wherever numpy's is not known to agree
         else:
             tokens, invalid = torch.argmax(scores, dim=-1), scores.isnan().any()
         if self._sync_free(scores):
@@ -367,12 +367,6 @@ def _default_generator(device: torch.device) -> torch.Generator:
     if device.type == "cuda":
         return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
     return torch.default_generator
-
-
-def _argmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens = torch.argmax(scores, dim=-1)
-    # argmax returns the index of a row's first NaN, if it has one: checking the chosen scores checks them all.
-    return tokens, scores.gather(1, tokens.unsqueeze(1)).isnan().any()
 
 
 def _nan_logits_error() -> FloatingPointError:
