@@ -1,7 +1,8 @@
 """Our `generate` against transformers' `generate` and against the model's forward calls alone, case by case.
 
 Each row decodes one batch three ways, alternating in one process (`_common.alternate`); times are medians of the
-rounds, ratios medians of each round's own ratio:
+rounds, ratios medians of each round's own ratio. A row runs ``--repeats`` rounds, or more where a round is short:
+as many as fill ``--seconds`` (at most 25), since a call of a fraction of a second wanders by as much as a long one:
 
 * ``ours``: `lightning_gen.generate` with ``generator=torch.Generator().manual_seed(s)``;
 * ``HF``: ``model.generate`` after ``torch.manual_seed(s)``, the same options;
@@ -26,7 +27,7 @@ narrower layer every per-token cost looks larger than it would on any model wort
 
 Run::
 
-    python benchmarks/matrix.py [--repeats 3] [--only top-p] [--quick]
+    python benchmarks/matrix.py [--repeats 3] [--seconds 20] [--only top-p] [--quick]
 
 ``--quick`` runs four small rows with one round each (a smoke run, seconds).
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +46,13 @@ import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, machine, median  # noqa: E402
+from _common import alternate, machine, median, timed  # noqa: E402
 
 from lightning_gen import generate  # noqa: E402
 from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
 
 PAD = 0
+MAX_ROUNDS = 25
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ def forwards(model: torch.nn.Module, tokens: torch.Tensor, prompt: int, mask: to
     return logits
 
 
-def run_case(case: Case, model: torch.nn.Module, repeats: int) -> dict[str, Any]:
+def run_case(case: Case, model: torch.nn.Module, repeats: int, seconds: float = 0.0) -> dict[str, Any]:
     vocab = model.config.vocab_size
     ids, mask = inputs(case, vocab)
     options = dict(case.options, max_new_tokens=case.new, pad_token_id=PAD)
@@ -174,8 +177,12 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int) -> dict[str, Any]
                         **options)
 
     # Each round's forward calls are for that round's tokens (with EOS their number varies with the seed); rounds
-    # that run `alone` first need them beforehand: ours, untimed (the table says whether they are HF's).
-    tokens = {seed: ours(seed) for seed in range(repeats)}
+    # that run `alone` first need them beforehand: ours, untimed (the table says whether they are HF's). The first
+    # call also tells how long a round (three such calls) takes.
+    _, first, out = timed(lambda: ours(0))
+    tokens = {0: out}
+    repeats = max(repeats, min(MAX_ROUNDS, math.ceil(seconds / (3 * first)))) if seconds > 0 else repeats
+    tokens.update({seed: ours(seed) for seed in range(1, repeats)})
 
     def alone(seed: int) -> torch.Tensor:
         with torch.no_grad():
@@ -201,6 +208,8 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="rows whose rounds are short run as many rounds as fill this many seconds (at most 25)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default=None, help="run the rows whose name contains this text")
     parser.add_argument("--quick", action="store_true", help="four small rows, one round each (a smoke run)")
@@ -218,13 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for case in cases:
         model = models.get(case.model) or models.setdefault(case.model, build(case.model))
-        row = run_case(case, model, repeats)
+        row = run_case(case, model, repeats, 0.0 if args.quick else args.seconds)
         c, r = row["cpu"], row["ratio"]
-        failures += row["same"] != repeats
+        failures += row["same"] != row["repeats"]
         print(f"| {case.name} | {case.model} | {case.batch} | {row['steps']:g} | {c['ours'] * 1e3:.0f} | "
               f"{c['hf'] * 1e3:.0f} | {c['forwards'] * 1e3:.0f} | {r['ours/hf'][0]:.3f} ({r['ours/hf'][1]:.3f}) | "
               f"{r['ours/forwards'][0]:.3f} ({r['ours/forwards'][1]:.3f}) | {r['hf/forwards'][0]:.3f} | "
-              f"{row['same']}/{repeats} |", flush=True)
+              f"{row['same']}/{row['repeats']} |", flush=True)
         print(f"<!-- routes {row['stats']} -->", file=sys.stderr)
     return 1 if failures else 0
 

@@ -163,6 +163,7 @@ def _fsdp1_full_parameters(root: nn.Module) -> Iterator[None]:
 @contextmanager
 def _zero3_full_parameters(root: nn.Module) -> Iterator[None]:
     import deepspeed
+    from deepspeed.runtime.zero import parameter_offload
 
     hooks = _zero3_hooks(root)
     with deepspeed.zero.GatheredParameters(_zero3_partitioned(root), modifier_rank=None):
@@ -175,7 +176,10 @@ def _zero3_full_parameters(root: nn.Module) -> Iterator[None]:
             root.module_forward_pre_hook = root._create_module_forward_pre_hook()
             root.module_forward_post_hook = root._create_module_forward_post_hook()
             hooks.forward_hooks, hooks.backward_hooks = [], []  # the removed handles; set up anew below
+            stack = getattr(parameter_offload, "FWD_MODULE_STACK", [])  # a module global of DeepSpeed's
+            depth = len(stack)
             hooks.setup_zero_stage3_hooks()
+            del stack[depth:]  # the setup pushes the root module again, which its first setup did: once per run
 
 
 @contextmanager
