@@ -158,9 +158,18 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     """Lightning's DeepSpeedStrategy on CPU processes, for these tests only: DeepSpeed itself runs ZeRO-3 on the
     CPU (its CPU accelerator, gloo), but Lightning refuses any accelerator other than CUDA in
     `setup_environment`; this skips that one check. The devices are given as ``cpu:0``, ``cpu:1`` (torch treats
-    both as the CPU) because Lightning and DeepSpeed want each process's device index to be its local rank."""
+    both as the CPU) because Lightning and DeepSpeed want each process's device index to be its local rank.
+
+    DeepSpeed's start (`init_distributed`) also builds, on Linux, its shared-memory all-reduce for the CPU
+    (`deepspeed_shm_comm`): a C++ op compiled at its first use on a machine, 208 s on 2 cores, longer than a
+    scenario's watchdog. Only DeepSpeed-Inference's tensor-parallel layers call it (`inference_all_reduce`), never
+    ZeRO, so it is marked not compatible, as DeepSpeed marks it off Linux: nothing is compiled, and every collective
+    is gloo's, as ZeRO-3's are with it too."""
 
     def setup_environment(self):
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # the dict DeepSpeed's start looks it up in
         super(DeepSpeedStrategy, self).setup_environment()  # DDPStrategy's: everything but the CUDA check
 
 
@@ -169,6 +178,16 @@ def deepspeed3():
     return CPUDeepSpeedStrategy(config={"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}},
                                 process_group_backend="gloo", timeout=TIMEOUT,
                                 parallel_devices=[torch.device("cpu", i) for i in range(2)])
+
+
+def deepspeed_ops():
+    """The C++ ops DeepSpeed has loaded in this process, built or found built (none is wanted: where none is built
+    yet, as on a fresh machine, each one is minutes of compiling)."""
+    if "deepspeed" not in sys.modules:
+        return []
+    from deepspeed.ops.op_builder.builder import OpBuilder
+
+    return sorted(OpBuilder._loaded_ops)
 
 
 def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
@@ -196,6 +215,7 @@ def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
         "sampled_shapes": sorted(map(list, model.sampled_shapes)),
         "gathered_bytes": monitor.gathered_bytes,
         "losses": monitor.losses,
+        "deepspeed_ops": deepspeed_ops(),
         "warnings": [str(w.message) for w in caught if "GenerationMonitor" in str(w.message)],
     }
 
