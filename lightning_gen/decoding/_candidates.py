@@ -18,6 +18,10 @@ widened by ``|v - max|`` roundings in case a kernel rounds exp's argument its ow
 anything closer, an equal value on both sides of a cut, or a chain it does not cover, it returns None (with the
 generator untouched) and the caller takes `top_k_top_p` and the full-width route, whose bytes are HF's.
 
+Without top-k, `after_nucleus` does the same for the draw after a chain's last top-p, min-p or typical-p warper:
+`lightning_gen.decoding._nucleus` gives the tokens it keeps (HF's own decision, bit for bit), and the draw is the
+largest ``e / q`` among those, under the same margin; the warper's output is built only when that is too close.
+
 Example::
 
     >>> from transformers.generation import logits_process as lp
@@ -38,8 +42,9 @@ import torch
 from transformers.generation import logits_process as lp
 
 from lightning_gen.decoding import _draws as draws
+from lightning_gen.decoding import _nucleus as nucleus
 
-__all__ = ["covers", "sample", "top_k_top_p"]
+__all__ = ["after_nucleus", "covers", "sample", "top_k_top_p"]
 
 _NEG_INF = float("-inf")
 # The draw's winner must beat every other candidate's e / q by this factor: float32 p / q is within ~2**-21 of
@@ -105,6 +110,36 @@ def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix
     return _draw(torch.where(keep, e, 0.0), idx, scores.shape, generator, stats, _MARGIN + 2 * spread)
 
 
+def after_nucleus(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None,
+                  stats: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """HF's ``warper`` (top-p, min-p or typical-p, ``filter_value`` -inf), the chain's last, then its draw.
+
+    Returns the tokens `(B,)` where the draw is decided on the tokens the warper keeps (`lightning_gen.decoding.
+    _nucleus.kept`), with the generator advanced as multinomial advances it; otherwise None (generator untouched)
+    and the warper's output `(B, V)`, for the caller's full-width draw. Counts ``on_candidates`` and
+    ``nucleus_fallback`` (HF's own warper ran) in ``stats``.
+    """
+    cut_of = nucleus.CUTS[type(warper)]
+    cut = cut_of(warper, scores) if draws.emulated() else None
+    if cut is None:
+        out, fell_back = nucleus.warp(warper, input_ids, scores)
+        stats.nucleus_fallback += fell_back
+        return None, out
+    kept = nucleus.kept(cut)
+    if kept is not None:
+        indices, real = kept
+        vals = scores.gather(1, indices).masked_fill_(~real, _NEG_INF)  # (B, n): the masked row's finite entries
+        top = vals.amax(dim=-1, keepdim=True)
+        if bool(top.isfinite().all()):  # else softmax's row is NaN and multinomial raises: the full route does
+            z = vals - top  # (B, n) <= 0, as softmax rounds it; -inf where padded
+            spread = z.masked_fill(~real, 0.0).amin(dim=-1, keepdim=True).double().abs() * 2.0 ** -22
+            tokens = _draw(z.double().exp(), indices, scores.shape, generator, stats, _MARGIN + 2 * spread)
+            if tokens is not None:
+                stats.on_candidates += 1
+                return tokens, scores
+    return None, nucleus.apply(cut, scores, warper.filter_value)
+
+
 def _draw(weights: torch.Tensor, candidates: torch.Tensor, shape: torch.Size, generator: torch.Generator | None,
           stats: Any, margin: torch.Tensor) -> torch.Tensor | None:
     """The candidate with the largest ``weights / q`` `(B,)`, where HF's float32 ratios agree on it."""
@@ -118,7 +153,7 @@ def _draw(weights: torch.Tensor, candidates: torch.Tensor, shape: torch.Size, ge
     unsure = live & (((exact * (1 + draws.WINDOW)).float() != q) | ((exact * (1 - draws.WINDOW)).float() != q))
     replays = int(unsure.sum())
     # u == 0 anywhere gives q == 0 and a NaN ratio that multinomial's argmax would pick.
-    if replays > draws.MAX_REPLAYS or bool(bits.amin() == 0):
+    if replays > draws.MAX_REPLAYS or draws.any_zero(bits):
         gen.set_state(state)
         return None
     if replays:

@@ -38,8 +38,8 @@ import torch
 
 from lightning_gen.decoding import _chain as chain_
 
-__all__ = ["WINDOW", "ExponentialStream", "argmax_draw", "candidate_draw", "emulated", "invalid_distribution_error",
-           "multinomial", "replay", "to_uniform", "uniform_bits"]
+__all__ = ["WINDOW", "ExponentialStream", "any_zero", "argmax_draw", "candidate_draw", "emulated",
+           "invalid_distribution_error", "multinomial", "replay", "to_uniform", "uniform_bits"]
 
 # Relative distance from a float32 rounding boundary under which a float64 exponential is recomputed exactly;
 # 2**-48 is at least 16 ulp of float64, far above the 2 ulp that two faithful log1p's can differ by.
@@ -142,7 +142,15 @@ def uniform_bits(shape: tuple[int, ...], generator: torch.Generator) -> torch.Te
     the generator advanced alike: int64 ``random_`` keeps the low 63 bits of the same 64-bit draws, and float64
     ``uniform_`` the low 53 of them, scaled (`emulated` checks it). Cheaper than ``uniform_``, and half the
     conversions where only a few uniforms are read."""
-    return torch.empty(shape, dtype=torch.int64).random_(generator=generator).bitwise_and_(_LOW_53)
+    bits = torch.empty(shape, dtype=torch.int64).random_(generator=generator)
+    np.bitwise_and(bits.numpy(), _LOW_53, out=bits.numpy())  # in place, as torch's bitwise_and_ at half its cost
+    return bits
+
+
+def any_zero(bits: torch.Tensor) -> bool:
+    """Whether any of `uniform_bits`'s integers ``bits`` (CPU) is 0, a uniform 0 whose exponential 0 makes
+    multinomial's ratio infinite or NaN: numpy's ``min``, a sixth of torch's ``amin`` on int64."""
+    return bool(bits.numpy().min() == 0)
 
 
 def to_uniform(bits: torch.Tensor) -> torch.Tensor:
@@ -262,12 +270,12 @@ def candidate_draw(probs: torch.Tensor, candidates: torch.Tensor | None, generat
     # Where another faithful log1p could round to a different float32; only tokens with p > 0 can win.
     unsure = (p > 0) & (((exact * (1 + WINDOW)).float() != q) | ((exact * (1 - WINDOW)).float() != q))
     # u == 0 gives q == 0 and, where p == 0, a NaN that argmax would pick.
-    flags = torch.stack([invalid.long(), (bits.amin() == 0).long(), unsure.sum()]).tolist()
-    if flags[0] or flags[1] or flags[2] > MAX_REPLAYS:
+    flags = torch.stack([invalid.long(), unsure.sum()]).tolist()
+    if flags[0] or any_zero(bits) or flags[1] > MAX_REPLAYS:
         gen.set_state(state)
         stats.draw_fallback += 1
         return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-    if flags[2]:
+    if flags[1]:
         stats.replays += replay(q, unsure, candidates, probs.shape[1], state)
     ratio = p / q
     if candidates is None:

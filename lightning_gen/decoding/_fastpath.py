@@ -19,7 +19,9 @@ code wherever it cannot guarantee that. A `Sampler` looks at the processor chain
   all steps drawn ahead. Off the CPU the steps are *sync-free*: nothing is read back to the host; a NaN or an
   invalid distribution is raised by `Sampler.finish` after the last step.
 * **fast** (large vocabularies on the CPU): without top-k, top-p, min-p and typical-p without their full sort of
-  values and indices (`lightning_gen.decoding._nucleus`); with top-k, one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
+  values and indices (`lightning_gen.decoding._nucleus`), and where one of them is the chain's last, the draw decided
+  on the few tokens it keeps (`lightning_gen.decoding._candidates.after_nucleus`: no masked copy, no softmax and no
+  whole-row search of the `(B, V)` row, only its uniforms); with top-k, one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
   k-th, so the step falls back when the (k+1)-th value ties the k-th (or on NaN / +inf). HF's top-p sorts the
   masked vector ascending: exactly ``[-inf] * (V - k) + ascending(candidates)``. We build that tensor directly,
   with the same shape and dtype, so the same softmax and cumsum kernels see the same bytes and return the same
@@ -63,6 +65,7 @@ from transformers.generation import logits_process as lp
 from lightning_gen.decoding import _candidates as candidates_
 from lightning_gen.decoding import _chain as chain_
 from lightning_gen.decoding import _draws as draws
+from lightning_gen.decoding import _nucleus as nucleus_
 
 __all__ = ["ENABLED", "FastPathStats", "Sampler", "plain_sample", "stats"]
 
@@ -105,7 +108,8 @@ class FastPathStats:
             `LogitsProcessorList` calls them, without its per-call signature inspection), then multinomial's draw.
         plain: Steps sent whole to HF's processor list and ``torch.multinomial``: fast path off, or a processor it
             does not know.
-        on_candidates: Fast steps with top-k decided on its candidates alone (`lightning_gen.decoding._candidates`).
+        on_candidates: Fast steps whose draw was decided on top-k's candidates, or on the tokens a last top-p,
+            min-p or typical-p warper keeps, alone (`lightning_gen.decoding._candidates`).
         top_k_fallback: Steps whose top-k/top-p ran as HF's own warpers (a tie at a cut, NaN or inf, top_k >= V).
         nucleus_fallback: Top-p, min-p or typical-p warpers (without top-k) that ran as HF's own on the fast route
             (see `lightning_gen.decoding._nucleus`).
@@ -132,13 +136,15 @@ stats = FastPathStats()
 
 @dataclass(frozen=True)
 class _Plan:
-    """A processor chain split around its top-k: ``prefix`` → ``top_k`` (→ ``top_p``) → ``suffix``."""
+    """A processor chain split around its top-k: ``prefix`` → ``top_k`` (→ ``top_p``) → ``suffix``; without top-k,
+    ``prefix`` → ``nucleus``, a last top-p, min-p or typical-p warper whose draw can be decided on what it keeps."""
 
     chain: tuple[Any, ...]
     prefix: tuple[Any, ...]
     top_k: lp.TopKLogitsWarper | None
     top_p: lp.TopPLogitsWarper | None
     suffix: tuple[Any, ...]
+    nucleus: Any = None
 
 
 def _plan(processors: Any) -> _Plan | None:
@@ -160,6 +166,9 @@ def _plan(processors: Any) -> _Plan | None:
             return _Plan(chain, chain[:i], proc, top_p, tail[1:] if top_p is not None else tail)
         if type(proc) not in _MASK_ONLY:
             break
+    last = chain[-1] if chain else None
+    if type(last) in nucleus_.CUTS and last.filter_value == _NEG_INF:
+        return _Plan(chain, chain[:-1], None, None, (), last)
     return _Plan(chain, chain, None, None, ())
 
 
@@ -330,6 +339,10 @@ class Sampler:
                     stats.on_candidates += 1
                     return tokens
             scores, candidates = candidates_.top_k_top_p(plan.top_k, plan.top_p, input_ids, scores, stats)
+        elif plan.nucleus is not None:
+            tokens, scores = candidates_.after_nucleus(plan.nucleus, input_ids, scores, generator, stats)
+            if tokens is not None:
+                return tokens
         scores = chain_.run(plan.suffix, input_ids, scores, owned=True, sort_free=True, stats=stats,
                             candidates=candidates)
         probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
@@ -338,7 +351,7 @@ class Sampler:
     def _direct_probs(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         stats.direct += 1
         plan = self.plan
-        scores = chain_.run(plan.prefix, input_ids, scores, owned=self._owned)
+        scores = chain_.run(plan.prefix if plan.top_k is not None else plan.chain, input_ids, scores, owned=self._owned)
         if plan.top_k is not None:
             # HF's top-k arithmetic in fewer steps: every score below the k-th largest (NaN counting as the largest,
             # as in topk) to -inf.

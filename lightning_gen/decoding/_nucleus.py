@@ -22,8 +22,11 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
 * **min-p**: HF's own arithmetic, less the ``topk`` that keeps the most probable token, which ``probs < min_p * max``
   never removes (``min_p <= 1``); with ``min_tokens_to_keep > 1`` HF's warper runs.
 
-Each function returns exactly what the warper would (same dtype, same bytes), or None where it cannot promise that
-(a tie at the cut, NaN or infinity, a dtype or device it does not cover); the caller then calls the warper.
+Each warper's decision is a `Cut`: the entries whose compared values (the scores, probabilities or log-softmax)
+lie within a range per row, and the rows HF's own warper decided. `apply` turns it into exactly what the warper
+would return (same dtype, same bytes); `kept` lists the entries it keeps, so that a draw can be decided on those
+alone (`lightning_gen.decoding._candidates`). Each function returns None where it cannot promise HF's bytes (a tie
+at the cut, NaN or infinity, a dtype or device it does not cover); the caller then calls the warper.
 
 Example::
 
@@ -37,21 +40,82 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from transformers.generation import logits_process as lp
 
-__all__ = ["COVERED", "min_p", "top_p", "typical_p", "warp"]
+__all__ = ["COVERED", "CUTS", "Cut", "apply", "kept", "min_p", "min_p_cut", "top_p", "top_p_cut", "typical_p",
+           "typical_p_cut", "warp"]
+
+_NEG_INF = float("-inf")
+_PROBES = 256  # typical-p's search: thresholds tried per row and round
+# Typical-p without top-k first looks at the keys |log p + entropy| up to this many nats: a peaked row's cut
+# is well within it (a fraction of a nat to ~2 on GPT-2-sized rows), and those tokens are a handful.
+_NEAR = 8.0
 
 
 def _covers(scores: torch.Tensor) -> bool:
     return scores.dtype == torch.float32 and scores.is_cpu and scores.dim() == 2 and scores.shape[1] > 1
 
 
+@dataclass(frozen=True)
+class Cut:
+    """What a warper keeps: in each row, the entries whose ``values`` `(B, V)` lie in ``[low, high]`` (`(B, 1)`
+    each; ``high`` None for no upper end), except in the rows of ``own``: ``(rows, out)``, HF's own output for them."""
+
+    values: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor | None = None
+    own: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def keep(self) -> np.ndarray:
+        """Which entries the cut keeps, `(B, V)` bool, outside the rows of ``own`` (numpy compares in one pass)."""
+        values = self.values.detach().numpy()
+        keep = values >= self.low.numpy()
+        if self.high is not None:
+            keep &= values <= self.high.numpy()
+        return keep
+
+
+def apply(cut: Cut, scores: torch.Tensor, filter_value: float) -> torch.Tensor:
+    """The warper's output: ``scores`` with ``filter_value`` wherever ``cut`` removes. `(B, V)`"""
+    out = torch.from_numpy(np.where(cut.keep(), scores.detach().numpy(), np.float32(filter_value)))
+    if cut.own is not None:
+        out[cut.own[0]] = cut.own[1]
+    return out
+
+
+def kept(cut: Cut) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The entries ``cut`` keeps, row by row: indices `(B, n)` and which of them are real `(B, n)` (rows keep
+    different numbers; the rest is padding, index 0). None where a row keeps nothing. For a filter value of -inf."""
+    keep = cut.keep()
+    if cut.own is not None:
+        keep[cut.own[0].numpy()] = (cut.own[1] > _NEG_INF).numpy()
+    batch, vocab = keep.shape
+    flat = np.flatnonzero(keep)  # row-major
+    rows = flat // vocab
+    counts = np.bincount(rows, minlength=batch)
+    if not counts.all():
+        return None
+    at = np.arange(flat.size) - (np.cumsum(counts) - counts)[rows]  # each entry's place within its row
+    indices = np.zeros((batch, int(counts.max())), dtype=np.int64)
+    real = np.zeros(indices.shape, dtype=bool)
+    indices[rows, at] = flat - rows * vocab
+    real[rows, at] = True
+    return torch.from_numpy(indices), torch.from_numpy(real)
+
+
 def top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:
     """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring)."""
+    cut = top_p_cut(warper, scores)
+    return None if cut is None else apply(cut, scores, warper.filter_value)
+
+
+def top_p_cut(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> Cut | None:
+    """What `top_p` keeps: the scores from the smallest one HF keeps. None as `top_p`."""
     if not _covers(scores):
         return None
     ascending = torch.from_numpy(np.sort(scores.detach().numpy(), axis=-1))  # (B, V): torch.sort's values, no indices
@@ -66,18 +130,24 @@ def top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | N
     removed = ascending.gather(1, (cut - 1).clamp_(min=0))
     if bool(((cut > 0) & (removed == kept)).any()):  # equal values on both sides: torch.sort's order decides
         return None
-    return scores.masked_fill(scores < kept, warper.filter_value)
+    return Cut(scores, kept)  # HF removes `scores < kept`: no NaN here
 
 
 def min_p(warper: lp.MinPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:
     """``warper(input_ids, scores)`` `(B, V)`, or None (see the module's docstring)."""
+    cut = min_p_cut(warper, scores)
+    return None if cut is None else apply(cut, scores, warper.filter_value)
+
+
+def min_p_cut(warper: lp.MinPLogitsWarper, scores: torch.Tensor) -> Cut | None:
+    """What `min_p` keeps: the probabilities from ``min_p`` times the largest one. None as `min_p`."""
     if not _covers(scores) or warper.min_tokens_to_keep != 1:
         return None
     probs = torch.softmax(scores, dim=-1)
     top = probs.amax(dim=-1, keepdim=True)  # (B, 1)
     if bool(top.isnan().any()):  # the topk HF keeps would then pick an index of its own
         return None
-    return scores.masked_fill(probs < warper.min_p * top, warper.filter_value)
+    return Cut(probs, warper.min_p * top)  # HF's own product; it removes `probs < min_p * top`
 
 
 def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
@@ -88,26 +158,45 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
         return None
     if warper.min_tokens_to_keep != 1:  # the first tokens of torch.sort's order are kept: only the order tells
         return _typical_p_ordered(warper, scores)
+    cut = typical_p_cut(warper, scores, candidates)
+    return None if cut is None else apply(cut, scores, warper.filter_value)
+
+
+def typical_p_cut(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
+                  candidates: torch.Tensor | None = None) -> Cut | None:
+    """What `typical_p` keeps (``min_tokens_to_keep`` 1): a span of log-softmax values. None as `typical_p`."""
+    if not _covers(scores) or warper.min_tokens_to_keep != 1:
+        return None
     normalized = torch.nn.functional.log_softmax(scores, dim=-1)  # HF's arithmetic, on the same tensor
     p = torch.exp(normalized)
     ent = -(normalized * p).nansum(-1, keepdim=True)  # (B, 1)
     batch, vocab = scores.shape
     terms = vocab  # the most non-zero terms in any of the sums behind HF's float32 values
+    # `normalized` ascending, values only: the keys |(-n) - ent| along it fall, then rise (see the docstring).
+    reach = 0x7F800000  # the bits of the largest key searched: +inf, all of them
     if candidates is not None:
         # Outside the candidates every log-softmax is -inf: key inf, probability 0. The order, the spans and the
         # mass are the candidates' alone, and the sums behind HF's values have at most k non-zero terms.
-        normalized_c, terms = normalized.gather(1, candidates), candidates.shape[1]
+        terms = candidates.shape[1]
+        ascending = np.sort(normalized.gather(1, candidates).numpy(), axis=-1)  # (B, k), NaN last
+        if np.isnan(ascending[:, -1]).any():  # NaN or +inf in a row, or a row all -inf
+            return None
     else:
-        normalized_c = normalized
-    # `normalized` ascending, values only: the keys |(-n) - ent| along it fall, then rise (see the docstring).
-    ascending = torch.from_numpy(np.sort(normalized_c.detach().numpy(), axis=-1))  # (B, V or k), NaN last
-    if bool(ascending[:, -1].isnan().any()):  # NaN or +inf in a row, or a row all -inf
-        return None
+        values = normalized.detach().numpy()
+        if np.isnan(values.sum(axis=-1)).any():  # NaN or +inf in a row, or a row all -inf: log-softmax NaN
+            return None
+        ascending = _near_entropy(values, ent.numpy())  # (B, n): the keys <= _NEAR, or None
+        if ascending is None:
+            ascending = np.sort(values, axis=-1)
+        else:
+            reach = int(np.float32(_NEAR).view(np.int32))
+    ascending = torch.from_numpy(ascending)
+    mass = _prefix_mass(ascending)
+    if reach != 0x7F800000 and not bool((mass[:, -1].double() >= warper.mass).all()):
+        # A row's keys <= _NEAR do not hold `mass`, so its cut lies further out: every key, a values-only sort.
+        ascending, reach = torch.from_numpy(np.sort(values, axis=-1)), 0x7F800000
+        mass = _prefix_mass(ascending)
     offset = ascending + ent  # ascending: exactly -((-n) - ent), so key = |offset|
-    width = ascending.shape[1]
-    mass = torch.empty(batch, width + 1)  # mass[:, j] = the probability of the first j tokens of `ascending`
-    mass[:, 0] = 0
-    torch.cumsum(torch.exp(ascending), dim=-1, out=mass[:, 1:])
 
     def within(t: torch.Tensor, strict: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The tokens whose key is <= t (< t), a span [start, end) of `ascending`, for each row's t `(B, n)`."""
@@ -119,13 +208,14 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
         return (mass.gather(1, span[1]) - mass.gather(1, span[0])).double()
 
     # The smallest key t whose keys <= t hold `mass`: a search over the bits of t (non-negative floats order as
-    # their bits do), 16 candidates per row at a time, O(B log V) each; `high` always holds the mass, `low` never.
+    # their bits do), 256 candidates per row at a time (4 rounds for 31 bits: each round is ~10 small ops, whose
+    # fixed cost exceeds the searches'), O(B log V) each; `high` always holds the mass, `low` never.
     low = torch.full((batch, 1), -1, dtype=torch.int64)
-    high = torch.full((batch, 1), 0x7F800000, dtype=torch.int64)  # +inf
-    steps = torch.arange(1, 17, dtype=torch.int64)  # (16,)
+    high = torch.full((batch, 1), reach, dtype=torch.int64)  # +inf, or _NEAR where those keys hold the mass
+    steps = torch.arange(1, _PROBES + 1, dtype=torch.int64)  # (256,)
     while bool((high - low > 1).any()):
-        width = (high - low + 15) // 16
-        candidates = torch.minimum(low + width * steps, high)  # (B, 16) ascending, the last one `high`
+        width = (high - low + _PROBES - 1) // _PROBES
+        candidates = torch.minimum(low + width * steps, high)  # (B, 256) ascending, the last one `high`
         enough = mass_of(within(candidates.int().view(torch.float32), False)) >= warper.mass
         first = enough.int().argmax(dim=-1, keepdim=True)  # the first candidate that holds it (`high` does)
         high = candidates.gather(1, first)
@@ -142,11 +232,38 @@ def typical_p(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
     # Keys <= cut are the values of `normalized` between the span's first and last: remove the others.
     lowest = ascending.gather(1, kept[0])
     highest = ascending.gather(1, kept[1] - 1)
-    out = scores.masked_fill((normalized < lowest) | (normalized > highest), warper.filter_value)
+    own = None
     if not bool(clear.all()):  # those rows take HF's warper, torch.sort's order (HF's rows are each their own)
         rows = (~clear).nonzero().squeeze(1)
-        out[rows] = warper(None, scores[rows])
+        own = (rows, warper(None, scores[rows]))
+    return Cut(normalized, lowest, highest, own)
+
+
+def _near_entropy(values: np.ndarray, ent: np.ndarray) -> np.ndarray | None:
+    """The log-softmax ``values`` `(B, V)` whose keys ``|values + ent|`` are <= `_NEAR`, each row ascending and
+    padded in front with -inf (key inf, probability 0) to a common width `(B, n)`; None where that is most of them.
+
+    Where those keys hold `mass`, the cut's key is <= `_NEAR`, and every set of keys <= t the search weighs is a
+    span of this vector: a sort of a few tokens instead of the vocabulary (a peaked row keeps a handful)."""
+    batch, vocab = values.shape
+    near = np.flatnonzero(np.abs(values + ent) <= np.float32(_NEAR))  # HF's keys |(-n) - ent|, bit for bit
+    rows = near // vocab
+    counts = np.bincount(rows, minlength=batch)
+    width = int(counts.max())
+    if width > vocab // 4:
+        return None
+    out = np.full((batch, width), -np.inf, dtype=np.float32)
+    out[rows, np.arange(near.size) - (np.cumsum(counts) - counts)[rows]] = values.reshape(-1)[near]
+    out.sort(axis=-1)
     return out
+
+
+def _prefix_mass(ascending: torch.Tensor) -> torch.Tensor:
+    """``mass[:, j]``, the probability of the first ``j`` tokens of ``ascending`` log-softmax values. `(B, n + 1)`"""
+    mass = ascending.new_empty(ascending.shape[0], ascending.shape[1] + 1)
+    mass[:, 0] = 0
+    torch.cumsum(torch.exp(ascending), dim=-1, out=mass[:, 1:])
+    return mass
 
 
 def _typical_p_ordered(warper: lp.TypicalLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:
@@ -202,6 +319,9 @@ def _order(keys: torch.Tensor) -> torch.Tensor:
 
 #: The warpers this module reproduces, and how.
 COVERED: dict[type, Any] = {lp.TopPLogitsWarper: top_p, lp.MinPLogitsWarper: min_p, lp.TypicalLogitsWarper: typical_p}
+#: Their cuts, ``(warper, scores) -> Cut | None``.
+CUTS: dict[type, Any] = {lp.TopPLogitsWarper: top_p_cut, lp.MinPLogitsWarper: min_p_cut,
+                         lp.TypicalLogitsWarper: typical_p_cut}
 
 
 def warp(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor,

@@ -174,3 +174,10 @@ def test_uniform_bits_are_uniform_s_draws():
         bits = draws.uniform_bits(shape, a)
         assert torch.equal(draws.to_uniform(bits), torch.empty(shape, dtype=torch.float64).uniform_(generator=b))
         assert torch.equal(a.get_state(), b.get_state())
+
+
+def test_any_zero_finds_a_single_zero_uniform():
+    bits = draws.uniform_bits((8, 50257), torch.Generator().manual_seed(3))
+    assert not draws.any_zero(bits)
+    bits[5, 40000] = 0
+    assert draws.any_zero(bits)

@@ -179,3 +179,70 @@ def test_typical_p_after_top_k_searches_the_candidates_alone(k):
         warper = lp.TypicalLogitsWarper(mass=[0.2, 0.9, 0.99][seed % 3])
         got = nucleus.typical_p(warper, masked, idx)
         assert got is not None and torch.equal(_bits(got), _bits(warper(IDS, masked))), seed
+
+
+def _cut_cases():
+    for seed in range(120):
+        scores = _scores(seed)
+        for warper in _warpers(seed):
+            cut = nucleus.CUTS[type(warper)](warper, scores)
+            if cut is not None:
+                yield seed, warper, scores, cut
+
+
+def test_apply_of_a_cut_is_the_warper_s_output():
+    decided = 0
+    for seed, warper, scores, cut in _cut_cases():
+        assert torch.equal(_bits(nucleus.apply(cut, scores, warper.filter_value)), _bits(warper(IDS, scores))), seed
+        decided += 1
+    assert decided > 150, "design: most cases have a cut"
+
+
+def test_kept_lists_every_entry_the_warper_keeps_and_none_it_removes():
+    for seed, warper, scores, cut in _cut_cases():
+        expected = warper(IDS, scores)
+        listed = nucleus.kept(cut)
+        assert listed is not None, seed  # every warper keeps at least one entry per row
+        indices, real = listed
+        assert indices.shape == real.shape and indices.shape[0] == scores.shape[0]
+        assert bool(real.any(dim=-1).all()) and bool((indices[~real] == 0).all())
+        for row in range(scores.shape[0]):
+            listed_row = indices[row][real[row]]
+            assert bool((listed_row[1:] > listed_row[:-1]).all())  # ascending, no repeats
+            survivors = (expected[row] > -math.inf).nonzero().squeeze(1)
+            # Every finite output is listed; a listed entry is one the warper left as it was (a score of -inf may
+            # be kept, it still draws nothing).
+            assert bool(torch.isin(survivors, listed_row).all()), seed
+            assert torch.equal(_bits(expected[row, listed_row]), _bits(scores[row, listed_row])), seed
+
+
+def test_kept_covers_the_rows_hf_s_typical_warper_decided():
+    # Flat rows at mass 0.995: the cut lies within the rounding bound, so HF's warper decides them (`own`).
+    scores = torch.randn(6, 50257, generator=torch.Generator().manual_seed(4)) * 0.3
+    warper = lp.TypicalLogitsWarper(mass=0.995)
+    cut = nucleus.typical_p_cut(warper, scores)
+    assert cut is not None and cut.own is not None
+    indices, real = nucleus.kept(cut)
+    expected = warper(IDS, scores)
+    for row in range(6):
+        assert torch.equal(indices[row][real[row]], (expected[row] > -math.inf).nonzero().squeeze(1))
+
+
+@pytest.mark.parametrize("near", [1e-3, 0.5, 8.0, 1e4])
+def test_typical_p_on_the_keys_near_the_entropy_or_all_of_them(near, monkeypatch):
+    # Below a small bound the kept keys rarely hold the mass (the search then sorts every key), with a large one
+    # they are most of the vocabulary (sorted whole at once); HF's bytes on every route.
+    monkeypatch.setattr(nucleus, "_NEAR", near)
+    seen = []
+    original = nucleus._near_entropy
+    monkeypatch.setattr(nucleus, "_near_entropy", lambda v, e: seen.append(original(v, e)) or seen[-1])
+    for seed in range(8):
+        g = torch.Generator().manual_seed(seed)
+        scores = torch.randn(4, [3000, 50257][seed % 2], generator=g) * [0.5, 3.0, 8.0, 20.0][seed % 4]
+        if seed % 3 == 2:
+            scores = (scores * 2).round() / 2
+        warper = lp.TypicalLogitsWarper(mass=[0.2, 0.9, 0.99][seed % 3])
+        got = nucleus.typical_p(warper, scores)
+        assert got is not None and torch.equal(_bits(got), _bits(warper(IDS, scores))), seed
+    used = sum(s is not None for s in seen)
+    assert used == 0 if near == 1e4 else used > 0
