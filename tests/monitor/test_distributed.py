@@ -202,6 +202,8 @@ def test_deepspeed_zero3_gathers_once_per_round_like_a_single_process(runs, sing
     for rank in (zero, one):
         assert rank["sampled_shapes"] == [[48, 24]]  # every sampling forward saw the whole weight ...
         assert all(r["shape_after"] == [0] for r in rank["rounds"].values())  # ... partitioned again after
+        # Setting ZeRO-3's hooks up again after a round leaves DeepSpeed's module stack as deep as it was.
+        assert len({r["module_stack"] for r in rank["rounds"].values()}) == 1 and len(rank["rounds"]) == 3
     # A round failing on rank 1 is skipped on both, and training and the next round go on.
     assert len(zero["warnings"]) == 1 and "step 2" in zero["warnings"][0] and "on rank 1" in zero["warnings"][0]
     events = logged(runs, "deepspeed3_auto")

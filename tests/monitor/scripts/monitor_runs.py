@@ -120,7 +120,8 @@ class CountingMonitor(GenerationMonitor):
                 return super().sample_now(trainer, step)
             finally:
                 self.rounds[step] = {"collectives": dict(counts), "forwards": model.sampling_forwards - before,
-                                     "shape_after": list(model.mlp[0].weight.shape)}
+                                     "shape_after": list(model.mlp[0].weight.shape),
+                                     "module_stack": deepspeed_module_stack()}
 
 
 def ddp():
@@ -188,6 +189,15 @@ def deepspeed_ops():
     from deepspeed.ops.op_builder.builder import OpBuilder
 
     return sorted(OpBuilder._loaded_ops)
+
+
+def deepspeed_module_stack():
+    """How deep ZeRO-3's module stack (a DeepSpeed global, which its hook setup pushes the root onto) is now."""
+    if "deepspeed" not in sys.modules:
+        return None
+    from deepspeed.runtime.zero import parameter_offload
+
+    return len(parameter_offload.FWD_MODULE_STACK)
 
 
 def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
