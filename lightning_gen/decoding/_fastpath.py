@@ -21,8 +21,9 @@ code wherever it cannot guarantee that. A `Sampler` looks at the processor chain
 * **fast** (large vocabularies on the CPU): without top-k, top-p, min-p and typical-p without their full sort of
   values and indices (`lightning_gen.decoding._nucleus`), and where one of them is the chain's last, the draw decided
   on the few tokens it keeps (`lightning_gen.decoding._candidates.after_nucleus`: no masked copy, no softmax and no
-  whole-row search of the `(B, V)` row, only its uniforms); with top-k, one ``topk(k + 1)`` gives the candidates; HF keeps every value >= the
-  k-th, so the step falls back when the (k+1)-th value ties the k-th (or on NaN / +inf). HF's top-p sorts the
+  whole-row search of the `(B, V)` row, only its uniforms); with top-k, one ``topk(k + 1)`` gives the
+  candidates; HF keeps every value >= the k-th, so the step falls back when the (k+1)-th value ties the k-th
+  (or on NaN / +inf). HF's top-p sorts the
   masked vector ascending: exactly ``[-inf] * (V - k) + ascending(candidates)``. We build that tensor directly,
   with the same shape and dtype, so the same softmax and cumsum kernels see the same bytes and return the same
   cumulative probabilities. Only the order of *tied* values can differ from ``torch.sort``'s, which matters only

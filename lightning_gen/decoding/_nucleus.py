@@ -9,14 +9,18 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
   and ``0.0`` trade places at most, and both give the same ``exp(x - max)``), so the same kernels return the same
   cumulative probabilities. HF removes a prefix of the sorted order; its last removed value and first kept value
   give the cut. When they are equal (a tie across the cut, which torch.sort's order decides) we return None.
+  Before any sort, the cut is sought among the scores within 30 nats of the largest (the rest hold ~1e-8 of the
+  mass): HF's cumulative is ``cumsum(e) / sum(e)`` within ``V + 16`` roundings, and where every cumulative clears
+  ``1 - top_p`` by that bound the cut stands without HF's bytes (peaked rows: a few hundred scores sorted, not V).
 * **typical-p**: HF orders the tokens by their key ``|(-n) - entropy|`` (``n`` the log-softmax) and sums the
   probabilities in that order until ``mass``; it removes every key above the one where the sum gets there. The
   keys need no sort of their own: along ``n`` in ascending order (a values-only sort) they fall, then rise (the
   key of ``n`` is a rounded ``|n + entropy|``, monotone on each side), so the tokens with keys <= t are a span of
   that order, found by two binary searches, and their mass is a difference of two prefix sums. A search over t
-  finds the cut. HF sums in its own order, which differs from ours among equal keys and may move a float32
-  sum by ``V - 1`` roundings: the cut stands where its group of equal keys clears ``mass`` by that bound on
-  both sides, and rows where it does not are HF's own (each row is sorted on its own, as in HF's batch). With
+  finds the cut; where the keys within 8 nats of 0 hold ``mass``, only those are sorted. HF sums in its own
+  order, which differs from ours among equal keys and may move a float32 sum by ``V - 1`` roundings: the cut
+  stands where its group of equal keys clears ``mass`` by that bound on both sides, and rows where it does not
+  are HF's own (each row is sorted on its own, as in HF's batch). With
   ``min_tokens_to_keep > 1`` the first tokens of torch.sort's order matter: one values-only sort of 64-bit
   words (each key's bits and its index) gives the order up to equal keys, under the same bound.
 * **min-p**: HF's own arithmetic, less the ``topk`` that keeps the most probable token, which ``probs < min_p * max``
@@ -40,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +60,9 @@ _PROBES = 256  # typical-p's search: thresholds tried per row and round
 # Typical-p without top-k first looks at the keys |log p + entropy| up to this many nats: a peaked row's cut
 # is well within it (a fraction of a nat to ~2 on GPT-2-sized rows), and those tokens are a handful.
 _NEAR = 8.0
+# Top-p without top-k first decides on the scores within this many nats of each row's largest (a few hundred to a
+# few thousand of GPT-2's): the others hold less than V * exp(-30), about 5e-9 of the mass at V = 50257.
+_TOP_SPAN = 30.0
 
 
 def _covers(scores: torch.Tensor) -> bool:
@@ -118,6 +126,9 @@ def top_p_cut(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> Cut | None:
     """What `top_p` keeps: the scores from the smallest one HF keeps. None as `top_p`."""
     if not _covers(scores):
         return None
+    kept = _top_p_near_the_top(warper, scores)
+    if kept is not None:
+        return Cut(scores, kept)
     ascending = torch.from_numpy(np.sort(scores.detach().numpy(), axis=-1))  # (B, V): torch.sort's values, no indices
     last = ascending[:, -1]
     if not bool(last.isfinite().all()):  # NaN sorts last; +inf, or a row all -inf, makes softmax NaN
@@ -131,6 +142,51 @@ def top_p_cut(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> Cut | None:
     if bool(((cut > 0) & (removed == kept)).any()):  # equal values on both sides: torch.sort's order decides
         return None
     return Cut(scores, kept)  # HF removes `scores < kept`: no NaN here
+
+
+def _top_p_near_the_top(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:
+    """The smallest score HF's top-p keeps `(B, 1)`, decided on the scores within `_TOP_SPAN` of each row's largest,
+    or None where a decision is within its rounding bound (the caller then sorts every score).
+
+    HF's float32 cumulative probability at a sorted position is ``C = sum(e up to there) / sum(e)`` (``e`` the exp
+    of each score less the largest) within ``(V + 16)`` roundings: its softmax sums ``V`` terms. The scores further
+    down hold less than ``V * exp(-_TOP_SPAN)`` of the mass together, so they are all removed wherever the cut is
+    clear of that, and ``C`` at the others is their own ``cumsum(e) / sum(e)`` in float64 up to that amount."""
+    batch, vocab = scores.shape
+    values = scores.detach().numpy()
+    top = values.max(axis=-1, keepdims=True)  # (B, 1); NaN where a row has one
+    if not np.isfinite(top).all():  # NaN, +inf, or a row all -inf
+        return None
+    near = np.flatnonzero(values >= top - np.float32(_TOP_SPAN))
+    rows = near // vocab
+    counts = np.bincount(rows, minlength=batch)
+    width = int(counts.max())
+    if width > vocab // 4 or counts.min() <= warper.min_tokens_to_keep:
+        return None
+    ascending = np.full((batch, width), -np.inf, dtype=np.float32)  # padded in front: e == 0 there
+    ascending[rows, np.arange(near.size) - (np.cumsum(counts) - counts)[rows]] = values.reshape(-1)[near]
+    ascending.sort(axis=-1)
+    z = ascending - top  # (B, n) <= 0, float32 as softmax rounds it
+    e = np.exp(z.astype(np.float64))
+    cumulative = np.cumsum(e, axis=-1) / e.sum(axis=-1, keepdims=True)  # (B, n); the rest adds at most `tail`
+    tail = vocab * math.exp(-_TOP_SPAN)
+    limit = 1 - warper.top_p
+    if limit <= 4 * tail:  # the scores further down may be kept
+        return None
+    remove = cumulative <= limit
+    keep = warper.min_tokens_to_keep
+    remove[:, width - keep:] = False
+    bound = (vocab + 16) * 2.0 ** -24 + _TOP_SPAN * 2.0 ** -22  # HF's roundings, and exp's argument's (|z| <= span)
+    close = np.abs(cumulative - limit) <= cumulative * bound + 2.0 ** -24 + 2 * tail
+    close[:, width - keep:] = False
+    if close.any():
+        return None
+    cut = remove.sum(axis=-1, keepdims=True)  # (B, 1): how many of `ascending` HF removes (its first ones)
+    kept = np.take_along_axis(ascending, cut, axis=-1)
+    removed = np.take_along_axis(ascending, np.maximum(cut - 1, 0), axis=-1)
+    if ((removed == kept) & (cut > 0)).any():  # equal values on both sides: torch.sort's order decides
+        return None
+    return torch.from_numpy(kept)
 
 
 def min_p(warper: lp.MinPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:

@@ -246,3 +246,36 @@ def test_typical_p_on_the_keys_near_the_entropy_or_all_of_them(near, monkeypatch
         assert got is not None and torch.equal(_bits(got), _bits(warper(IDS, scores))), seed
     used = sum(s is not None for s in seen)
     assert used == 0 if near == 1e4 else used > 0
+
+
+def test_top_p_near_the_top_of_a_large_vocabulary():
+    # GPT-2-sized rows: most cuts are decided on the scores within 30 nats of the largest, without sorting the
+    # row; ties at the cut, close calls and wide rows go to the sort. HF's bytes either way.
+    decided = declined = 0
+    for seed in range(24):
+        g = torch.Generator().manual_seed(seed)
+        scores = torch.randn(4, 50257, generator=g) * [2.0, 12.0, 25.0][seed % 3]  # x 2: all within 30 nats
+        if seed % 4 == 1:
+            scores = (scores * 2).round() / 2  # equal values among the top ones, some at the cut
+        elif seed % 4 == 2:
+            scores[torch.rand(4, 50257, generator=g) < 0.5] = -math.inf
+        elif seed % 4 == 3:
+            scores[:, :3] = 0.0
+            scores[:, 3:6] = -0.0
+            scores[:, 6:] -= 5
+        warper = lp.TopPLogitsWarper([0.5, 0.9, 0.99, 0.3][seed % 4], min_tokens_to_keep=1 + 2 * (seed % 5 == 0))
+        near = nucleus._top_p_near_the_top(warper, scores)
+        decided, declined = decided + (near is not None), declined + (near is None)
+        got = nucleus.top_p(warper, scores)
+        if got is not None:
+            assert torch.equal(_bits(got), _bits(warper(IDS, scores))), seed
+    assert decided > 8 and declined > 8, (decided, declined)
+
+
+def test_top_p_near_the_top_declines_a_cut_among_equal_scores():
+    scores = torch.full((1, 50257), -40.0)
+    scores[0, :4] = 3.0  # four equal top scores, a quarter of the mass each: top-p 0.6 cuts among them
+    assert nucleus._top_p_near_the_top(lp.TopPLogitsWarper(0.6), scores) is None
+    assert nucleus._top_p_near_the_top(lp.TopPLogitsWarper(1.0), scores) is None  # keeps everything with p > 0
+    kept = nucleus._top_p_near_the_top(lp.TopPLogitsWarper(0.9), torch.cat([scores[:, :3], scores[:, 4:]], 1))
+    assert kept is not None and float(kept) == 3.0
