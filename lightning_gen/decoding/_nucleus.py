@@ -10,7 +10,7 @@ What each warper decides is a *cut*, and the cut is all we need to reproduce:
   cumulative probabilities. HF removes a prefix of the sorted order; its last removed value and first kept value
   give the cut. When they are equal (a tie across the cut, which torch.sort's order decides) we return None.
   Before any sort, the cut is sought among the scores within 30 nats of the largest (the rest hold ~1e-8 of the
-  mass): HF's cumulative is ``cumsum(e) / sum(e)`` within ``V + 16`` roundings, and where every cumulative clears
+  mass): HF's cumulative is ``cumsum(e) / sum(e)`` within ``2 V + 16`` roundings, and where every cumulative clears
   ``1 - top_p`` by that bound the cut stands without HF's bytes (peaked rows: a few hundred scores sorted, not V).
 * **typical-p**: HF orders the tokens by their key ``|(-n) - entropy|`` (``n`` the log-softmax) and sums the
   probabilities in that order until ``mass``; it removes every key above the one where the sum gets there. The
@@ -149,7 +149,8 @@ def _top_p_near_the_top(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> to
     or None where a decision is within its rounding bound (the caller then sorts every score).
 
     HF's float32 cumulative probability at a sorted position is ``C = sum(e up to there) / sum(e)`` (``e`` the exp
-    of each score less the largest) within ``(V + 16)`` roundings: its softmax sums ``V`` terms. The scores further
+    of each score less the largest) within ``(2 V + 16)`` roundings: its softmax sums ``V`` terms (and so might a
+    float32 cumsum; torch's accumulates in float64). The scores further
     down hold less than ``V * exp(-_TOP_SPAN)`` of the mass together, so they are all removed wherever the cut is
     clear of that, and ``C`` at the others is their own ``cumsum(e) / sum(e)`` in float64 up to that amount."""
     batch, vocab = scores.shape
@@ -176,7 +177,8 @@ def _top_p_near_the_top(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> to
     remove = cumulative <= limit
     keep = warper.min_tokens_to_keep
     remove[:, width - keep:] = False
-    bound = (vocab + 16) * 2.0 ** -24 + _TOP_SPAN * 2.0 ** -22  # HF's roundings, and exp's argument's (|z| <= span)
+    # HF's roundings (twice V: a cumsum that accumulated in float32 would add V more), exp's argument's (|z| <= span)
+    bound = (2 * vocab + 16) * 2.0 ** -24 + _TOP_SPAN * 2.0 ** -22
     close = np.abs(cumulative - limit) <= cumulative * bound + 2.0 ** -24 + 2 * tail
     close[:, width - keep:] = False
     if close.any():
