@@ -250,7 +250,10 @@ def typical_p_cut(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
             reach = int(np.float32(_NEAR).view(np.int32))
     ascending = torch.from_numpy(ascending)
     mass = _prefix_mass(ascending)
-    if reach != 0x7F800000 and not bool((mass[:, -1].double() >= warper.mass).all()):
+    # Our probabilities' own sum: their masses are taken relative to it, which cancels the error that log-softmax's
+    # float32 sum put into every one of them alike (a common factor, as `n - log S` is a common shift).
+    total = p.sum(dim=-1, keepdim=True, dtype=torch.float64)  # (B, 1)
+    if reach != 0x7F800000 and not bool((mass[:, -1:].double() / total >= warper.mass).all()):
         # A row's keys <= _NEAR do not hold `mass`, so its cut lies further out: every key, a values-only sort.
         ascending, reach = torch.from_numpy(np.sort(values, axis=-1)), 0x7F800000
         mass = _prefix_mass(ascending)
@@ -263,7 +266,7 @@ def typical_p_cut(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
         return start, torch.maximum(start, end)
 
     def mass_of(span: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        return (mass.gather(1, span[1]) - mass.gather(1, span[0])).double()
+        return (mass.gather(1, span[1]) - mass.gather(1, span[0])).double() / total
 
     # The smallest key t whose keys <= t hold `mass`: a search over the bits of t (non-negative floats order as
     # their bits do), 256 candidates per row at a time (4 rounds for 31 bits: each round is ~10 small ops, whose
@@ -281,10 +284,11 @@ def typical_p_cut(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
     cut = high.int().view(torch.float32)  # (B, 1)
     kept = within(cut, False)
     # HF's cumulative mass comes from another order of the same tokens: a softmax sum that may move by (V - 1)
-    # roundings, one rounding more in the softmax and the cumsum, the float32 logarithms behind `exp(n)` (a few
-    # roundings of |n| and of log V each, weighted by the probabilities: at most ~10 log V roundings in all) and
-    # the float32 `mass`. The cut stands where its group of equal keys clears `mass` by all of that on both sides.
-    relative, absolute = (terms + 16) * 2.0 ** -23, 2.0 ** -16
+    # roundings (2**-24 each, and a second-order 1 %), one rounding more in the softmax and the cumsum, and on our
+    # side exp's own and the rounding of each `n - log S` (|n| roundings, weighted by the probabilities: at most
+    # ~10 log V roundings in all; log-softmax's own sum cancels in `total`) and the float32 `mass`. The cut stands
+    # where its group of equal keys clears `mass` by all of that on both sides.
+    relative, absolute = (terms * 1.01 + 32) * 2.0 ** -24, 2.0 ** -16
     clear = ((mass_of(within(cut, True)) * (1 + relative) + absolute < warper.mass)
              & (mass_of(kept) * (1 - relative) - absolute >= warper.mass)).view(-1)  # (B,)
     # Keys <= cut are the values of `normalized` between the span's first and last: remove the others.
