@@ -58,15 +58,6 @@ def test_candidates_decide_hf_s_tokens():
     assert fastpath.stats.top_k_fallback > 0, "design: ties at a cut go back to HF's warpers"
 
 
-def test_close_calls_go_back_untouched(monkeypatch):
-    # A margin nothing clears: every draw is handed back, after the generator was restored.
-    monkeypatch.setattr(candidates_, "_MARGIN", math.inf)
-    for seed in range(30):
-        chain, scores = _case(seed)
-        _same_as_hf(chain, scores, seed)
-    assert fastpath.stats.on_candidates == 0
-
-
 def test_a_cut_within_the_rounding_bound_goes_back():
     # Two candidates of equal probability and top-p 0.5: HF's cumulative at the first is 0.5 up to roundings.
     scores = torch.full((1, 500), -5.0)
@@ -115,10 +106,13 @@ def test_a_last_nucleus_warper_s_draw_is_decided_on_what_it_keeps():
     assert fastpath.stats.on_candidates > 40, "design: most draws are decided on the kept tokens"
 
 
-def test_a_close_draw_after_a_nucleus_warper_goes_back_untouched(monkeypatch):
+@pytest.mark.parametrize("case", ["top-k", "nucleus last"])
+def test_close_calls_go_back_untouched(monkeypatch, case):
+    # A margin nothing clears: every draw is handed back, after the generator was restored.
     monkeypatch.setattr(candidates_, "_MARGIN", math.inf)
+    make = {"top-k": _case, "nucleus last": _nucleus_case}[case]
     for seed in range(24):
-        chain, scores = _nucleus_case(seed)
+        chain, scores = make(seed)
         _same_as_hf(chain, scores, seed)
     assert fastpath.stats.on_candidates == 0 and fastpath.stats.fast == 24
 
