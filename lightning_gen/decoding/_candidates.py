@@ -86,9 +86,7 @@ def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix
     # The softmax's own first step, in float32 as it rounds it: every candidate less the row's largest.
     z = vals - vals[:, :1]  # (B, k) <= 0
     e = z.double().exp()  # (B, k), e[:, 0] == 1
-    # Should a kernel round exp's argument differently (a fused multiply by log2(e) ...), e moves by up to |z|
-    # roundings: every bound below widens by that much.
-    spread = z[:, -1:].double().abs() * 2.0 ** -22  # (B, 1)
+    spread = _spread(z)  # every bound below widens by that much
     keep = torch.ones_like(vals, dtype=torch.bool)
     if top_p is not None:
         ascending, e_up = vals.flip(-1), e.flip(-1)
@@ -116,8 +114,8 @@ def after_nucleus(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor, ge
 
     Returns the tokens `(B,)` where the draw is decided on the tokens the warper keeps (`lightning_gen.decoding.
     _nucleus.kept`), with the generator advanced as multinomial advances it; otherwise None (generator untouched)
-    and the warper's output `(B, V)`, for the caller's full-width draw. Counts ``on_candidates`` and
-    ``nucleus_fallback`` (HF's own warper ran) in ``stats``.
+    and the warper's output `(B, V)`, for the caller's full-width draw. Counts ``nucleus_fallback`` (HF's own
+    warper ran) in ``stats``.
     """
     cut_of = nucleus.CUTS[type(warper)]
     cut = cut_of(warper, scores) if draws.emulated() else None
@@ -132,12 +130,17 @@ def after_nucleus(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor, ge
         top = vals.amax(dim=-1, keepdim=True)
         if bool(top.isfinite().all()):  # else softmax's row is NaN and multinomial raises: the full route does
             z = vals - top  # (B, n) <= 0, as softmax rounds it; -inf where padded
-            spread = z.masked_fill(~real, 0.0).amin(dim=-1, keepdim=True).double().abs() * 2.0 ** -22
+            spread = _spread(z.masked_fill(~real, 0.0))
             tokens = _draw(z.double().exp(), indices, scores.shape, generator, stats, _MARGIN + 2 * spread)
             if tokens is not None:
-                stats.on_candidates += 1
                 return tokens, scores
     return None, nucleus.apply(cut, scores, warper.filter_value)
+
+
+def _spread(z: torch.Tensor) -> torch.Tensor:
+    """How far ``exp(z)`` may move, relatively, should a kernel round exp's argument differently (a fused multiply by
+    log2(e) ...): ``|z|`` roundings at the row's smallest ``z`` `(B, n)` <= 0. `(B, 1)` float64"""
+    return z.amin(dim=-1, keepdim=True).double().abs() * 2.0 ** -22
 
 
 def _draw(weights: torch.Tensor, candidates: torch.Tensor, shape: torch.Size, generator: torch.Generator | None,

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -343,6 +342,7 @@ class Sampler:
         elif plan.nucleus is not None:
             tokens, scores = candidates_.after_nucleus(plan.nucleus, input_ids, scores, generator, stats)
             if tokens is not None:
+                stats.on_candidates += 1
                 return tokens
         scores = chain_.run(plan.suffix, input_ids, scores, owned=True, sort_free=True, stats=stats,
                             candidates=candidates)

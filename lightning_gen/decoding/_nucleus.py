@@ -57,6 +57,7 @@ __all__ = ["COVERED", "CUTS", "Cut", "apply", "kept", "min_p", "min_p_cut", "top
 
 _NEG_INF = float("-inf")
 _PROBES = 256  # typical-p's search: thresholds tried per row and round
+_INF_BITS = 0x7F800000  # the bits of float32 +inf: the largest key typical-p's search can reach
 # Typical-p without top-k first looks at the keys |log p + entropy| up to this many nats: a peaked row's cut
 # is well within it (a fraction of a nat to ~2 on GPT-2-sized rows), and those tokens are a handful.
 _NEAR = 8.0
@@ -102,18 +103,36 @@ def kept(cut: Cut) -> tuple[torch.Tensor, torch.Tensor] | None:
     keep = cut.keep()
     if cut.own is not None:
         keep[cut.own[0].numpy()] = (cut.own[1] > _NEG_INF).numpy()
-    batch, vocab = keep.shape
-    flat = np.flatnonzero(keep)  # row-major
-    rows = flat // vocab
-    counts = np.bincount(rows, minlength=batch)
+    flat, rows, at, counts = _by_row(keep)
     if not counts.all():
         return None
-    at = np.arange(flat.size) - (np.cumsum(counts) - counts)[rows]  # each entry's place within its row
-    indices = np.zeros((batch, int(counts.max())), dtype=np.int64)
+    indices = np.zeros((keep.shape[0], int(counts.max())), dtype=np.int64)
     real = np.zeros(indices.shape, dtype=bool)
-    indices[rows, at] = flat - rows * vocab
+    indices[rows, at] = flat - rows * keep.shape[1]
     real[rows, at] = True
     return torch.from_numpy(indices), torch.from_numpy(real)
+
+
+def _by_row(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The True entries of ``mask`` `(B, V)`, row by row: their flat indices (row-major), rows, places within their
+    rows, and how many each row has `(B,)`."""
+    flat = np.flatnonzero(mask)
+    rows = flat // mask.shape[1]
+    counts = np.bincount(rows, minlength=mask.shape[0])
+    return flat, rows, np.arange(flat.size) - (np.cumsum(counts) - counts)[rows], counts
+
+
+def _sorted_where(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``values`` `(B, V)` where ``mask`` holds, each row ascending and padded in front with -inf to a common
+    width `(B, n)`, and how many each row has `(B,)`; None where a row has more than a quarter of V (sort them all)."""
+    flat, rows, at, counts = _by_row(mask)
+    width = int(counts.max())
+    if width > values.shape[1] // 4:
+        return None
+    out = np.full((values.shape[0], width), -np.inf, dtype=np.float32)
+    out[rows, at] = values.reshape(-1)[flat]
+    out.sort(axis=-1)
+    return out, counts
 
 
 def top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | None:
@@ -153,20 +172,16 @@ def _top_p_near_the_top(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> to
     float32 cumsum; torch's accumulates in float64). The scores further
     down hold less than ``V * exp(-_TOP_SPAN)`` of the mass together, so they are all removed wherever the cut is
     clear of that, and ``C`` at the others is their own ``cumsum(e) / sum(e)`` in float64 up to that amount."""
-    batch, vocab = scores.shape
+    vocab = scores.shape[1]
     values = scores.detach().numpy()
     top = values.max(axis=-1, keepdims=True)  # (B, 1); NaN where a row has one
     if not np.isfinite(top).all():  # NaN, +inf, or a row all -inf
         return None
-    near = np.flatnonzero(values >= top - np.float32(_TOP_SPAN))
-    rows = near // vocab
-    counts = np.bincount(rows, minlength=batch)
-    width = int(counts.max())
-    if width > vocab // 4 or counts.min() <= warper.min_tokens_to_keep:
+    near = _sorted_where(values, values >= top - np.float32(_TOP_SPAN))  # padded in front: e == 0 there
+    if near is None or near[1].min() <= warper.min_tokens_to_keep:
         return None
-    ascending = np.full((batch, width), -np.inf, dtype=np.float32)  # padded in front: e == 0 there
-    ascending[rows, np.arange(near.size) - (np.cumsum(counts) - counts)[rows]] = values.reshape(-1)[near]
-    ascending.sort(axis=-1)
+    ascending = near[0]
+    width = ascending.shape[1]
     z = ascending - top  # (B, n) <= 0, float32 as softmax rounds it
     e = np.exp(z.astype(np.float64))
     cumulative = np.cumsum(e, axis=-1) / e.sum(axis=-1, keepdims=True)  # (B, n); the rest adds at most `tail`
@@ -231,7 +246,7 @@ def typical_p_cut(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
     batch, vocab = scores.shape
     terms = vocab  # the most non-zero terms in any of the sums behind HF's float32 values
     # `normalized` ascending, values only: the keys |(-n) - ent| along it fall, then rise (see the docstring).
-    reach = 0x7F800000  # the bits of the largest key searched: +inf, all of them
+    reach = _INF_BITS  # the bits of the largest key searched: all of them
     if candidates is not None:
         # Outside the candidates every log-softmax is -inf: key inf, probability 0. The order, the spans and the
         # mass are the candidates' alone, and the sums behind HF's values have at most k non-zero terms.
@@ -253,9 +268,9 @@ def typical_p_cut(warper: lp.TypicalLogitsWarper, scores: torch.Tensor,
     # Our probabilities' own sum: their masses are taken relative to it, which cancels the error that log-softmax's
     # float32 sum put into every one of them alike (a common factor, as `n - log S` is a common shift).
     total = p.sum(dim=-1, keepdim=True, dtype=torch.float64)  # (B, 1)
-    if reach != 0x7F800000 and not bool((mass[:, -1:].double() / total >= warper.mass).all()):
+    if reach != _INF_BITS and not bool((mass[:, -1:].double() / total >= warper.mass).all()):
         # A row's keys <= _NEAR do not hold `mass`, so its cut lies further out: every key, a values-only sort.
-        ascending, reach = torch.from_numpy(np.sort(values, axis=-1)), 0x7F800000
+        ascending, reach = torch.from_numpy(np.sort(values, axis=-1)), _INF_BITS
         mass = _prefix_mass(ascending)
     offset = ascending + ent  # ascending: exactly -((-n) - ent), so key = |offset|
 
@@ -307,17 +322,8 @@ def _near_entropy(values: np.ndarray, ent: np.ndarray) -> np.ndarray | None:
 
     Where those keys hold `mass`, the cut's key is <= `_NEAR`, and every set of keys <= t the search weighs is a
     span of this vector: a sort of a few tokens instead of the vocabulary (a peaked row keeps a handful)."""
-    batch, vocab = values.shape
-    near = np.flatnonzero(np.abs(values + ent) <= np.float32(_NEAR))  # HF's keys |(-n) - ent|, bit for bit
-    rows = near // vocab
-    counts = np.bincount(rows, minlength=batch)
-    width = int(counts.max())
-    if width > vocab // 4:
-        return None
-    out = np.full((batch, width), -np.inf, dtype=np.float32)
-    out[rows, np.arange(near.size) - (np.cumsum(counts) - counts)[rows]] = values.reshape(-1)[near]
-    out.sort(axis=-1)
-    return out
+    near = _sorted_where(values, np.abs(values + ent) <= np.float32(_NEAR))  # HF's keys |(-n) - ent|, bit for bit
+    return None if near is None else near[0]
 
 
 def _prefix_mass(ascending: torch.Tensor) -> torch.Tensor:
