@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_gen.decoding.adapters._generic_step import GenericStep
 from lightning_gen.decoding.adapters.base import ModelAdapter, has_padding, last_logits, output_logits
 
 __all__ = ["HFAdapter"]
@@ -27,7 +28,8 @@ class HFAdapter(ModelAdapter):
     before every forward (which is where Mamba drops the mask at decode steps and Phi-3 re-runs the prompt when
     it crosses ``original_max_position_embeddings``) and ``_update_model_kwargs_for_generation`` after it (RWKV's
     ``state``). A model without that generation code (a bare `PreTrainedModel`) is re-run on the whole sequence,
-    with its attention mask.
+    with its attention mask. Where both functions are `GenerationMixin`'s own, a decode step's inputs are built
+    directly once they have matched HF's (`lightning_gen.decoding.adapters._generic_step`).
     """
 
     supports_attention_mask = True
@@ -41,6 +43,7 @@ class HFAdapter(ModelAdapter):
         self.use_cache = use_cache
         self.generation_config: Any = None  # set by `generate` to the resolved configuration
         self._kwargs: dict[str, Any] = {}
+        self._step: GenericStep | None = None  # the generic decode step, where it applies
         # Remote code written before transformers renamed `past_key_values` to `cache` (during 5.x) takes the old name.
         params = inspect.signature(model.forward).parameters
         self._cache_key = "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
@@ -104,16 +107,26 @@ class HFAdapter(ModelAdapter):
         # HF's `_prefill` with a new cache: the whole prompt, as the model prepares it for its first forward.
         outputs = self._call(model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs))
         self._kwargs = model._update_model_kwargs_for_generation(outputs, kwargs, is_encoder_decoder=False)
+        generic = self._compiled is None and GenericStep.applies(model, self._kwargs, input_ids.device)
+        self._step = GenericStep(model, self._kwargs) if generic else None
         return last_logits(outputs)
 
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if not self._generative:
             return self._bare_forward(input_ids, attention_mask)
-        model = self.model
+        model, step = self.model, self._step
+        if step is not None and step.verified:
+            outputs = self._call(step.inputs(input_ids))
+            step.update(outputs)
+            return last_logits(outputs)
         inputs = model.prepare_inputs_for_generation(
             input_ids, next_sequence_length=1 if self._kwargs["use_cache"] else None, **self._kwargs)
+        if step is not None and not step.agrees(input_ids, inputs):
+            self._step = step = None  # HF's functions prepare every later step of this call
         outputs = self._call(inputs, compiled=self._compiled)
         self._kwargs = model._update_model_kwargs_for_generation(outputs, self._kwargs, is_encoder_decoder=False)
+        if step is not None:
+            step.update(outputs)
         return last_logits(outputs)
 
     def _call(self, inputs: dict[str, Any], compiled: Any = None) -> Any:
@@ -135,7 +148,7 @@ class HFAdapter(ModelAdapter):
         return last_logits(self.model(**inputs))
 
     def close(self) -> None:
-        self._kwargs = {}  # the cache goes with it
+        self._kwargs, self._step = {}, None  # the cache goes with them
 
 
 # One compiled forward per model and set of options, shared by every call, so a new round reuses its graphs.
