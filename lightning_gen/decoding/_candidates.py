@@ -60,7 +60,8 @@ def covers(top_p: lp.TopPLogitsWarper | None, suffix: tuple[Any, ...]) -> bool:
 
 
 def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix: tuple[Any, ...],
-           scores: torch.Tensor, generator: torch.Generator | None, stats: Any) -> torch.Tensor | None:
+           scores: torch.Tensor, generator: torch.Generator | None, stats: Any,
+           scratch: draws.Scratch | None = None) -> torch.Tensor | None:
     """The token HF's top-k, ``top_p``, ``suffix`` (min-p warpers) and multinomial draw choose for each row `(B,)`,
     with the generator advanced as multinomial advances it; None (generator untouched) where it cannot promise that.
 
@@ -71,6 +72,7 @@ def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix
         scores: float32 `(B, V)` on the CPU, the scores top-k receives.
         generator: The random generator, or None for torch's default one.
         stats: Counts ``replays``.
+        scratch: Storage for the uniforms' integers.
     """
     batch, vocab = scores.shape
     k = min(top_k.top_k, vocab)
@@ -105,17 +107,17 @@ def sample(top_k: lp.TopKLogitsWarper, top_p: lp.TopPLogitsWarper | None, suffix
         if bool(((e - warper.min_p).abs() <= (_MIN_P_SLACK + spread) * e.clamp(min=warper.min_p))[keep].any()):
             return None
         keep &= e >= warper.min_p
-    return _draw(torch.where(keep, e, 0.0), idx, scores.shape, generator, stats, _MARGIN + 2 * spread)
+    return _draw(torch.where(keep, e, 0.0), idx, scores.shape, generator, stats, _MARGIN + 2 * spread, scratch)
 
 
 def after_nucleus(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None,
-                  stats: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
+                  stats: Any, scratch: draws.Scratch | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """HF's ``warper`` (top-p, min-p or typical-p, ``filter_value`` -inf), the chain's last, then its draw.
 
     Returns the tokens `(B,)` where the draw is decided on the tokens the warper keeps (`lightning_gen.decoding.
     _nucleus.kept`), with the generator advanced as multinomial advances it; otherwise None (generator untouched)
     and the warper's output `(B, V)`, for the caller's full-width draw. Counts ``nucleus_fallback`` (HF's own
-    warper ran) in ``stats``.
+    warper ran) in ``stats``; ``scratch`` holds the uniforms' integers.
     """
     cut_of = nucleus.CUTS[type(warper)]
     cut = cut_of(warper, scores) if draws.emulated() else None
@@ -131,7 +133,7 @@ def after_nucleus(warper: Any, input_ids: torch.Tensor, scores: torch.Tensor, ge
         if bool(top.isfinite().all()):  # else softmax's row is NaN and multinomial raises: the full route does
             z = vals - top  # (B, n) <= 0, as softmax rounds it; -inf where padded
             spread = _spread(z.masked_fill(~real, 0.0))
-            tokens = _draw(z.double().exp(), indices, scores.shape, generator, stats, _MARGIN + 2 * spread)
+            tokens = _draw(z.double().exp(), indices, scores.shape, generator, stats, _MARGIN + 2 * spread, scratch)
             if tokens is not None:
                 return tokens, scores
     return None, nucleus.apply(cut, scores, warper.filter_value)
@@ -144,11 +146,11 @@ def _spread(z: torch.Tensor) -> torch.Tensor:
 
 
 def _draw(weights: torch.Tensor, candidates: torch.Tensor, shape: torch.Size, generator: torch.Generator | None,
-          stats: Any, margin: torch.Tensor) -> torch.Tensor | None:
+          stats: Any, margin: torch.Tensor, scratch: draws.Scratch | None) -> torch.Tensor | None:
     """The candidate with the largest ``weights / q`` `(B,)`, where HF's float32 ratios agree on it."""
     gen = generator if generator is not None else torch.default_generator
     state = gen.get_state()
-    bits = draws.uniform_bits(shape, gen)  # (B, V): exponential_'s uniforms, u = bits * 2**-53
+    bits = draws.uniform_bits(shape, gen, scratch)  # (B, V): exponential_'s uniforms, u = bits * 2**-53
     u = draws.to_uniform(bits.gather(1, candidates))  # (B, k)
     exact = torch.log1p(u.neg()).neg_()
     q = exact.float()

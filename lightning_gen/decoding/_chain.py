@@ -13,6 +13,8 @@ processors are run in place on them instead of through their own full-width copi
 * ``NoRepeatNGramLogitsProcessor``: HF matches the last ``n - 1`` tokens against every window (small tensors),
   then builds a `(B, V + 1)` mask and fills through it. In place: the same matches, and ``-inf`` written at the
   banned tokens only.
+* ``TemperatureLogitsWarper`` after either of them: HF's ``scores / temperature`` into a new tensor; in place,
+  the same division (the same kernel) into the scores.
 
 Greedy's argmax (`argmax`) is numpy's, which returns the same index as torch's (first maximum, NaN counting as
 the largest) at a quarter of the cost; `argmax_agrees` checks that against this torch once per process.
@@ -39,7 +41,7 @@ from transformers.generation import logits_process as lp
 
 from lightning_gen.decoding import _nucleus as nucleus
 
-__all__ = ["argmax", "argmax_agrees", "no_repeat_ngram_", "repetition_penalty_", "run"]
+__all__ = ["argmax", "argmax_agrees", "no_repeat_ngram_", "repetition_penalty_", "run", "temperature_"]
 
 
 def repetition_penalty_(proc: lp.RepetitionPenaltyLogitsProcessor, input_ids: torch.Tensor,
@@ -77,9 +79,15 @@ def no_repeat_ngram_(proc: lp.NoRepeatNGramLogitsProcessor, input_ids: torch.Ten
     return scores
 
 
+def temperature_(proc: lp.TemperatureLogitsWarper, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """``proc(input_ids, scores)``, written into ``scores``."""
+    return scores.div_(proc.temperature)
+
+
 _NUMPY_ARGMAX_FROM = 8192
 
-_IN_PLACE = {lp.RepetitionPenaltyLogitsProcessor: repetition_penalty_, lp.NoRepeatNGramLogitsProcessor: no_repeat_ngram_}
+_IN_PLACE = {lp.RepetitionPenaltyLogitsProcessor: repetition_penalty_, lp.NoRepeatNGramLogitsProcessor: no_repeat_ngram_,
+             lp.TemperatureLogitsWarper: temperature_}
 
 
 def run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor, *, owned: bool,

@@ -195,7 +195,8 @@ class Sampler:
         rewindable: How many of the last steps `rewind` may take back (a loop that learns late that it had
             stopped); sampling then keeps the generator state from before each of them.
         owns_scores: The caller passes, wherever `needs_copy` is true, a copy of the logits that nothing else
-            reads: the repetition penalty and the n-gram ban then write into it (`lightning_gen.decoding._chain`).
+            reads (`scores_of`'s): the repetition penalty, the n-gram ban and the temperature then write into it
+            (`lightning_gen.decoding._chain`).
 
     Example::
 
@@ -229,6 +230,17 @@ class Sampler:
         self._generator: torch.Generator | None = None
         # Generator states from before each of the last `rewindable` draws (none kept while a stream draws ahead).
         self._states: deque[torch.Tensor] | None = deque(maxlen=rewindable) if rewindable > 0 else None
+        self._scratch = draws.Scratch()  # the steps' (B, V) copies and uniforms, one allocation each
+
+    def scores_of(self, logits: torch.Tensor) -> torch.Tensor:
+        """A step's scores `(B, V)` float32: the logits themselves where the chain cannot write into them (see
+        `needs_copy`), else HF's copy of them, made on the CPU into storage that every step reuses when each
+        processor is a transformers class this module knows (none of them keeps the scores it is given)."""
+        if not self.needs_copy and logits.dtype == torch.float32:
+            return logits
+        if self.plan is None or not logits.is_cpu:
+            return logits.to(dtype=torch.float32, copy=True)
+        return self._scratch.get("scores", tuple(logits.shape), torch.float32).copy_(logits)
 
     def process(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """``processors(input_ids, scores)``, without `LogitsProcessorList`'s per-call signature inspection when
@@ -334,20 +346,22 @@ class Sampler:
         candidates = None
         if plan.top_k is not None:
             if candidates_.covers(plan.top_p, plan.suffix):
-                tokens = candidates_.sample(plan.top_k, plan.top_p, plan.suffix, scores, generator, stats)
+                tokens = candidates_.sample(plan.top_k, plan.top_p, plan.suffix, scores, generator, stats,
+                                            self._scratch)
                 if tokens is not None:
                     stats.on_candidates += 1
                     return tokens
             scores, candidates = candidates_.top_k_top_p(plan.top_k, plan.top_p, input_ids, scores, stats)
         elif plan.nucleus is not None:
-            tokens, scores = candidates_.after_nucleus(plan.nucleus, input_ids, scores, generator, stats)
+            tokens, scores = candidates_.after_nucleus(plan.nucleus, input_ids, scores, generator, stats,
+                                                       self._scratch)
             if tokens is not None:
                 stats.on_candidates += 1
                 return tokens
         scores = chain_.run(plan.suffix, input_ids, scores, owned=True, sort_free=True, stats=stats,
                             candidates=candidates)
         probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
-        return draws.candidate_draw(probs, candidates, generator, stats)
+        return draws.candidate_draw(probs, candidates, generator, stats, self._scratch)
 
     def _direct_probs(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         stats.direct += 1

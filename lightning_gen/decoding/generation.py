@@ -333,9 +333,7 @@ def _decode_loop(
         logits = runner.prefill(ids, attention_mask, max_length=max_length)
         while True:
             if not done:
-                # (B, V) float32, a copy as in HF unless the processors cannot write into it
-                copy = sampler.needs_copy or logits.dtype != torch.float32
-                scores = logits.to(dtype=torch.float32, copy=True) if copy else logits
+                scores = sampler.scores_of(logits)  # (B, V) float32, a copy as in HF unless nothing writes into it
                 if vocab_size is not None and scores.shape[1] > vocab_size:
                     scores = scores[:, :vocab_size]
                 if do_sample:

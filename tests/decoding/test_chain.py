@@ -43,8 +43,9 @@ def _case(seed: int, vocab: int = 300):
     lp.RepetitionPenaltyLogitsProcessor(1.3), lp.RepetitionPenaltyLogitsProcessor(0.7),
     lp.RepetitionPenaltyLogitsProcessor(1.2, prompt_ignore_length=5),
     lp.NoRepeatNGramLogitsProcessor(1), lp.NoRepeatNGramLogitsProcessor(2), lp.NoRepeatNGramLogitsProcessor(3),
-    lp.NoRepeatNGramLogitsProcessor(4),
-], ids=lambda p: f"{type(p).__name__}-{getattr(p, 'penalty', getattr(p, 'ngram_size', ''))}")
+    lp.NoRepeatNGramLogitsProcessor(4), lp.TemperatureLogitsWarper(0.7), lp.TemperatureLogitsWarper(1.3),
+    lp.TemperatureLogitsWarper(2.5),
+], ids=lambda p: f"{type(p).__name__}-{getattr(p, 'penalty', getattr(p, 'ngram_size', getattr(p, 'temperature', '')))}")
 def test_in_place_is_hf_s_processor_bit_for_bit(processor):
     written = 0
     for seed in range(120):

@@ -176,6 +176,18 @@ def test_uniform_bits_are_uniform_s_draws():
         assert torch.equal(a.get_state(), b.get_state())
 
 
+def test_uniform_bits_in_scratch_storage_are_the_same_draws_in_the_same_storage_each_step():
+    scratch = draws.Scratch()
+    a, b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    first = draws.uniform_bits((4, 9000), a, scratch)
+    address = first.data_ptr()
+    assert torch.equal(first, draws.uniform_bits((4, 9000), b))
+    second = draws.uniform_bits((4, 9000), a, scratch)
+    assert second.data_ptr() == address and torch.equal(second, draws.uniform_bits((4, 9000), b))
+    assert torch.equal(a.get_state(), b.get_state())
+    assert draws.uniform_bits((2, 9000), a, scratch).shape == (2, 9000)  # another shape: storage of its own
+
+
 def test_any_zero_finds_a_single_zero_uniform():
     bits = draws.uniform_bits((8, 50257), torch.Generator().manual_seed(3))
     assert not draws.any_zero(bits)

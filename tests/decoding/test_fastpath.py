@@ -493,6 +493,36 @@ def test_copies_are_made_only_for_chains_that_could_write_into_the_logits():
     assert fastpath.Sampler(lp.LogitsProcessorList([Shift()])).needs_copy  # a user's processor
 
 
+class Keeper(LogitsProcessor):
+    """A user's processor that keeps every scores tensor it is given, as a logging one might."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.seen.append(scores)
+        return scores
+
+
+def test_the_copy_of_the_logits_is_reused_from_step_to_step_only_where_no_processor_can_keep_it():
+    logits = [random_scores(seed, batch=2, vocab=300) for seed in range(3)]
+    known = fastpath.Sampler(bench_chain())  # a repetition penalty first: it writes into a copy
+    first = known.scores_of(logits[0])
+    assert torch.equal(first, logits[0]) and first.data_ptr() != logits[0].data_ptr()
+    second = known.scores_of(logits[1])
+    assert second.data_ptr() == first.data_ptr() and torch.equal(second, logits[1])
+    assert known.scores_of(logits[2][:1]).shape == (1, 300)  # another shape: storage of its own
+    keeper = Keeper()
+    user = fastpath.Sampler(lp.LogitsProcessorList([lp.RepetitionPenaltyLogitsProcessor(1.2), keeper]))
+    for step in logits:  # each step's copy stays as that step gave it
+        user.process(torch.zeros(2, 1, dtype=torch.long), user.scores_of(step))
+    assert all(torch.equal(kept, lp.RepetitionPenaltyLogitsProcessor(1.2)(torch.zeros(2, 1, dtype=torch.long), step))
+               for kept, step in zip(keeper.seen, logits))
+    reader = fastpath.Sampler(CHAINS["top_k"])  # it writes into nothing: the logits as they are
+    assert reader.scores_of(logits[0]) is logits[0]
+    assert reader.scores_of(logits[0].double()).dtype == torch.float32
+
+
 @pytest.mark.parametrize("options", [
     dict(do_sample=True, temperature=0.7, top_k=5), dict(do_sample=True, top_k=5), dict(do_sample=False),
     dict(do_sample=True, repetition_penalty=1.3, top_k=5), dict(do_sample=True, top_p=0.8),
