@@ -11,7 +11,8 @@ as many as fill ``--seconds`` (at most 25), since a call of a fraction of a seco
   loop must spend on the model.
 
 It prints ours / HF, ours / forwards (the decoding's own cost on top of the model; HF / forwards beside it) and
-whether ours gave HF's tokens, round for round. Targets (issue 15): ours / HF <= 1.0 and ours / forwards <= 1.3 in
+whether ours gave HF's tokens, round for round; on stderr, after each row, the routes our steps took and the minor
+page faults of each call (median), the pages the allocator mapped afresh. Targets (issue 15): ours / HF <= 1.0 and ours / forwards <= 1.3 in
 every row, tokens identical in every row.
 
 The models are transformers models built from configs, with random weights and ``initializer_range=0.5`` (peaked,
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import resource
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +190,21 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int, seconds: float = 
         with torch.no_grad():
             return forwards(model, tokens[max(seed, 0)], case.prompt, fwd_mask)
 
+    faults: dict[str, list[int]] = {"hf": [], "ours": [], "forwards": []}
+
+    def counted(name: str, fn: Any) -> Any:
+        """``fn``, recording the minor page faults of each timed call (pages the allocator mapped afresh)."""
+        def call(seed: int) -> torch.Tensor:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            out = fn(seed)
+            if seed >= 0:
+                faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+            return out
+        return call
+
     fastpath.stats.reset()
-    runs = alternate({"hf": hf, "ours": ours, "forwards": alone}, repeats=repeats)
+    runs = alternate({"hf": counted("hf", hf), "ours": counted("ours", ours), "forwards": counted("forwards", alone)},
+                     repeats=repeats)
     same = sum(torch.equal(a, b) for a, b in zip(runs["hf"].outputs, runs["ours"].outputs))
     wall = {name: median(r.wall) for name, r in runs.items()}
     cpu = {name: median(r.cpu) for name, r in runs.items()}
@@ -202,7 +217,8 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int, seconds: float = 
              (("ours", "hf"), ("ours", "forwards"), ("hf", "forwards"))}
     steps = median([out.shape[1] - case.prompt for out in runs["hf"].outputs])
     return {"case": case, "wall": wall, "cpu": cpu, "ratio": ratio, "same": same, "repeats": repeats, "steps": steps,
-            "stats": str(fastpath.stats).removeprefix("FastPathStats")}
+            "stats": str(fastpath.stats).removeprefix("FastPathStats"),
+            "faults": {name: median(counts) for name, counts in faults.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['hf'] * 1e3:.0f} | {c['forwards'] * 1e3:.0f} | {r['ours/hf'][0]:.3f} ({r['ours/hf'][1]:.3f}) | "
               f"{r['ours/forwards'][0]:.3f} ({r['ours/forwards'][1]:.3f}) | {r['hf/forwards'][0]:.3f} | "
               f"{row['same']}/{row['repeats']} |", flush=True)
-        print(f"<!-- routes {row['stats']} -->", file=sys.stderr)
+        faults = ", ".join(f"{name} {count:g}" for name, count in row["faults"].items())
+        print(f"<!-- routes {row['stats']}; minor page faults per call: {faults} -->", file=sys.stderr)
     return 1 if failures else 0
 
 
