@@ -12,8 +12,8 @@ as many as fill ``--seconds`` (at most 25), since a call of a fraction of a seco
 
 It prints ours / HF, ours / forwards (the decoding's own cost on top of the model; HF / forwards beside it) and
 whether ours gave HF's tokens, round for round; on stderr, after each row, the routes our steps took and the minor
-page faults of each call (median), the pages the allocator mapped afresh. Targets (issue 15): ours / HF <= 1.0 and ours / forwards <= 1.3 in
-every row, tokens identical in every row.
+page faults of each call (median), the pages the allocator mapped afresh. Targets (issue 15): ours / HF <= 1.0 and
+ours / forwards <= 1.3 in every row, tokens identical in every row.
 
 The models are transformers models built from configs, with random weights and ``initializer_range=0.5`` (peaked,
 varied distributions, as a trained model's, where HF's default 0.02 gives near-uniform ones):

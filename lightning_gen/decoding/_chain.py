@@ -13,8 +13,8 @@ processors are run in place on them instead of through their own full-width copi
 * ``NoRepeatNGramLogitsProcessor``: HF matches the last ``n - 1`` tokens against every window (small tensors),
   then builds a `(B, V + 1)` mask and fills through it. In place: the same matches, and ``-inf`` written at the
   banned tokens only.
-* ``TemperatureLogitsWarper`` after either of them: HF's ``scores / temperature`` into a new tensor; in place,
-  the same division (the same kernel) into the scores.
+* ``TemperatureLogitsWarper`` on scores the chain may write into (the copy, after a repetition penalty say): HF's
+  ``scores / temperature`` into a new tensor; in place, the same division (the same kernel) into the scores.
 
 Greedy's argmax (`argmax`) is numpy's, which returns the same index as torch's (first maximum, NaN counting as
 the largest) at a quarter of the cost; `argmax_agrees` checks that against this torch once per process.
@@ -86,8 +86,8 @@ def temperature_(proc: lp.TemperatureLogitsWarper, input_ids: torch.Tensor, scor
 
 _NUMPY_ARGMAX_FROM = 8192
 
-_IN_PLACE = {lp.RepetitionPenaltyLogitsProcessor: repetition_penalty_, lp.NoRepeatNGramLogitsProcessor: no_repeat_ngram_,
-             lp.TemperatureLogitsWarper: temperature_}
+_IN_PLACE = {lp.RepetitionPenaltyLogitsProcessor: repetition_penalty_,
+             lp.NoRepeatNGramLogitsProcessor: no_repeat_ngram_, lp.TemperatureLogitsWarper: temperature_}
 
 
 def run(chain: Sequence[Any], input_ids: torch.Tensor, scores: torch.Tensor, *, owned: bool,

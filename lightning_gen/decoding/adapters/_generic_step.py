@@ -48,12 +48,11 @@ class GenericStep:
     module), once `agrees` has compared them with HF's own at `VERIFIED_STEPS` steps.
 
     Args:
-        model: The transformers model, for which `applies` held.
-        kwargs: The keyword arguments HF's update returned after the prefill; the step keeps its own copy.
+        kwargs: The keyword arguments HF's update returned after the prefill, for a model for which `applies`
+            held; the step keeps its own copy.
     """
 
-    def __init__(self, model: nn.Module, kwargs: Mapping[str, Any]) -> None:
-        self.model = model
+    def __init__(self, kwargs: Mapping[str, Any]) -> None:
         self._kwargs = dict(kwargs)
         self._checks_left = VERIFIED_STEPS
 

@@ -108,7 +108,7 @@ class HFAdapter(ModelAdapter):
         outputs = self._call(model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs))
         self._kwargs = model._update_model_kwargs_for_generation(outputs, kwargs, is_encoder_decoder=False)
         generic = self._compiled is None and GenericStep.applies(model, self._kwargs, input_ids.device)
-        self._step = GenericStep(model, self._kwargs) if generic else None
+        self._step = GenericStep(self._kwargs) if generic else None
         return last_logits(outputs)
 
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
