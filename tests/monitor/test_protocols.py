@@ -1,7 +1,7 @@
 """The monitor on model code as users write it: each real protocol inside a LightningModule as ``self.model``.
 
-For nanoGPT, gpt-fast (also under ``bf16-mixed``), torchtune, the real litgpt package and a recurrent-state
-model, with default monitor arguments (but the schedule and 16 new tokens): every round samples without a
+For nanoGPT, gpt-fast (also under ``bf16-mixed``), torchtune, the real litgpt package, a recurrent-state model
+and a transformers Llama (with its config's own EOS and rotary buffers), with default monitor arguments (but the schedule and 16 new tokens): every round samples without a
 warning, training is bit-identical with and without the monitor, a round leaves ``state_dict()`` keys and every
 buffer as they were, and the run's checkpoint loads. Beside that, greedy `generate` equals each protocol's own
 greedy loop, and cached equals uncached.
@@ -34,13 +34,20 @@ from protocol_models import (
 from tiny import text_events, trainer
 
 from lightning_gen import GenerationMonitor, generate
-from lightning_gen.decoding.adapters import GptFastAdapter, LitGPTAdapter, PlainAdapter, TorchtuneAdapter, resolve_adapter
+from lightning_gen.decoding.adapters import (
+    GptFastAdapter,
+    HFAdapter,
+    LitGPTAdapter,
+    PlainAdapter,
+    TorchtuneAdapter,
+    resolve_adapter,
+)
 
 SYMBOLS = (string.ascii_letters + string.digits + " .,!")[:65]  # a 65-symbol character vocabulary
 BLOCK = 48  # room for a prompt plus 16 new tokens, and a prompt cropped to fit
 TRAIN_BATCH, TRAIN_LENGTH = 4, 16
 PROMPTS = ["The cat sat", "a"]  # a one-token prompt too
-KINDS = ["nanogpt", "gpt-fast", "torchtune", "litgpt", "recurrent"]
+KINDS = ["nanogpt", "gpt-fast", "torchtune", "litgpt", "recurrent", "transformers"]
 
 
 class Chars:
@@ -75,6 +82,12 @@ def _construct(kind: str) -> torch.nn.Module:
 
         model = GPT(Config(n_layer=1, n_head=2, n_embd=32, block_size=BLOCK, vocab_size=len(SYMBOLS),
                            padded_vocab_size=72, bias=True))
+    elif kind == "transformers":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
+                                             num_attention_heads=2, num_key_value_heads=1,
+                                             vocab_size=len(SYMBOLS), max_position_embeddings=BLOCK))
     else:
         model = RecurrentLM(RecurrentArgs(vocab_size=len(SYMBOLS)))
     return model
@@ -105,6 +118,8 @@ class Module(pl.LightningModule):
             logits = self.model(inputs, torch.arange(inputs.shape[1]))
         elif self.kind == "recurrent":
             logits, _ = self.model(inputs)
+        elif self.kind == "transformers":
+            logits = self.model(inputs).logits
         else:
             logits = self.model(inputs)
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -198,6 +213,8 @@ def _own_greedy(kind: str, model: torch.nn.Module, ids: torch.Tensor, steps: int
         return torchtune_generate(model, ids, steps)
     if kind == "recurrent":
         return recurrent_generate(model, ids, steps)
+    if kind == "transformers":
+        return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps, do_sample=False)
     from litgpt.generate.base import generate as litgpt_generate
 
     rows = []
@@ -224,7 +241,7 @@ def test_greedy_equals_the_protocols_own_loop_and_cached_equals_uncached(kind):
 
 @pytest.mark.parametrize(("kind", "expected"), [
     ("nanogpt", PlainAdapter), ("gpt-fast", GptFastAdapter), ("torchtune", TorchtuneAdapter),
-    ("litgpt", LitGPTAdapter), ("recurrent", PlainAdapter),
+    ("litgpt", LitGPTAdapter), ("recurrent", PlainAdapter), ("transformers", HFAdapter),
 ])
 def test_each_protocol_is_detected_by_signature(kind, expected):
     assert type(resolve_adapter(build(kind))) is expected
