@@ -1,8 +1,11 @@
 """Our `generate` against transformers' `generate` and against the model's forward calls alone, case by case.
 
-Each row decodes one batch three ways, alternating in one process (`_common.alternate`); times are medians of the
-rounds, ratios medians of each round's own ratio. A row runs ``--repeats`` rounds, or more where a round is short:
-as many as fill ``--seconds`` (at most 25), since a call of a fraction of a second wanders by as much as a long one:
+Each row decodes one batch three ways side by side in one process: the three calls take turns at every forward
+call of the model (`_common.interleave`), so that a slow spell of the machine falls on all three alike instead of
+on whichever call it hit (called one after another, the same forward calls varied by 15 % from call to call here;
+taking turns, a round's ratios vary by about 2 %). Times are medians of the rounds, ratios medians of each round's
+own ratio. A row runs ``--repeats`` rounds, or more where a round is short: as many as fill ``--seconds`` (at most
+25), since a call of a fraction of a second wanders by as much as a long one:
 
 * ``ours``: `lightning_gen.generate` with ``generator=torch.Generator().manual_seed(s)``;
 * ``HF``: ``model.generate`` after ``torch.manual_seed(s)``, the same options;
@@ -11,8 +14,9 @@ as many as fill ``--seconds`` (at most 25), since a call of a fraction of a seco
   loop must spend on the model.
 
 It prints ours / HF, ours / forwards (the decoding's own cost on top of the model; HF / forwards beside it) and
-whether ours gave HF's tokens, round for round; on stderr, after each row, the routes our steps took and the minor
-page faults of each call (median), the pages the allocator mapped afresh. Targets (issue 15): ours / HF <= 1.0 and
+whether ours gave HF's tokens, round for round; on stderr, after each row, the routes our steps took, and per call
+(medians) the minor page faults, the pages the allocator mapped afresh, and the CPU time outside the model's
+forward calls: the loop's own cost, which the forwards' noise does not blur. Targets (issue 15): ours / HF <= 1.0 and
 ours / forwards <= 1.3 in every row, tokens identical in every row.
 
 The models are transformers models built from configs, with random weights and ``initializer_range=0.5`` (peaked,
@@ -38,7 +42,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-import resource
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +51,7 @@ import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, machine, median, timed  # noqa: E402
+from _common import interleave, machine, median, timed  # noqa: E402
 
 from lightning_gen import generate  # noqa: E402
 from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
@@ -190,26 +193,13 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int, seconds: float = 
         with torch.no_grad():
             return forwards(model, tokens[max(seed, 0)], case.prompt, fwd_mask)
 
-    faults: dict[str, list[int]] = {"hf": [], "ours": [], "forwards": []}
-
-    def counted(name: str, fn: Any) -> Any:
-        """``fn``, recording the minor page faults of each timed call (pages the allocator mapped afresh)."""
-        def call(seed: int) -> torch.Tensor:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            out = fn(seed)
-            if seed >= 0:
-                faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-            return out
-        return call
-
     fastpath.stats.reset()
-    runs = alternate({"hf": counted("hf", hf), "ours": counted("ours", ours), "forwards": counted("forwards", alone)},
-                     repeats=repeats)
+    runs = interleave({"hf": hf, "ours": ours, "forwards": alone}, model, repeats=repeats)
     same = sum(torch.equal(a, b) for a, b in zip(runs["hf"].outputs, runs["ours"].outputs))
     wall = {name: median(r.wall) for name, r in runs.items()}
     cpu = {name: median(r.cpu) for name, r in runs.items()}
-    # Ratios are medians of each round's own ratio: the three runs of a round are back to back, so a slow spell of
-    # the machine (another tenant, a frequency step) moves both sides of a ratio instead of one median.
+    # Ratios are medians of each round's own ratio: the three calls of a round run step by step together, so a slow
+    # spell of the machine (another tenant, a frequency step) moves both sides of a ratio instead of one median.
     def paired(a: str, b: str, kind: str = "cpu") -> float:
         return median([x / y for x, y in zip(getattr(runs[a], kind), getattr(runs[b], kind))])
 
@@ -218,7 +208,8 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int, seconds: float = 
     steps = median([out.shape[1] - case.prompt for out in runs["hf"].outputs])
     return {"case": case, "wall": wall, "cpu": cpu, "ratio": ratio, "same": same, "repeats": repeats, "steps": steps,
             "stats": str(fastpath.stats).removeprefix("FastPathStats"),
-            "faults": {name: median(counts) for name, counts in faults.items()}}
+            "faults": {name: median(r.faults) for name, r in runs.items()},
+            "outside": {name: median(r.outside) for name, r in runs.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     cases = QUICK if args.quick else [c for c in CASES if args.only is None or args.only in c.name]
     repeats = 1 if args.quick else args.repeats
     print(f"machine: {machine()}")
-    print(f"{repeats} alternating rounds after one warm-up: median process CPU ms per generate call; ratios are medians "
-          "of each round's CPU-time ratio (wall-clock in parentheses)")
+    print(f"{repeats} rounds after one warm-up, the three calls taking turns at every forward call: median CPU ms of "
+          "each call's thread; ratios are medians of each round's CPU-time ratio (in parentheses: of the time each "
+          "call held the core)")
     print("| case | model | batch | new | ours ms | HF ms | forwards ms | ours / HF | ours / forwards | "
           "HF / forwards | tokens identical |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -251,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ours/forwards'][0]:.3f} ({r['ours/forwards'][1]:.3f}) | {r['hf/forwards'][0]:.3f} | "
               f"{row['same']}/{row['repeats']} |", flush=True)
         faults = ", ".join(f"{name} {count:g}" for name, count in row["faults"].items())
-        print(f"<!-- routes {row['stats']}; minor page faults per call: {faults} -->", file=sys.stderr)
+        outside = ", ".join(f"{name} {seconds * 1e3:.1f}" for name, seconds in row["outside"].items())
+        print(f"<!-- routes {row['stats']}; per call: minor page faults {faults}; CPU ms outside the forward calls "
+              f"{outside} -->", file=sys.stderr)
     return 1 if failures else 0
 
 
