@@ -71,30 +71,26 @@ def alternate(runs: dict[str, Callable[[int], object]], repeats: int, warmup: in
 
 
 class _Baton:
-    """One core for several threads: each runs while it holds the baton and hands it on to the next in turn."""
+    """One core for several threads: each runs while it holds the baton and hands it on to the next in turn. Each
+    thread waits on a semaphore of its own, so that a hand-over wakes only the thread it is for."""
 
     def __init__(self, names: list[str]) -> None:
-        self._turn = threading.Condition()
         self._alive = list(names)
-        self._holder = names[0]
+        self._go = {name: threading.Semaphore(0) for name in names}
+        self._go[names[0]].release()
 
     def wait(self, me: str) -> None:
-        with self._turn:
-            self._turn.wait_for(lambda: self._holder == me)
+        self._go[me].acquire()
 
     def hand_on(self, me: str) -> None:
-        with self._turn:
-            self._holder = self._alive[(self._alive.index(me) + 1) % len(self._alive)]
-            self._turn.notify_all()
-            self._turn.wait_for(lambda: self._holder == me)
+        self._go[self._alive[(self._alive.index(me) + 1) % len(self._alive)]].release()
+        self._go[me].acquire()
 
     def leave(self, me: str) -> None:
-        with self._turn:
-            at = self._alive.index(me)
-            self._alive.remove(me)
-            if self._alive:
-                self._holder = self._alive[at % len(self._alive)]
-            self._turn.notify_all()
+        at = self._alive.index(me)
+        self._alive.remove(me)  # only the holder changes the list: no lock needed
+        if self._alive:
+            self._go[self._alive[at % len(self._alive)]].release()
 
 
 @dataclass
