@@ -1,10 +1,10 @@
 """The monitor on model code as users write it: each real protocol inside a LightningModule as ``self.model``.
 
 For nanoGPT, gpt-fast (also under ``bf16-mixed``), torchtune, the real litgpt package, a recurrent-state model
-and a transformers Llama (with its config's own EOS and rotary buffers), with default monitor arguments (but the schedule and 16 new tokens): every round samples without a
-warning, training is bit-identical with and without the monitor, a round leaves ``state_dict()`` keys and every
-buffer as they were, and the run's checkpoint loads. Beside that, greedy `generate` equals each protocol's own
-greedy loop, and cached equals uncached.
+and a transformers Llama (with its config's own EOS and rotary buffers), with default monitor arguments (but the
+schedule and 16 new tokens): every round samples without a warning, training is bit-identical with and without
+the monitor, a round leaves ``state_dict()`` keys and every buffer as they were, and the run's checkpoint loads.
+Beside that, greedy `generate` equals each protocol's own greedy loop, and cached equals uncached.
 """
 
 from __future__ import annotations
