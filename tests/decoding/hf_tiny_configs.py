@@ -18,26 +18,26 @@ from __future__ import annotations
 from transformers import AutoConfig
 
 VOCAB, PAD, EOS, BOS = 96, 0, 1, 2
-TABLES_VERSION = "5.24.0"  # the transformers these tables were made against: there every tested case must run
+TABLES_VERSION = "5.25.0"  # the transformers these tables were made against: there every tested case must run
 
 ARCHITECTURES = [
     "afmoe", "apertus", "apertus1p5_text", "arcee", "aria_text", "axk1", "axk2", "bailing_hybrid", "bamba", "beam",
-    "biogpt", "bitnet", "bloom", "codegen", "cohere", "cohere2", "cohere2_moe", "cohere_compass_text", "cpmant",
-    "ctrl", "cwm", "dbrx", "deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_v4", "diffllama", "doge", "dory",
-    "dots1", "dots3_note_text", "ernie4_5", "ernie4_5_moe", "exaone", "exaone4", "exaone_moe", "falcon", "falcon_h1",
+    "biogpt", "bitnet", "bloom", "codegen", "cohere", "cohere2", "cohere2_moe", "cohere_compass_text", "cpmant", "ctrl",
+    "cwm", "dbrx", "deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_v4", "diffllama", "doge", "dory", "dots1",
+    "dots3_note_text", "ergo", "ernie4_5", "ernie4_5_moe", "exaone", "exaone4", "exaone_moe", "falcon", "falcon_h1",
     "falcon_mamba", "flex_olmo", "flint", "gemma", "gemma2", "gemma3_text", "gemma3n_text", "gemma4_text",
-    "gemma4_unified_text", "glm", "glm4", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "gpt2", "gpt_bigcode",
-    "gpt_neo", "gpt_neox", "gpt_neox_japanese", "gpt_oss", "gptj", "granite", "granite_swa", "granitemoe",
-    "granitemoe_swa", "granitemoehybrid", "granitemoeshared", "helium", "hrm_text", "hunyuan_v1_dense",
-    "hunyuan_v1_moe", "hy_v3", "hy_v4", "hyperclovax", "inkling2_loop_text", "inkling2_text", "inkling_text",
-    "internlm3", "jais2", "jamba", "jetmoe", "kimi_linear", "kolibri1", "laguna", "lara_mini", "lfm2", "lfm2_moe",
-    "lfm3", "llama", "llama4_text", "longcat_flash", "mamba", "mamba2", "mellum", "mimo_v2_flash", "minicpm3",
-    "minimax", "minimax_m2", "minimax_m3_vl_text", "ministral", "ministral3", "mistral", "mixtral",
-    "modernbert-decoder", "mpt", "nanochat", "nemotron", "nemotron_h", "olmo", "olmo2", "olmo3", "olmo_hybrid",
-    "olmoe", "openai-gpt", "opt", "persimmon", "phi", "phi3", "phimoe", "qwen2", "qwen2_moe", "qwen3",
-    "qwen3_5_moe_text", "qwen3_5_text", "qwen3_moe", "qwen3_next", "qwen4_exp_text", "recurrent_gemma", "reformer",
-    "rwkv", "seed_oss", "smollm3", "solar_open", "stablelm", "starcoder2", "trocr", "vaultgemma", "xglm", "xlm",
-    "xlnet", "xlstm", "youtu", "zamba", "zamba2", "zaya",
+    "gemma4_unified_text", "glm", "glm4", "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "gpt2", "gpt_bigcode", "gpt_neo",
+    "gpt_neox", "gpt_neox_japanese", "gpt_oss", "gptj", "granite", "granite_swa", "granitemoe", "granitemoe_swa",
+    "granitemoehybrid", "granitemoeshared", "helium", "hrm_text", "hunyuan_v1_dense", "hunyuan_v1_moe", "hy_v3",
+    "hy_v4", "hyperclovax", "inkling2_loop_text", "inkling2_text", "inkling_text", "internlm3", "jais2", "jamba",
+    "jetmoe", "kimi_linear", "kolibri1", "kolibri1_1", "laguna", "lara_mini", "lfm2", "lfm2_moe", "lfm3", "llama",
+    "llama4_text", "longcat_flash", "mamba", "mamba2", "mellum", "mimo_v2_flash", "minicpm3", "minicpm5_moe", "minimax",
+    "minimax_m2", "minimax_m3_vl_text", "ministral", "ministral3", "mistral", "mixtral", "modernbert-decoder", "mpt",
+    "nanochat", "nemotron", "nemotron_h", "olmo", "olmo2", "olmo3", "olmo_hybrid", "olmoe", "openai-gpt", "opt",
+    "persimmon", "phi", "phi3", "phimoe", "qwen2", "qwen2_moe", "qwen3", "qwen3_5_moe_text", "qwen3_5_text",
+    "qwen3_moe", "qwen3_next", "qwen4_exp_text", "recurrent_gemma", "reformer", "rwkv", "seed_oss", "smollm3",
+    "solar_open", "stablelm", "starcoder2", "trocr", "vaultgemma", "xglm", "xlm", "xlnet", "xlstm", "youtu", "zamba",
+    "zamba2", "zaya",
 ]
 
 # Why a causal LM of transformers is not in the matrix; `test_each_reason_not_to_test_is_true` checks each kind.
@@ -63,7 +63,7 @@ NOT_TESTED: dict[str, str] = {
              "tested"),
     **dict.fromkeys(("gemma4_assistant", "gemma4_unified_assistant"), ASSISTANT),
     "gpt-sw3": ALIAS.format("gpt2"), "iquestcoder": ALIAS.format("llama"), "sarvam_mla": ALIAS.format("deepseek_v3"),
-    "sarvam_moe": ALIAS.format("glm4_moe"),
+    "sarvam_moe": ALIAS.format("glm4_moe"), "param2moe": ALIAS.format("glm4_moe"),
     "blt": ("transformers' own generate raises AttributeError: `_prepare_cache_for_generation` builds a "
             "`DynamicCache` from `BltConfig`, which has no `num_hidden_layers`"),
 }
@@ -128,6 +128,11 @@ _CONSTRUCT: dict[str, dict] = {
     "gemma4_unified_text": _GEMMA4,
     "hrm_text": dict(num_hidden_layers=1, H_cycles=1, L_cycles=1),  # 1 layer a stack, 2 stacks
     "kimi_linear": dict(_MLA, num_hidden_layers=2, layer_types=["linear_attention", "full_attention"]),
+    # Its indexer rounds keys to NVFP4 in blocks of 16 (head_dim a multiple of 16); one layer reads its own keys,
+    # the other is indexed.
+    "kolibri1_1": dict(num_hidden_layers=2, layer_types=["sliding_attention", "indexed_attention"],
+                       kv_source_layers=[0, 1], index_layers=[1], head_dim=16, index_num_heads=2, index_topk=8,
+                       index_compression=4, index_num_local_tokens=4, index_num_sink_tokens=2, index_pool_size=64),
     "zamba2": dict(hidden_size=32, num_hidden_layers=2, layers_block_type=_HYBRID, num_attention_heads=4,
                    n_mamba_heads=4),
 }
@@ -150,6 +155,7 @@ _EXTRA = {
                   mamba_d_state=8, mamba_dt_rank=4, mamba_expand=2),
     "kimi_linear": dict(_MLA, linear_head_dim=8, linear_num_heads=4, mlp_layer_types=["dense", "sparse"],
                         num_experts_per_token=2),
+    "kolibri1_1": dict(head_dim=16),
     "lfm2": dict(layer_types=["conv", "full_attention"]),  # its default is attention only
     "lfm2_moe": dict(layer_types=["conv", "full_attention"]),
     "mamba2": dict(num_heads=8, head_dim=8, n_groups=1, chunk_size=16),
