@@ -19,16 +19,23 @@ whether ours gave HF's tokens, round for round; on stderr, after each row, the r
 forward calls: the loop's own cost, which the forwards' noise does not blur. Targets (issue 15): ours / HF <= 1.0 and
 ours / forwards <= 1.3 in every row, tokens identical in every row.
 
-The models are transformers models built from configs, with random weights and ``initializer_range=0.5`` (peaked,
-varied distributions, as a trained model's, where HF's default 0.02 gives near-uniform ones):
+The models are transformers models built from configs with random weights, of two kinds. *Peaked*, with
+``initializer_range=0.5``: varied distributions with a few likely tokens, as a trained model's.
 
 * ``gpt2``: 2 layers of GPT-2 small's width (768, 12 heads) over GPT-2's 50257 tokens;
 * ``llama``: 2 layers of width 768 (GQA 12/4 heads) over Llama 3's 128256 tokens;
 * ``char``: the example's GPT shape (4 layers, width 128, 4 heads) over its 104 characters.
 
-Few layers keep a run of the whole matrix to minutes on two cores. The width stays a real model's because the
-sampling cost grows with batch x vocabulary and the output layer's cost with batch x vocabulary x width: over a
-narrower layer every per-token cost looks larger than it would on any model worth sampling from.
+*Flat*, with their configs' own initialisation (``initializer_range=0.02``): near-uniform distributions, as at the
+start of pretraining, when a monitor samples most. The sampling shortcuts must gain on both kinds.
+
+* ``gpt2 flat``: GPT-2 4 x 256 over 50257 tokens (``benchmarks/generate_vs_hf.py``'s model);
+* ``llama flat``: Llama 2 x 256 (GQA 4/2 heads) over 128256 tokens.
+
+Few layers keep a run of the whole matrix within the hour on two cores. The peaked models keep a real model's width
+because the sampling cost grows with batch x vocabulary and the output layer's cost with batch x vocabulary x
+width: over a narrower layer every per-token cost looks larger than it would on any model worth sampling from. The
+flat models are the narrow ones, where the sampling is a larger share of each step.
 
 Run::
 
@@ -54,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleave, machine, median, timed  # noqa: E402
 
 from lightning_gen import generate  # noqa: E402
-from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
+from lightning_gen.decoding import _sampler as sampler  # noqa: E402
 
 PAD = 0
 MAX_ROUNDS = 25
@@ -76,6 +83,7 @@ class Case:
 SAMPLE = {"do_sample": True}
 NO_TOP_K = {"top_k": 0}  # else the generation config's default top-k 50 runs first and every row is a top-k row
 CHAIN5 = {"do_sample": True, "repetition_penalty": 1.2, "temperature": 0.8, "top_k": 50, "top_p": 0.9, "min_p": 0.05}
+CHAIN4 = {key: value for key, value in CHAIN5.items() if key != "min_p"}  # benchmarks/generate_vs_hf.py's
 CASES = [
     Case("greedy", "gpt2", options={"do_sample": False}),
     Case("temperature 0.8", "gpt2", options={**SAMPLE, **NO_TOP_K, "temperature": 0.8}),
@@ -99,6 +107,20 @@ CASES = [
     Case("char batch 32 top-k", "char", batch=32, new=128, options={**SAMPLE, "top_k": 40}),
     Case("char left-padded 5 processors", "char", new=128, options=CHAIN5, left_padded=True),
     Case("char EOS", "char", new=128, options={**SAMPLE, "top_k": 40, "eos_token_id": "frequent"}),
+    # Flat logits: 8 x 48 new tokens unless noted.
+    Case("flat greedy", "gpt2 flat", new=48, options={"do_sample": False}),
+    Case("flat temperature 0.8", "gpt2 flat", new=48, options={**SAMPLE, **NO_TOP_K, "temperature": 0.8}),
+    Case("flat top-k 50", "gpt2 flat", new=48, options={**SAMPLE, "top_k": 50}),
+    Case("flat top-p 0.9", "gpt2 flat", new=48, options={**SAMPLE, **NO_TOP_K, "top_p": 0.9}),
+    Case("flat min-p 0.05", "gpt2 flat", new=48, options={**SAMPLE, **NO_TOP_K, "min_p": 0.05}),
+    Case("flat typical 0.9", "gpt2 flat", new=48, options={**SAMPLE, **NO_TOP_K, "typical_p": 0.9}),
+    Case("flat repetition penalty 1.3", "gpt2 flat", new=48, options={"do_sample": False, "repetition_penalty": 1.3}),
+    Case("flat 5 processors", "gpt2 flat", new=48, options=CHAIN5),
+    Case("flat batch 32 4 processors", "gpt2 flat", batch=32, new=16, options=CHAIN4),
+    Case("flat llama greedy", "llama flat", batch=4, new=48, options={"do_sample": False}),
+    Case("flat llama top-k 50", "llama flat", batch=4, new=48, options={**SAMPLE, "top_k": 50}),
+    Case("flat llama top-p 0.9", "llama flat", batch=4, new=48, options={**SAMPLE, **NO_TOP_K, "top_p": 0.9}),
+    Case("flat llama 5 processors", "llama flat", batch=4, new=48, options=CHAIN5),
 ]
 QUICK = [
     Case("greedy", "tiny", batch=2, new=8, options={"do_sample": False}),
@@ -110,16 +132,23 @@ QUICK = [
 
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    common = dict(initializer_range=0.5, pad_token_id=PAD, eos_token_id=None, bos_token_id=None)
+    common = dict(pad_token_id=PAD, eos_token_id=None, bos_token_id=None)
+    peaked = dict(initializer_range=0.5, **common)
     if name == "gpt2":
-        config = GPT2Config(n_layer=2, n_head=12, n_embd=768, vocab_size=50257, n_positions=512, **common)
+        config = GPT2Config(n_layer=2, n_head=12, n_embd=768, vocab_size=50257, n_positions=512, **peaked)
     elif name == "char":
-        config = GPT2Config(n_layer=4, n_head=4, n_embd=128, vocab_size=104, n_positions=512, **common)
+        config = GPT2Config(n_layer=4, n_head=4, n_embd=128, vocab_size=104, n_positions=512, **peaked)
     elif name == "tiny":
-        config = GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=4500, n_positions=64, **common)
+        config = GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=4500, n_positions=64, **peaked)
+    elif name == "gpt2 flat":  # the config's own initializer_range
+        config = GPT2Config(n_layer=4, n_head=4, n_embd=256, vocab_size=50257, n_positions=512, **common)
     elif name == "llama":
         config = LlamaConfig(num_hidden_layers=2, hidden_size=768, intermediate_size=2048, num_attention_heads=12,
-                             num_key_value_heads=4, vocab_size=128256, max_position_embeddings=512, **common)
+                             num_key_value_heads=4, vocab_size=128256, max_position_embeddings=512, **peaked)
+        return LlamaForCausalLM(config).eval()
+    elif name == "llama flat":
+        config = LlamaConfig(num_hidden_layers=2, hidden_size=256, intermediate_size=688, num_attention_heads=4,
+                             num_key_value_heads=2, vocab_size=128256, max_position_embeddings=512, **common)
         return LlamaForCausalLM(config).eval()
     else:
         raise ValueError(f"unknown model {name!r}")
@@ -193,7 +222,7 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int, seconds: float = 
         with torch.no_grad():
             return forwards(model, tokens[max(seed, 0)], case.prompt, fwd_mask)
 
-    fastpath.stats.reset()
+    sampler.stats.reset()
     runs = interleave({"hf": hf, "ours": ours, "forwards": alone}, model, repeats=repeats)
     same = sum(torch.equal(a, b) for a, b in zip(runs["hf"].outputs, runs["ours"].outputs))
     wall = {name: median(r.wall) for name, r in runs.items()}
@@ -207,7 +236,7 @@ def run_case(case: Case, model: torch.nn.Module, repeats: int, seconds: float = 
              (("ours", "hf"), ("ours", "forwards"), ("hf", "forwards"))}
     steps = median([out.shape[1] - case.prompt for out in runs["hf"].outputs])
     return {"case": case, "wall": wall, "cpu": cpu, "ratio": ratio, "same": same, "repeats": repeats, "steps": steps,
-            "stats": str(fastpath.stats).removeprefix("FastPathStats"),
+            "stats": str(sampler.stats).removeprefix("SamplerStats"),
             "faults": {name: median(r.faults) for name, r in runs.items()},
             "outside": {name: median(r.outside) for name, r in runs.items()}}
 

@@ -8,7 +8,7 @@ from tiny import CharTokenizer, TinyCacheLM, TinyLM, text_events, trainer
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
 from lightning_gen import GenerationMonitor, generate
-from lightning_gen.decoding import _draws as draws, _fastpath as fastpath
+from lightning_gen.decoding import _draws as draws, _sampler
 from lightning_gen.monitor.prompts import encode_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.text.samples import Prompt
@@ -72,13 +72,13 @@ def test_decode_steps_never_wait_for_the_gpu(options, monkeypatch):
     hook = model.register_forward_pre_hook(
         lambda module, args, kwargs: torch.cuda.set_sync_debug_mode("error") if args[0].shape[1] == 1 else None,
         with_kwargs=True)
-    finish = fastpath.Sampler.finish
+    finish = _sampler.Sampler.finish
 
     def relaxed_finish(self):
         torch.cuda.set_sync_debug_mode("default")
         return finish(self)
 
-    monkeypatch.setattr(fastpath.Sampler, "finish", relaxed_finish)
+    monkeypatch.setattr(_sampler.Sampler, "finish", relaxed_finish)
     try:
         out = generate(model, torch.randint(0, 100, (4, 8), device="cuda"), max_new_tokens=24,
                        generator=torch.Generator(device="cuda").manual_seed(0), **options)
@@ -94,7 +94,7 @@ def test_sync_free_sampling_on_cuda_draws_what_torch_multinomial_draws(monkeypat
     options = {"max_new_tokens": 24, "do_sample": True, "temperature": 0.8, "top_k": 40}
     ours = torch.Generator(device="cuda").manual_seed(3)
     got = generate(model, ids, generator=ours, **options)
-    monkeypatch.setattr(fastpath, "ENABLED", False)  # HF's processors and torch.multinomial at every step
+    monkeypatch.setattr(_sampler, "ENABLED", False)  # HF's processors and torch.multinomial at every step
     plain = torch.Generator(device="cuda").manual_seed(3)
     assert torch.equal(got, generate(model, ids, generator=plain, **options))
     assert torch.equal(ours.get_state(), plain.get_state())
@@ -131,13 +131,13 @@ def test_eos_decode_steps_wait_for_the_gpu_only_every_few_steps(monkeypatch):
     forwards: list[int] = []
     hook = model.register_forward_pre_hook(
         lambda module, args, kwargs: forwards.append(0) if args[0].shape[1] == 1 else None, with_kwargs=True)
-    finish = fastpath.Sampler.finish
+    finish = _sampler.Sampler.finish
 
     def relaxed_finish(self):
         torch.cuda.set_sync_debug_mode("default")
         return finish(self)
 
-    monkeypatch.setattr(fastpath.Sampler, "finish", relaxed_finish)
+    monkeypatch.setattr(_sampler.Sampler, "finish", relaxed_finish)
     ours = torch.Generator(device="cuda").manual_seed(3)
     try:
         with warnings.catch_warnings(record=True) as caught:

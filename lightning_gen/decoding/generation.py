@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from transformers import EosTokenCriteria, GenerationConfig, MaxLengthCriteria
 
-from lightning_gen.decoding import _fastpath as fastpath
 from lightning_gen._checks import check_int
+from lightning_gen.decoding._sampler import Sampler
 from lightning_gen.decoding.adapters import (
     AdapterName,
     ModelAdapter,
@@ -326,14 +326,18 @@ def _decode_loop(
         # Winding the generator back needs one that is known (not the default one, which the model may use).
         if not do_sample or generator is not None:
             every = EOS_CHECK_EVERY.get(ids.device.type, _EOS_CHECK_EVERY_ELSEWHERE)
-    sampler = fastpath.Sampler(processors, steps=max_length - length, rewindable=every - 1, owns_scores=True)
+    sampler = Sampler(processors, rewindable=every - 1)
     done = False
     sequences = ids
     try:
         logits = runner.prefill(ids, attention_mask, max_length=max_length)
         while True:
             if not done:
-                scores = sampler.scores_of(logits)  # (B, V) float32, a copy as in HF unless nothing writes into it
+                scores = logits.to(dtype=torch.float32, copy=True)  # (B, V), HF's copy: processors may write into it
+                # Drop the model's logits before the next forward, as HF does; this step's scores stay until the
+                # next step replaces them, as in HF's loop, which keeps malloc from handing their pages back to the
+                # system between steps (and faulting them in again, page by page, at every step).
+                logits = None
                 if vocab_size is not None and scores.shape[1] > vocab_size:
                     scores = scores[:, :vocab_size]
                 if do_sample:
@@ -358,9 +362,6 @@ def _decode_loop(
                         unfinished = unfinished & ~criteria(tokens[:, :length], None)
                         done = not bool(unfinished.any())  # the one host sync per token: stop strings, max time ...
                 sequences = tokens[:, :length]
-                # Drop this step's logits before the next forward, as HF does: the allocator then reuses their memory
-                # for the next ones instead of mapping fresh pages at every step.
-                logits = scores = None
             if all_finished(done) if all_finished is not None else done:
                 break
             logits = runner.decode(sequences, None if mask is None else mask[:, :length])
@@ -371,6 +372,5 @@ def _decode_loop(
                 sequences = tokens[:, :start + taken]
         sampler.finish()
     finally:
-        sampler.close()
         runner.close()
     return sequences

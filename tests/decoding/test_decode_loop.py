@@ -98,7 +98,7 @@ import pytest  # noqa: E402
 from conftest import PAD_ID  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
+from lightning_gen.decoding import _sampler  # noqa: E402
 from lightning_gen.decoding import generation  # noqa: E402
 
 MAX_NEW = 12
@@ -106,7 +106,7 @@ MAX_NEW = 12
 
 @pytest.fixture(scope="module")
 def wide_gpt2() -> GPT2LMHeadModel:
-    """4096 tokens: a batch of 2 has 8192 scores, enough for the fast route."""
+    """4096 tokens: a batch of 2 has 8192 scores, enough for the exact route."""
     torch.manual_seed(0)
     config = GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=4096, n_positions=64, initializer_range=0.5,
                         bos_token_id=None, eos_token_id=None)
@@ -129,10 +129,11 @@ def _eos_ending_every_row(model, prompt, seed, options):
 
 
 ROUTES = {  # (model fixture, batch, options): each sampler route once, and greedy
-    "direct, drawn ahead": ("tiny_gpt2", 3, dict(do_sample=True, top_k=20)),
-    "fast": ("wide_gpt2", 2, dict(do_sample=True, top_k=50, top_p=0.9)),
-    "fast, no top-k": ("wide_gpt2", 2, dict(do_sample=True, top_p=0.9)),
-    "plain (fast path off)": ("tiny_gpt2", 3, dict(do_sample=True, temperature=0.7)),
+    "exact": ("wide_gpt2", 2, dict(do_sample=True, top_k=50, top_p=0.9)),
+    "exact, no top-k": ("wide_gpt2", 2, dict(do_sample=True, top_p=0.9, top_k=0)),
+    "plain (small steps)": ("tiny_gpt2", 3, dict(do_sample=True, top_k=20)),
+    "plain (shortcuts off)": ("wide_gpt2", 2, dict(do_sample=True, temperature=0.7)),
+    "sync-free": ("tiny_gpt2", 3, dict(do_sample=True, temperature=0.7, top_k=20)),
     "greedy": ("tiny_gpt2", 3, dict(do_sample=False, repetition_penalty=1.3)),
 }
 
@@ -142,8 +143,12 @@ ROUTES = {  # (model fixture, batch, options): each sampler route once, and gree
 def test_steps_past_hfs_stop_are_taken_back(route, check, request, monkeypatch):
     fixture, batch, options = ROUTES[route]
     model = request.getfixturevalue(fixture)
-    # Each route on purpose, whatever LIGHTNING_GEN_FAST_PATH says.
-    monkeypatch.setattr(fastpath, "ENABLED", not route.startswith("plain"))
+    # Each route on purpose, whatever LIGHTNING_GEN_FAST_PATH says; "sync-free" as the loop runs off the CPU.
+    monkeypatch.setattr(_sampler, "ENABLED", route != "plain (shortcuts off)")
+    if route == "sync-free":
+        sync_free = _sampler.Sampler.__init__
+        monkeypatch.setattr(_sampler.Sampler, "__init__",
+                            lambda self, processors, **kw: sync_free(self, processors, **{**kw, "sync_free": True}))
     vocab = model.config.vocab_size
     prompt = torch.randint(3, vocab, (batch, 5), generator=torch.Generator().manual_seed(4))
     eos = _eos_ending_every_row(model, prompt, 11, options)
@@ -157,41 +162,27 @@ def test_steps_past_hfs_stop_are_taken_back(route, check, request, monkeypatch):
     else:
         every = MAX_NEW + 1
     monkeypatch.setitem(generation.EOS_CHECK_EVERY, "cpu", every)
-    fastpath.stats.reset()
+    _sampler.stats.reset()
     generator = torch.Generator().manual_seed(11)
     ours = generate(model, prompt, generator=generator, **common)
     assert torch.equal(ours, reference)
     if options["do_sample"]:
         assert torch.equal(generator.get_state(), reference_state)
-        route_taken = {"direct": fastpath.stats.direct, "fast": fastpath.stats.fast, "plain": fastpath.stats.plain}
-        assert route_taken[route.split(",")[0].split(" ")[0]] > taken, "design: the loop ran past HF's stop"
+        route_taken = {"exact": _sampler.stats.exact, "plain": _sampler.stats.plain,
+                       "sync-free": _sampler.stats.sync_free}[route.split(",")[0].split(" (")[0]]
+        assert route_taken > taken, "design: the loop ran past HF's stop"
 
 
 def test_the_check_every_step_on_the_cpu_never_runs_past_the_stop(tiny_gpt2, monkeypatch):
-    monkeypatch.setattr(fastpath, "ENABLED", True)
+    monkeypatch.setattr(_sampler, "ENABLED", True)
     prompt = torch.randint(3, 96, (3, 5), generator=torch.Generator().manual_seed(4))
     options = dict(do_sample=True, top_k=20)
     eos = _eos_ending_every_row(tiny_gpt2, prompt, 11, options)
-    fastpath.stats.reset()
+    _sampler.stats.reset()
     out = generate(tiny_gpt2, prompt, generator=torch.Generator().manual_seed(11), max_new_tokens=MAX_NEW,
                    eos_token_id=eos, pad_token_id=PAD_ID, **options)
     assert generation.EOS_CHECK_EVERY["cpu"] == 1
-    assert fastpath.stats.direct == out.shape[1] - prompt.shape[1] < MAX_NEW
-
-
-def test_a_stream_rewinds_across_blocks():
-    # Steps of 4 x 4096 values: 4 per block, so taking back 6 of 10 steps crosses back into the first block.
-    from lightning_gen.decoding import _draws as draws
-
-    a, b = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
-    stream = draws.ExponentialStream(a, steps=20)
-    for _ in range(10):
-        stream.next((4, 4096))
-    stream.rewind(6)
-    stream.close()
-    for _ in range(4):
-        torch.empty(4, 4096).exponential_(1, generator=b)
-    assert torch.equal(a.get_state(), b.get_state())
+    assert _sampler.stats.plain == out.shape[1] - prompt.shape[1] < MAX_NEW
 
 
 def test_the_benchmark_matrix_smoke_run_gives_hfs_tokens_in_every_row():

@@ -1,195 +1,132 @@
-"""`draws`: torch.multinomial's draw and exponential_'s stream, reproduced bit for bit with the same generator state."""
+"""`_draws`: torch.multinomial's draw, bit for bit and with the same generator state, or a hand-back."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from lightning_gen.decoding import _draws as draws
-from lightning_gen.decoding._draws import ExponentialStream, multinomial
 
 
-def softmax_rows(seed: int, batch: int = 4, vocab: int = 100) -> torch.Tensor:
+def softmax_rows(seed: int, batch: int = 4, vocab: int = 3000, scale: float = 2.0) -> torch.Tensor:
+    """Rows from flat to peaked, half of each masked as a top-k or top-p leaves them."""
     g = torch.Generator().manual_seed(seed)
-    scores = torch.randn(batch, vocab, generator=g) * torch.tensor([0.5, 2.0, 8.0, 40.0])[:batch, None]
-    scores[torch.rand(batch, vocab, generator=g) < 0.5] = float("-inf")  # top-k-like zeros
+    scores = torch.randn(batch, vocab, generator=g) * scale * torch.tensor([0.02, 1.0, 4.0, 20.0])[:batch, None]
+    scores[torch.rand(batch, vocab, generator=g) < 0.5] = -math.inf
     scores[:, 0] = 1.0  # every row keeps a token
     return torch.softmax(scores, dim=-1)
 
 
-def test_emulation_premises_hold_on_this_torch():
+def _multinomial(probs: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1), generator.get_state()
+
+
+def test_the_premises_hold_on_this_torch():
     assert draws.emulated()
+    assert not draws.emulated("meta")  # no generator there: multinomial draws
 
 
-@pytest.mark.parametrize("with_stream", [False, True])
-def test_multinomial_draws_what_torch_multinomial_draws(with_stream):
-    for seed in range(20):
-        probs = softmax_rows(seed)
-        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
-        stream = ExponentialStream(ours, steps=1) if with_stream else None
-        got = multinomial(probs, ours, stream)
-        if stream is not None:
-            stream.close()
-        assert torch.equal(got, torch.multinomial(probs, 1, generator=theirs).squeeze(1))
-        assert torch.equal(ours.get_state(), theirs.get_state())
+@pytest.mark.parametrize("scale", [0.05, 1.0, 8.0])
+@pytest.mark.parametrize("vocab", [50, 3000, 50257])
+def test_draw_is_multinomial_s_draw(scale, vocab):
+    for seed in range(6):
+        probs = softmax_rows(seed, vocab=vocab, scale=scale)
+        generator = torch.Generator().manual_seed(seed)
+        tokens, state = _multinomial(probs, seed)
+        assert torch.equal(draws.draw(probs, generator), tokens)
+        assert torch.equal(generator.get_state(), state)
 
 
-def test_multinomial_with_the_default_generator():
+def test_draw_with_torch_s_default_generator():
     probs = softmax_rows(1)
     torch.manual_seed(5)
     expected = torch.multinomial(probs, 1).squeeze(1)
     state = torch.get_rng_state()
     torch.manual_seed(5)
-    assert torch.equal(multinomial(probs, None), expected)
+    assert torch.equal(draws.draw(probs, None), expected)
     assert torch.equal(torch.get_rng_state(), state)
 
 
-@pytest.mark.parametrize("bad", ["nan", "inf", "all_masked"])
-def test_an_invalid_softmax_row_raises_multinomial_s_error_before_drawing(bad):
-    scores = torch.randn(3, 50)
-    scores[1, 4] = {"nan": float("nan"), "inf": float("inf"), "all_masked": float("-inf")}[bad]
-    if bad == "all_masked":
-        scores[1] = float("-inf")
-    probs = torch.softmax(scores, dim=-1)
-    with pytest.raises(RuntimeError) as expected:
-        torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0))
-    ours = torch.Generator().manual_seed(0)
-    stream = ExponentialStream(ours, steps=4)
-    with pytest.raises(RuntimeError) as got:
-        multinomial(probs, ours, stream)
-    stream.close()
-    assert str(got.value) == str(expected.value)
-    assert torch.equal(ours.get_state(), torch.Generator().manual_seed(0).get_state())
+def test_draw_reuses_the_storage_it_is_given():
+    probs, out = softmax_rows(2), torch.empty(4, 3000, dtype=torch.float64)
+    tokens, _ = _multinomial(probs, 2)
+    assert torch.equal(draws.draw(probs, torch.Generator().manual_seed(2), out), tokens)
+    assert torch.equal(out, torch.empty(4, 3000, dtype=torch.float64).uniform_(generator=torch.Generator().manual_seed(2)))
 
 
-@pytest.mark.parametrize("block_steps", [1, 3, 100])
-@pytest.mark.parametrize("taken", [0, 1, 7, 10])
-def test_a_stream_matches_step_by_step_exponentials_and_rewinds_what_it_did_not_use(block_steps, taken, monkeypatch):
-    shape = (3, 40)
-    monkeypatch.setattr(draws, "BLOCK_ELEMENTS", block_steps * 120)
-    ours, theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    stream = ExponentialStream(ours, steps=10)
-    for _ in range(taken):
-        assert torch.equal(stream.next(shape), torch.empty(shape).exponential_(1, generator=theirs))
-    stream.close()
-    assert torch.equal(ours.get_state(), theirs.get_state())
-
-
-def test_a_stream_follows_a_change_of_shape():
-    ours, theirs = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
-    stream = ExponentialStream(ours, steps=10)
-    for shape in [(2, 30), (2, 30), (3, 30), (3, 30), (2, 30)]:
-        assert torch.equal(stream.next(shape), torch.empty(shape).exponential_(1, generator=theirs))
-    stream.close()
-    assert torch.equal(ours.get_state(), theirs.get_state())
-
-
-def test_a_block_near_float32_rounding_boundaries_is_drawn_by_torch_itself(monkeypatch):
-    # A vectorised log1p off by 2**-26 (relative) would round many values differently from torch's scalar one; a
-    # window of 2**-20 marks every block as unsure, so each is redrawn by exponential_ from the saved state.
-    log1p = torch.log1p
-    monkeypatch.setattr(torch, "log1p", lambda x: log1p(x) * (1 + 2.0 ** -26))
-    monkeypatch.setattr(draws, "WINDOW", 2.0 ** -20)
-    ours, theirs = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    stream = ExponentialStream(ours, steps=5)
-    for _ in range(5):
-        assert torch.equal(stream.next((4, 64)), torch.empty(4, 64).exponential_(1, generator=theirs))
-    stream.close()
-    assert torch.equal(ours.get_state(), theirs.get_state())
-
-
-def test_a_stream_never_draws_more_steps_than_announced():
-    ours = torch.Generator().manual_seed(4)
-    stream = ExponentialStream(ours, steps=3)
-    for _ in range(3):
-        stream.next((2, 10))
-    # Three steps drawn, no rewind needed: the state is that of three step-by-step draws.
-    theirs = torch.Generator().manual_seed(4)
-    for _ in range(3):
-        torch.empty(2, 10).exponential_(1, generator=theirs)
-    assert torch.equal(ours.get_state(), theirs.get_state())
-    stream.close()
-    assert torch.equal(ours.get_state(), theirs.get_state())
-
-
-def test_a_device_that_cannot_run_the_check_is_not_emulated():
-    # The meta device has no generator: the check fails, so the draw there is torch.multinomial's own.
-    assert not draws.emulated("meta")
-
-
-class _Stats:
-    replays = draw_fallback = 0
-
-
-def _exact_argmax(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-    """multinomial's draw for these uniforms, the long way: every logarithm, then argmax."""
-    q = torch.log1p(uniform.neg()).neg().float()
-    return (probs / q).argmax(dim=-1)
-
-
-@pytest.mark.parametrize("scale", [0.05, 1.0, 8.0, 40.0])
-def test_bounded_draw_is_the_argmax_of_every_ratio(scale):
-    # Peaked, flat and masked rows; `_bounded_draw` takes logarithms only where a token can still win.
-    for seed in range(30):
-        g = torch.Generator().manual_seed(seed)
-        scores = torch.randn(4, 3000, generator=g) * scale
-        scores[torch.rand(4, 3000, generator=g) < 0.3] = float("-inf")
-        probs = torch.softmax(scores, dim=-1)
-        state = torch.Generator().manual_seed(seed).get_state()
-        bits = draws.uniform_bits(probs.shape, torch.Generator().manual_seed(seed))
-        got = draws._bounded_draw(probs, bits, state, _Stats())
-        assert torch.equal(got, _exact_argmax(probs, draws.to_uniform(bits)))
-
-
-def test_bounded_draw_breaks_ties_as_argmax_does():
-    # Two tokens with the same probability and the same uniform tie exactly: argmax takes the lower index.
+def test_equal_ratios_go_to_the_lowest_index_as_argmax_does():
     probs = torch.softmax(torch.tensor([[0.0, 2.0, 1.0, 2.0, 0.5]]), dim=-1)
-    bits = _bits(torch.tensor([[0.5, 0.01, 0.3, 0.01, 0.9]], dtype=torch.float64))
-    state = torch.Generator().manual_seed(0).get_state()
-    uniform = draws.to_uniform(bits)
-    assert int(draws._bounded_draw(probs, bits, state, _Stats())[0]) == 1 == int(_exact_argmax(probs, uniform)[0])
+    u = torch.tensor([[0.5, 0.01, 0.3, 0.01, 0.9]], dtype=torch.float64)  # tokens 1 and 3 tie exactly
+    q = torch.log1p(u.neg()).neg().float()
+    assert int(draws._winner(probs, u, *draws._could_win(probs, u))[0]) == 1 == int((probs / q).argmax(dim=-1)[0])
+    everywhere = torch.zeros(5, dtype=torch.long), torch.tensor([4, 3, 2, 1, 0])  # candidates in any order
+    assert int(draws._winner(probs, u, *everywhere)[0]) == 1
 
 
-def test_bounded_draw_declines_a_zero_uniform_and_a_nan_row():
-    probs = torch.softmax(torch.randn(2, 50, generator=torch.Generator().manual_seed(0)), dim=-1)
-    bits = draws.uniform_bits((2, 50), torch.Generator().manual_seed(1))
-    state = torch.Generator().manual_seed(0).get_state()
-    zero = bits.clone()
-    zero[1, 7] = 0  # u == 0, so q == 0: multinomial's own kernel decides what p / 0 means
-    assert draws._bounded_draw(probs, zero, state, _Stats()) is None
-    nan = probs.clone()
-    nan[0] = float("nan")  # softmax of a row with NaN: multinomial raises
-    assert draws._bounded_draw(nan, bits, state, _Stats()) is None
+def top_k_rows(seed: int, k: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities that are 0 outside each row's top ``k``, and those ``k`` indices."""
+    scores = torch.randn(4, 3000, generator=torch.Generator().manual_seed(seed)) * [0.05, 1.0, 8.0][seed % 3]
+    indices = scores.topk(k, dim=-1).indices
+    masked = torch.full_like(scores, -math.inf).scatter_(1, indices, scores.gather(1, indices))
+    return torch.softmax(masked, dim=-1), indices
 
 
-def _bits(uniform: torch.Tensor) -> torch.Tensor:
-    """`uniform_bits` for hand-picked uniforms: the nearest multiples of 2**-53."""
-    return (uniform * 2.0 ** 53).round().long()
+def test_a_draw_among_top_k_candidates_is_multinomial_s():
+    for seed in range(12):
+        probs, candidates = top_k_rows(seed, k=[1, 5, 50][seed % 3])
+        generator = torch.Generator().manual_seed(seed)
+        tokens, state = _multinomial(probs, seed)
+        assert torch.equal(draws.draw(probs, generator, candidates=candidates), tokens)
+        assert torch.equal(generator.get_state(), state)
 
 
-def test_uniform_bits_are_uniform_s_draws():
-    # int64 random_'s low 53 bits, scaled: float64 uniform_'s values, and the generator left where it leaves it.
-    for shape in [(3, 7), (8, 50257), (1,)]:
-        a, b = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
-        bits = draws.uniform_bits(shape, a)
-        assert torch.equal(draws.to_uniform(bits), torch.empty(shape, dtype=torch.float64).uniform_(generator=b))
-        assert torch.equal(a.get_state(), b.get_state())
+@pytest.mark.parametrize("candidates", [False, True], ids=["whole rows", "candidates"])
+@pytest.mark.parametrize("bad", ["zero uniform", "nan row"])
+def test_what_multinomial_alone_decides_is_handed_back(bad, candidates):
+    probs, indices = top_k_rows(0)
+    u = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=torch.Generator().manual_seed(1))
+    assert draws._tokens(probs, u, indices if candidates else None) is not None
+    if bad == "zero uniform":
+        u[1, int(probs[1].argmin())] = 0.0  # q == 0 where p == 0: multinomial's 0 / 0 is a NaN that argmax picks
+    else:
+        probs[2] = math.nan  # softmax of a row with NaN: multinomial raises
+    assert draws._tokens(probs, u, indices if candidates else None) is None
 
 
-def test_uniform_bits_in_scratch_storage_are_the_same_draws_in_the_same_storage_each_step():
-    scratch = draws.Scratch()
-    a, b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
-    first = draws.uniform_bits((4, 9000), a, scratch)
-    address = first.data_ptr()
-    assert torch.equal(first, draws.uniform_bits((4, 9000), b))
-    second = draws.uniform_bits((4, 9000), a, scratch)
-    assert second.data_ptr() == address and torch.equal(second, draws.uniform_bits((4, 9000), b))
-    assert torch.equal(a.get_state(), b.get_state())
-    assert draws.uniform_bits((2, 9000), a, scratch).shape == (2, 9000)  # another shape: storage of its own
+def test_an_invalid_row_leaves_the_generator_untouched():
+    probs = softmax_rows(0)
+    probs[1] = math.nan
+    generator = torch.Generator().manual_seed(3)
+    assert draws.draw(probs, generator) is None
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())
+    with pytest.raises(RuntimeError) as expected:
+        torch.multinomial(probs, 1)
+    assert str(draws.invalid_distribution_error()) == str(expected.value)
 
 
-def test_any_zero_finds_a_single_zero_uniform():
-    bits = draws.uniform_bits((8, 50257), torch.Generator().manual_seed(3))
-    assert not draws.any_zero(bits)
-    bits[5, 40000] = 0
-    assert draws.any_zero(bits)
+def test_a_logarithm_near_a_float32_rounding_boundary_is_handed_back(monkeypatch):
+    # A window of 2**-20 marks about one logarithm in eight as unsure: those draws go back to multinomial.
+    monkeypatch.setattr(draws, "WINDOW", 2.0 ** -20)
+    declined = 0
+    for seed in range(30):
+        probs = softmax_rows(seed, vocab=500)
+        generator = torch.Generator().manual_seed(seed)
+        tokens = draws.draw(probs, generator)
+        if tokens is None:
+            declined += 1
+            assert torch.equal(generator.get_state(), torch.Generator().manual_seed(seed).get_state())
+        else:
+            assert torch.equal(tokens, _multinomial(probs, seed)[0])
+    assert declined > 3
+
+
+def test_the_sync_free_draw_is_multinomial_s():
+    for seed in range(5):
+        probs = softmax_rows(seed)
+        generator = torch.Generator().manual_seed(seed)
+        tokens, state = _multinomial(probs, seed)
+        assert torch.equal(draws.argmax_draw(probs, generator), tokens)
+        assert torch.equal(generator.get_state(), state)

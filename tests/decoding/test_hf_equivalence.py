@@ -42,6 +42,7 @@ from transformers import (
     TopKLogitsWarper,
 )
 
+from lightning_gen.decoding import _sampler
 from lightning_gen.decoding.processors import penalty_skips_padding
 
 MODELS = ("gpt2", "llama")
@@ -54,6 +55,16 @@ SEED = 1234
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
+@pytest.fixture(params=["shortcuts", "hf"])
+def sampling(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each equivalence test runs twice, whatever ``LIGHTNING_GEN_FAST_PATH`` says: with the sampling shortcuts on
+    every step, also the tiny models' small ones (which take HF's own route in normal use), and with them switched
+    off, as ``LIGHTNING_GEN_FAST_PATH=0`` does: HF's processor list and ``torch.multinomial`` at every step."""
+    monkeypatch.setattr(_sampler, "ENABLED", request.param == "shortcuts")
+    monkeypatch.setattr(_sampler, "_MIN_NUMEL", 0)
+    return request.param
+
+
 class PlainLM(nn.Module):
     """A "plain" model: forward(ids) -> last-position logits (B, 1, V), like nanoGPT at inference."""
 
@@ -383,6 +394,7 @@ def _hf_model(request: pytest.FixtureRequest, model_name: str) -> PreTrainedMode
 # --------------------------------------------------------------------------------------------------
 # Equivalence: the matrix
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("case_name", list(CASES))
@@ -426,6 +438,16 @@ def test_case_is_not_vacuous(request: pytest.FixtureRequest, case_name: str, mod
         _assert_stops_early(ref, PROMPT_LEN, MAX_NEW, eos, pad, all_rows=case.stops == "all")
 
 
+@pytest.mark.parametrize("case_name", ["combined", "top_p", "min_p", "eos_sample"])
+def test_the_shortcut_mode_takes_the_exact_route(request: pytest.FixtureRequest, sampling: str, case_name: str) -> None:
+    """Design guard: with the shortcuts on, every sampling step of these cases runs through them."""
+    hf = _hf_model(request, "gpt2")
+    _sampler.stats.reset()
+    ours = _our_generate(hf, _prompts(), **_resolve("gpt2", hf, case_name))
+    routes = (_sampler.stats.exact, _sampler.stats.plain)
+    assert routes == ((ours.shape[1] - PROMPT_LEN, 0) if sampling == "shortcuts" else (0, ours.shape[1] - PROMPT_LEN))
+
+
 def test_matrix_covers_required_options(request: pytest.FixtureRequest) -> None:
     used = set().union(*(_resolve("gpt2", _hf_model(request, "gpt2"), name) for name in CASES))  # derived ones too
     required = {
@@ -440,6 +462,7 @@ def test_matrix_covers_required_options(request: pytest.FixtureRequest) -> None:
 # --------------------------------------------------------------------------------------------------
 # Stronger than tokens: the processors see bit-identical scores at every step
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("case_name", ["greedy", "combined", "eos_sample", "num_return_sequences"])
@@ -460,6 +483,7 @@ def test_scores_bitwise_identical(request: pytest.FixtureRequest, case_name: str
 # --------------------------------------------------------------------------------------------------
 # Plain model returning full (B, T, V) logits
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("case_name", ["greedy", "combined", "eos_sample"])
 def test_plain_full_logits_matches_hf(request: pytest.FixtureRequest, case_name: str, model_name: str) -> None:
@@ -512,6 +536,7 @@ LEFT_PAD_CASES = {
 LEFT_PAD_PATHS = ("cache", "hf_no_cache")
 
 
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", LEFT_PAD_PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("case_name", list(LEFT_PAD_CASES))
@@ -530,6 +555,7 @@ def test_left_padded_batch_matches_hf(
     assert not torch.equal(ref, unmasked), "attention_mask did not change HF's output: case is vacuous"
 
 
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.skipif(not penalty_skips_padding(), reason="this transformers' generate penalises the left padding")
 @pytest.mark.parametrize("path", LEFT_PAD_PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
@@ -555,6 +581,7 @@ def test_left_padding_is_not_penalised(request: pytest.FixtureRequest, model_nam
     assert not torch.equal(ref, naive), "penalising the pads changed nothing: case is vacuous"
 
 
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", LEFT_PAD_PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 def test_all_ones_attention_mask_matches_hf(request: pytest.FixtureRequest, model_name: str, path: str) -> None:
@@ -571,6 +598,7 @@ def test_all_ones_attention_mask_matches_hf(request: pytest.FixtureRequest, mode
 # --------------------------------------------------------------------------------------------------
 # stop_strings with a tokenizer
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("eos", ["model_eos", "no_eos"])
@@ -609,6 +637,7 @@ def test_stop_strings_match_hf(
 # --------------------------------------------------------------------------------------------------
 # Where the config comes from
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("model_name", MODELS)
 def test_model_generation_config_supplies_defaults(request: pytest.FixtureRequest, model_name: str) -> None:
     """With no kwargs, sampling settings and EOS ids come from ``model.generation_config``, as in HF."""
@@ -629,6 +658,7 @@ def test_model_generation_config_supplies_defaults(request: pytest.FixtureReques
     _assert_stops_early(ref, PROMPT_LEN, MAX_NEW, kw["eos_token_id"], PAD_ID)
 
 
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 def test_generation_config_object_matches_hf(request: pytest.FixtureRequest, model_name: str, path: str) -> None:
@@ -653,6 +683,7 @@ def bf16_models(tiny_gpt2, tiny_llama) -> dict[str, PreTrainedModel]:
     return {"gpt2": copy.deepcopy(tiny_gpt2).to(torch.bfloat16), "llama": copy.deepcopy(tiny_llama).to(torch.bfloat16)}
 
 
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("case_name", ["greedy", "combined"])
@@ -672,6 +703,7 @@ def test_bfloat16_model_matches_hf(bf16_models, case_name: str, model_name: str,
 # --------------------------------------------------------------------------------------------------
 # Lengths and masks HF derives from the model
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", LEFT_PAD_PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 def test_model_max_length_and_position_cap(request: pytest.FixtureRequest, model_name: str, path: str) -> None:
@@ -697,6 +729,7 @@ def test_model_max_length_and_position_cap(request: pytest.FixtureRequest, model
     assert torch.equal(ours, ref), f"tokens differ from HF\nours:\n{ours}\nHF:\n{ref}"
 
 
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", LEFT_PAD_PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("pad_is_eos", [False, True], ids=["pad_not_eos", "pad_is_eos"])
@@ -718,6 +751,7 @@ def test_mask_inferred_from_pad_tokens(
     assert torch.equal(ref, with_mask) != pad_is_eos
 
 
+@pytest.mark.usefixtures("sampling")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("model_name", MODELS)
 def test_user_eos_criterion_pads_like_hf(request: pytest.FixtureRequest, model_name: str, path: str) -> None:
