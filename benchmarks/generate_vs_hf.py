@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, machine, ratios  # noqa: E402
 
 from lightning_gen import generate  # noqa: E402
-from lightning_gen.decoding import _fastpath as fastpath  # noqa: E402
+from lightning_gen.decoding import _sampler as sampler  # noqa: E402
 
 SAMPLING = dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.2)
 
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--new", type=int, default=48)
-    parser.add_argument("--no-fast-path", action="store_true", help="compare with lightning_gen.decoding._fastpath off")
+    parser.add_argument("--no-fast-path", action="store_true",
+                        help="compare with the sampling shortcuts off (lightning_gen.decoding._sampler)")
     parser.add_argument("--warm-malloc", action="store_true", help=(
         "allocate and free 16 MiB once first: glibc then raises its mmap/trim thresholds, as it does anyway in a "
         "process that has freed a large tensor (any training run), and stops returning the heap top to the OS "
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         del_ = torch.empty(16 << 20, dtype=torch.uint8)
         del del_
     torch.set_num_threads(args.threads)
-    fastpath.ENABLED = not args.no_fast_path
+    sampler.ENABLED = not args.no_fast_path
 
     torch.manual_seed(0)
     config = GPT2Config(n_layer=4, n_head=4, n_embd=256, vocab_size=50257, n_positions=128)
@@ -63,17 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     def ours(seed: int) -> torch.Tensor:
         return generate(model, prompts, attention_mask=mask, generator=torch.Generator().manual_seed(seed), **common)
 
-    fastpath.stats.reset()
+    sampler.stats.reset()
     runs = alternate({"hf": hf, "ours": ours}, repeats=args.repeats)
     identical = sum(torch.equal(a, b) for a, b in zip(runs["hf"].outputs, runs["ours"].outputs))
     print(f"machine: {machine()}")
     print(f"model: GPT-2 4x256, vocab {config.vocab_size}; batch {args.batch}, prompt {args.prompt}, "
-          f"{args.new} new tokens; {SAMPLING}; fast path {'on' if fastpath.ENABLED else 'off'}"
+          f"{args.new} new tokens; {SAMPLING}; shortcuts {'on' if sampler.ENABLED else 'off'}"
           f"{'; malloc warmed' if args.warm_malloc else ''}")
     print(f"HF generate    {runs['hf'].summary()}")
     print(f"ours generate  {runs['ours'].summary()}")
     print(f"ours / HF: {ratios(runs['ours'], runs['hf'])}")
-    print(f"token-identical: {identical}/{args.repeats} seeds; routes: {fastpath.stats}")
+    print(f"token-identical: {identical}/{args.repeats} seeds; routes: {sampler.stats}")
     return 0 if identical == args.repeats else 1
 
 

@@ -5,12 +5,12 @@ On the CPU, at 8 x 50257 scores, HF's step spends its time in three places, none
 shorter computation cannot decide identically:
 
 * ``torch.multinomial`` turns one uniform per entry into an exponential with scalar libm (8 ms): `_draws.draw`
-  takes a logarithm only where a token can still win.
+  takes a logarithm only where a token can still win, or only at a top-k's candidates.
 * ``TopPLogitsWarper`` sorts the scores with their int64 indices (30 ms), though its cut depends only on the sorted
   *values*: `_top_p` takes them from numpy's values-only sort (8 ms), or, right after a top-k, builds them from the
   ``k`` values that top-k kept (no sort at all).
-* ``TopKLogitsWarper`` finds the k-th value, compares and masks; `_top_k` gets the values and indices it keeps from
-  one ``topk(k + 1)`` and scatters them.
+* ``TopKLogitsWarper`` finds the k-th value, compares and masks (1 ms); `_top_k` gets the values and indices it
+  keeps from one ``topk(k + 1)`` (0.6 ms), which a top-p after it and the draw then reuse.
 
 A `Sampler` chooses its route once, at its first step, from the processors, the device and the size:
 
@@ -237,12 +237,13 @@ class Sampler:
 
     def _exact(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         stats.exact += 1
-        kept = candidates = None  # what a top-k has just kept: its values, descending `(B, k)`, and their indices
+        kept = candidates = None  # what a top-k has just kept, and the indices outside which nothing can be drawn
         for processor in self.chain:
             out, shortcut = None, type(processor) in (lp.TopKLogitsWarper, lp.TopPLogitsWarper)
             if shortcut and processor.filter_value == _NEG_INF and scores.dtype == torch.float32:
                 if type(processor) is lp.TopKLogitsWarper:
-                    out, kept, candidates = _top_k(processor, scores)
+                    out, kept = _top_k(processor, scores)
+                    candidates = None if kept is None else kept[1]
                 else:
                     out, kept = _top_p(processor, scores, kept), None  # right after a top-k, no sort
             else:
@@ -264,40 +265,41 @@ class Sampler:
         return tokens
 
 
-def _top_k(warper: lp.TopKLogitsWarper, scores: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-    """HF's top-k output `(B, V)`, the values it keeps, descending, and their indices `(B, k)` each; all None where
-    one ``topk(k + 1)`` cannot promise that output: the (k+1)-th value equal to the k-th (HF keeps both), a row with
-    NaN, +inf or nothing finite, or ``k`` covering the whole row."""
+def _top_k(warper: lp.TopKLogitsWarper, scores: torch.Tensor) -> tuple[torch.Tensor | None, Any]:
+    """HF's top-k output `(B, V)` and what it keeps: the values, descending, and their indices, `(B, k)` each;
+    ``(None, None)`` where one ``topk(k + 1)`` cannot promise that output: the (k+1)-th value equal to the k-th (HF
+    keeps both), a row with NaN, +inf or nothing finite, or ``k`` covering the whole row."""
     batch, vocab = scores.shape
     k = warper.top_k  # HF's constructor made it at least `min_tokens_to_keep`
     if k >= vocab:
-        return None, None, None
+        return None, None
     values, indices = scores.topk(k + 1, dim=-1)  # (B, k + 1), descending
     # A row's sum is NaN when the row holds a NaN, whichever end topk sorts it to.
     unique = (values[:, k - 1] > values[:, k]) & values[:, 0].isfinite() & ~scores.sum(dim=-1).isnan()
     if not bool(unique.all()):
-        return None, None, None
+        return None, None
     values, indices = values[:, :k], indices[:, :k]
-    return scores.new_full((batch, vocab), _NEG_INF).scatter_(1, indices, values), values, indices
+    return scores.new_full((batch, vocab), _NEG_INF).scatter_(1, indices, values), (values, indices)
 
 
-def _top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor | None:
+def _top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor,
+           kept: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
     """HF's top-p output `(B, V)` without its sort of values and indices; None where the sorted values cannot tell
     which of the tokens HF removes (equal values on both sides of its cut), or a row holds NaN, +inf or nothing finite.
 
     HF sorts the scores ascending and removes the prefix whose cumulative probability is at most ``1 - top_p``. The
     cumulative probabilities are the softmax and cumsum of the sorted *values*, which numpy's values-only sort
     returns as torch.sort does (equal values are equal bytes; ``-0.0`` and ``0.0`` may trade places and give the same
-    ``exp``), and which, right after a top-k whose ``kept`` values are given, are ``[-inf] * (V - k)`` followed by
-    those values ascending. The same tensor through the same kernels gives HF's cumulative probabilities, bit for bit;
-    HF then removes every score below the smallest one it keeps.
+    ``exp``), and which, for the output of a top-k that ``kept`` `(values, indices)` (`_top_k`'s), are
+    ``[-inf] * (V - k)`` followed by those values ascending. The same tensor through the same kernels gives HF's
+    cumulative probabilities, bit for bit; HF then removes every score below the smallest one it keeps.
     """
     batch, vocab = scores.shape
     if kept is None:
         ascending = torch.from_numpy(np.sort(scores.detach().numpy(), axis=-1))  # (B, V): torch.sort's values
     else:
         ascending = scores.new_full((batch, vocab), _NEG_INF)
-        ascending[:, vocab - kept.shape[1]:] = kept.flip(-1)
+        ascending[:, vocab - kept[0].shape[1]:] = kept[0].flip(-1)
     if not bool(ascending[:, -1].isfinite().all()):  # NaN sorts last; +inf, or a row all -inf, makes softmax NaN
         return None
     cumulative = ascending.softmax(dim=-1).cumsum_(dim=-1)  # in place: a fresh tensor per step costs page faults
@@ -308,7 +310,11 @@ def _top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor, kept: torch.Tensor
     highest_removed = ascending.gather(1, (cut - 1).clamp_(min=0))
     if bool(((cut > 0) & (highest_removed == lowest_kept)).any()):  # torch.sort's order of equal values decides
         return None
-    return scores.masked_fill(scores < lowest_kept, _NEG_INF)
+    if kept is None:
+        return scores.masked_fill(scores < lowest_kept, _NEG_INF)
+    values, indices = kept  # outside them `scores` is -inf already: rebuilt from the k values, no pass over V
+    return scores.new_full((batch, vocab), _NEG_INF).scatter_(1, indices, values.masked_fill(values < lowest_kept,
+                                                                                             _NEG_INF))
 
 
 def _default_generator(device: torch.device) -> torch.Generator:

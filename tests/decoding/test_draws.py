@@ -54,7 +54,8 @@ def test_draw_reuses_the_storage_it_is_given():
     probs, out = softmax_rows(2), torch.empty(4, 3000, dtype=torch.float64)
     tokens, _ = _multinomial(probs, 2)
     assert torch.equal(draws.draw(probs, torch.Generator().manual_seed(2), out), tokens)
-    assert torch.equal(out, torch.empty(4, 3000, dtype=torch.float64).uniform_(generator=torch.Generator().manual_seed(2)))
+    uniforms = torch.empty(4, 3000, dtype=torch.float64).uniform_(generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out, uniforms)
 
 
 def test_equal_ratios_go_to_the_lowest_index_as_argmax_does():

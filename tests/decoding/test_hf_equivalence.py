@@ -773,8 +773,8 @@ def test_return_dict_in_generate_gives_hfs_scores_and_logits(tiny_gpt2, sample: 
     from lightning_gen import generate
 
     ids = torch.randint(FIRST_REGULAR_ID, VOCAB_SIZE, (2, 5), generator=torch.Generator().manual_seed(3))
-    kw = dict(max_new_tokens=6, do_sample=sample, top_k=10 if sample else None, return_dict_in_generate=True, output_scores=True,
-              output_logits=True, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+    kw = dict(max_new_tokens=6, do_sample=sample, top_k=10 if sample else None, return_dict_in_generate=True,
+              output_scores=True, output_logits=True, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
     torch.manual_seed(4)
     expected = tiny_gpt2.generate(ids, **kw)
     ours = generate(tiny_gpt2, ids, generator=torch.Generator().manual_seed(4), **kw)

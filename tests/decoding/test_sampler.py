@@ -169,13 +169,15 @@ def test_top_k_is_hf_s_warper_bit_for_bit_or_hands_back(k):
         if seed % 10 == 9:
             scores[0, seed % scores.shape[1]] = [math.nan, math.inf][seed % 2]
         warper = lp.TopKLogitsWarper(k, min_tokens_to_keep=1 + seed % 7 // 6)
-        out, kept, indices = _sampler._top_k(warper, scores)
+        out, kept = _sampler._top_k(warper, scores)
         if out is None:
             declined += 1
             continue
         decided += 1
         assert torch.equal(_bits(out), _bits(warper(IDS, scores))), seed
-        assert torch.equal(kept, scores.topk(warper.top_k, dim=-1).values) and torch.equal(kept, out.gather(1, indices))
+        values, indices = kept
+        assert torch.equal(values, scores.topk(warper.top_k, dim=-1).values)
+        assert torch.equal(values, out.gather(1, indices))
     assert decided > 15, "design: most cases k does not cover are decided by one topk"
     assert declined > 5, "design: ties at the cut, NaN and inf are handed back"
 
@@ -201,7 +203,7 @@ def test_top_p_right_after_top_k_needs_no_sort_and_is_hf_s_bytes():
     for seed in range(200):
         scores = hard_scores(seed)
         top_k = lp.TopKLogitsWarper([1, 3, 20, 45][seed % 4])
-        out, kept, _ = _sampler._top_k(top_k, scores)
+        out, kept = _sampler._top_k(top_k, scores)
         if out is None:
             continue
         warper = lp.TopPLogitsWarper([0.05, 0.3, 0.9, 0.999, 1.0][seed % 5], min_tokens_to_keep=[1, 2, 7][seed % 3])
