@@ -215,11 +215,11 @@ class OutOfMemoryAtFirst(TinyLM):
 
     def __init__(self) -> None:
         super().__init__()
-        self.failed = False
+        self.failed: list[bool] = []  # filled in place: a round puts rebound attributes back
 
     def forward(self, ids):
         if not self.training and not self.failed:
-            self.failed = True
+            self.failed.append(True)
             raise torch.OutOfMemoryError("injected: out of memory")
         return super().forward(ids)
 
