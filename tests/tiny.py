@@ -111,3 +111,32 @@ class TinyCacheLM(TinyLM):
             mask = torch.arange(keys.shape[1], device=ids.device)[None, :] <= input_pos[:, None]  # (T, S)
         att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.mlp(x + att)  # (B, T, V)
+
+
+def byte_tiktoken(merges: Sequence[bytes] = (b"th", b"he", b"in", b"the")):
+    """A tiktoken ``Encoding`` built offline: GPT-2's split pattern over the 256 bytes and a few merges, then
+    ``<|endoftext|>`` as the last id (``n_vocab`` = 256 + merges + 1), as nanoGPT's GPT-2 tokenizer is shaped."""
+    import tiktoken
+
+    ranks = {bytes([i]): i for i in range(256)}
+    for piece in merges:  # each merge joins pieces that already have ranks
+        ranks[piece] = len(ranks)
+    pattern = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+    return tiktoken.Encoding("byte-tiny", pat_str=pattern, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": len(ranks)})
+
+
+def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = False, also_greedy: bool = False,
+             vocab: int | None = None):
+    """The plan a monitor would settle for ``model`` (called as it is) before its probe: for rounds run by hand."""
+    from dataclasses import replace
+
+    from lightning_gen.monitor.discovery import Network
+    from lightning_gen.monitor.plan import settle_plan, settle_target
+
+    network = Network(model, model, "model", "model")
+    target = settle_target(model, network, adapter=None, use_cache=True, context_length=None)
+    plan = settle_plan(model, target, tokenizer, generation, also_greedy=also_greedy)
+    vocab = vocab if vocab is not None else tokenizer.vocab_size
+    plan.adapter.vocab_size = vocab
+    return replace(plan, vocab=vocab, score=score)

@@ -3,36 +3,37 @@
 from __future__ import annotations
 
 import os
-import time
+from contextlib import nullcontext
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import nn
+from lightning.pytorch.utilities import rank_zero_warn
 from transformers import GenerationConfig, LogitsProcessor
 from typing_extensions import override
 
-from lightning_gen.decoding.adapters import ModelAdapter
-from lightning_gen.decoding.config import eos_id_set
-from lightning_gen.monitor._arguments import check_arguments
-from lightning_gen.monitor._gather import can_gather, fits_gathered
-from lightning_gen.monitor._guards import round_guards
-from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line, say
-from lightning_gen.monitor.discovery import find_network, find_tokenizer, settle
-from lightning_gen.monitor.distributed import DistributedMode, LockstepVote, choose_mode, run_everywhere
-from lightning_gen.monitor.probe import ProbeError, ProbeResult, is_transient, probe
-from lightning_gen.monitor.prompts import encode_prompts, prompt_budget, validation_prompts
+from lightning_gen.decoding.adapters import ModelAdapter, watched_state
+from lightning_gen.monitor._arguments import check_common, check_generation, check_processors, check_seed
+from lightning_gen.monitor.base import ScheduledMonitor
+from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line
+from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
+from lightning_gen.monitor.plan import Plan, Target, describe, settle_plan
+from lightning_gen.monitor.probe import ProbeResult, merge_results, probe
+from lightning_gen.monitor.prompts import crop_prompts, encode_prompts, prompt_budget, validation_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.monitor.sinks import SampleSink, run_log_dir, sinks_for
+from lightning_gen.text.prompts import load_prompts
 from lightning_gen.text.quality import summarize
 from lightning_gen.text.records import RECORDS_FILE
 from lightning_gen.text.samples import EncodedPrompts, Sample
-from lightning_gen.text.tokenization import LoadedTokenizer, TextTokenizer
+from lightning_gen.text.tokenization import TextTokenizer
+from lightning_gen._checks import check_int
 
 __all__ = ["GenerationMonitor"]
 
-class GenerationMonitor(pl.Callback):
+
+class GenerationMonitor(ScheduledMonitor):
     """Complete the same prompts at scheduled steps and log the samples, without disturbing training.
 
     Each round runs `lightning_gen.generate` (Hugging Face's decoding) in eval mode under `torch.no_grad`, with
@@ -40,9 +41,10 @@ class GenerationMonitor(pl.Callback):
     comparable across steps; the round runs inside a fork of every global random stream (torch's, Python's,
     NumPy's), so training is bit-identical with or without the monitor, even for a model that draws from them
     at inference. Everything checkable is checked before the first training step: in ``__init__`` (bad
-    configuration), in ``setup`` (tokenizer, model, prompts' ids) and by the probe at the start of fit (one
-    short round: the model's output, the vocabulary its logits cover, whether samples can be scored; see
-    `lightning_gen.monitor.probe`).
+    configuration), in ``setup`` (tokenizer, network, generation configuration) and by the probe at the start of
+    fit, which runs the round's real shape and settles what was not known (the context, the vocabulary the logits
+    and the tokenizer cover, how prompts share a batch, whether samples can be scored; see
+    `lightning_gen.monitor.probe`). What was settled, and where each value came from, is printed once.
 
     Args:
         prompts: Prompt strings, or a path to a ``.txt`` (one a line) or ``.jsonl`` file (``{"prompt": ...,
@@ -69,13 +71,17 @@ class GenerationMonitor(pl.Callback):
         adapter: How to call the network: None detects its protocol; a name (``"plain"``, ``"litgpt"``,
             ``"gpt-fast"``, ``"torchtune"``, ``"hf"``), a `ModelAdapter` subclass or its import path (from YAML),
             or a `ModelAdapter` instance.
-        vocab_size: Sample only ids below this; None takes the smaller of the model's vocabulary and the
-            tokenizer's, so a padded vocabulary (50304 logits for 50257 tokens) never yields ids that cannot be
-            decoded.
+        vocab_size: Sample only ids below this; None takes the smallest of the model's logits, its advertised
+            vocabulary and the ids the tokenizer decodes (its size, ``n_vocab``, ``len()``, ``get_vocab()``, else
+            found by asking its ``decode``), so a padded vocabulary (50304 logits for 50257 tokens) never yields ids
+            that cannot be decoded.
         batch_size: Most prompts per forward; None puts them all in one batch (per length group).
-        context_length: Context length of the model; discovered from the model when None.
+        context_length: Context length of the model; when None, what the model advertises (``block_size``,
+            ``config.n_positions`` ...), else found by the probe (the longest sequence its forward takes).
         tag: Prefix of the logged tags.
         on_error: What a failure while sampling does: ``"warn"`` warns and training goes on, ``"raise"`` re-raises.
+            A probe that runs out of memory at the start of fit warns under ``"warn"`` and runs again before the
+            first round; any other probe failure stops the run before step 1.
         also_greedy: Also decode greedily and show the greedy completion beside the sampled one.
         distributed: With several processes: ``"shard"`` splits the prompt batches over processes and gathers
             the samples to rank 0 (data-parallel strategies); ``"gather"`` (FSDP1, FSDP2 `fully_shard` under
@@ -100,7 +106,8 @@ class GenerationMonitor(pl.Callback):
             commands that open them; ``"first_sample"`` also each round's first sample; ``"off"`` nothing.
 
     Raises:
-        ValueError: A bad value for any argument, naming it.
+        ValueError: A value out of range for any argument, naming it.
+        TypeError: A value of the wrong type (``every_n_train_steps="5"``), naming the argument.
         FileNotFoundError: ``prompts`` or ``tokenizer`` names a file that does not exist.
         NotImplementedError: ``generation`` asks for beam search or another search mode.
 
@@ -111,6 +118,9 @@ class GenerationMonitor(pl.Callback):
         ...                             generation={"max_new_tokens": 32, "do_sample": True, "top_p": 0.9})
         >>> trainer = Trainer(callbacks=[monitor], logger=False, enable_progress_bar=False)
     """
+
+    _label = "GenerationMonitor"
+    _activity = "sampling"
 
     def __init__(
         self,
@@ -144,96 +154,55 @@ class GenerationMonitor(pl.Callback):
         console: ConsoleMode = "rounds",
     ) -> None:
         super().__init__()
-        self.prompts = prompts
-        self._tokenizer_arg = tokenizer
-        self.every_n_train_steps = every_n_train_steps
-        self.every_n_epochs = every_n_epochs
+        check_int("prompts_from_data", prompts_from_data, low=0)
+        check_int("data_prompt_tokens", data_prompt_tokens)
+        check_int("data_reference_tokens", data_reference_tokens)
+        self.prompts = load_prompts(prompts) if prompts or not prompts_from_data else []
+        switches = dict(sample_on_train_start=sample_on_train_start, sample_on_train_end=sample_on_train_end,
+                        sample_on_validation=sample_on_validation, also_greedy=also_greedy, empty_cache=empty_cache,
+                        compile=compile, log_metrics=log_metrics)
+        self.tokenizer = check_common(
+            tokenizer=tokenizer, schedule=dict(every_n_train_steps=every_n_train_steps, every_n_epochs=every_n_epochs,
+                                               train_time_interval=train_time_interval),
+            switches=switches, model_attr=model_attr, adapter=adapter, context_length=context_length, tag=tag,
+            on_error=on_error, distributed=distributed, console=console)
+        self.generation = check_generation(generation)
+        self.logits_processors = check_processors(logits_processors)
+        check_seed(seed)
+        check_int("batch_size", batch_size, allow_none=True)
+        check_int("vocab_size", vocab_size, allow_none=True)
+        self.every_n_train_steps, self.every_n_epochs = every_n_train_steps, every_n_epochs
         self.train_time_interval = train_time_interval
-        self.sample_on_train_start = sample_on_train_start
-        self.sample_on_train_end = sample_on_train_end
+        self.sample_on_train_start, self.sample_on_train_end = sample_on_train_start, sample_on_train_end
         self.sample_on_validation = sample_on_validation
-        self.generation = generation
-        self.logits_processors = logits_processors
-        self.seed = seed
-        self.model_attr = model_attr
-        self.adapter = adapter
-        self.vocab_size = vocab_size
-        self.batch_size = batch_size
-        self.context_length = context_length
-        self.tag = tag
-        self.on_error = on_error
-        self.also_greedy = also_greedy
-        self.distributed = distributed
-        self.empty_cache = empty_cache
-        self.compile = compile
-        self.log_metrics = log_metrics
-        self.prompts_from_data = prompts_from_data
-        self.data_prompt_tokens = data_prompt_tokens
+        self._on_start, self._on_end, self._on_validation = sample_on_train_start, sample_on_train_end, sample_on_validation
+        self.seed, self.model_attr, self.adapter, self.vocab_size = seed, model_attr, adapter, vocab_size
+        self.batch_size, self.context_length, self.tag, self.on_error = batch_size, context_length, tag, on_error
+        self.also_greedy, self.distributed, self.empty_cache = also_greedy, distributed, empty_cache
+        self.compile, self.log_metrics, self.console = compile, log_metrics, console
+        self.prompts_from_data, self.data_prompt_tokens = prompts_from_data, data_prompt_tokens
         self.data_reference_tokens = data_reference_tokens
-        self.console = console
-        check_arguments(self)
-        self._score = log_metrics
-        # Resume state: the last step sampled, and the time since the last round (`train_time_interval`).
-        self.last_sampled_step: int | None = None
-        self._last_time = time.monotonic()
-        self._elapsed_at_load = 0.0
-        # Resolved in `setup`.
-        self._model: nn.Module | None = None
-        self._adapter: ModelAdapter | None = None
-        self._tokenizer: LoadedTokenizer | None = None
+        self._use_cache = self.generation.get("use_cache") is not False
+        self._init_state()
+        self._plan: Plan | None = None
         self._encoded: EncodedPrompts | None = None
-        self._config: GenerationConfig | None = None
         self._sinks: list[SampleSink] = []
         self._records_dir: str | None = None
-        self._rounds = 0
-        self._mode = "single"
-        self._advertised_vocab: int | None = None
 
-    @property
+    # ----------------------------------------------------------------- setup: the plan, the prompts, the sinks
     @override
-    def state_key(self) -> str:
-        return self._generate_state_key(tag=self.tag)
-
-    # ----------------------------------------------------------------- setup: every check before training
-    @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        network = find_network(pl_module, self.model_attr)  # `pl_module` itself, or its one language-model child
-        self._model, self._network_name = network.called, network.name
-        # Settled at `on_fit_start`, once the strategy has sharded the model; a mode that cannot work fails now.
-        self._mode = choose_mode(trainer.strategy, self.distributed, can_gather=True)
-        self._tokenizer = find_tokenizer(self._tokenizer_arg, trainer, pl_module)
-        fields = dict(self.generation)
-        if fields.get("eos_token_id") is None and self._tokenizer.eos_token_id is not None:
-            fields["eos_token_id"] = self._tokenizer.eos_token_id
-        if fields.get("pad_token_id") is None and self._tokenizer.pad_token_id is not None:
-            fields["pad_token_id"] = self._tokenizer.pad_token_id
-        self._config = GenerationConfig(**fields)
-        if self._config.stop_strings and self._tokenizer.hf_tokenizer is None:
-            raise ValueError("`generation.stop_strings` needs a Hugging Face tokenizer; this tokenizer is not one")
-
-        # Which protocol drives the network, its context, and the ids both its logits and the tokenizer cover.
-        sampling = settle(pl_module, network, adapter=self.adapter, use_cache=self._config.use_cache is not False,
-                          context_length=self.context_length, vocab_size=self.vocab_size,
-                          tokenizer_vocab=self._tokenizer.vocab_size, compile=self.compile)
-        rank_zero_info(sampling.line)
-        self._adapter, self._advertised_vocab = sampling.adapter, sampling.vocab
-        budget = prompt_budget(sampling.context, self._config, needs_room=sampling.adapter.needs_room_for_new_tokens)
-        self._encoded = encode_prompts(self.prompts, self._tokenizer, vocab_size=sampling.vocab,
-                                       max_prompt_tokens=budget)
+    def _prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._plan = settle_plan(pl_module, self._target, self._tokenizer, self.generation,
+                                 also_greedy=self.also_greedy)
+        budget = self._budget()
+        self._encoded = encode_prompts(self.prompts, self._tokenizer, max_prompt_tokens=budget)
         if self.prompts_from_data:
             self._encoded = self._encoded + validation_prompts(
                 trainer, pl_module, self._tokenizer, count=self.prompts_from_data, prompt_tokens=self.data_prompt_tokens,
                 reference_tokens=self.data_reference_tokens, budget=budget)
-        if self._encoded.cropped:
-            rank_zero_warn(
-                f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens that fit the "
-                "context; they are cropped from the left"
-            )
+        self._warn_cropped(budget)
         self._records_dir = run_log_dir(trainer)  # on every rank: the path is broadcast from rank 0
         self._sinks, skipped = sinks_for(trainer.loggers, log_dir=self._records_dir)
-        self._rounds = 0
         if len(skipped) == len(trainer.loggers):
             kept = (f"only to {os.path.join(self._records_dir, RECORDS_FILE)}" if self._records_dir is not None
                     else "nowhere but the console (no log directory)")
@@ -244,163 +213,87 @@ class GenerationMonitor(pl.Callback):
         elif skipped:
             rank_zero_warn(f"GenerationMonitor: {skipped} cannot show text; they get only the scalars")
 
-    # ----------------------------------------------------------------- start of fit: the mode, then the probe
+    def _budget(self, target: Target | None = None) -> int | None:
+        """The most prompt tokens that fit the context of ``target`` (the plan's by default)."""
+        target = target or self._plan.target
+        return prompt_budget(target.context, self._plan.settled.config,
+                             needs_room=target.adapter.needs_room_for_new_tokens)
+
+    def _warn_cropped(self, budget: int | None) -> None:
+        if self._encoded.cropped:
+            rank_zero_warn(f"GenerationMonitor: prompts {self._encoded.cropped} are longer than the {budget} tokens "
+                           "that fit the context; they are cropped from the left")
+
+    # ----------------------------------------------------------------- the probe
     @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._encoded is None:
-            return
-        strategy = trainer.strategy
-        gather = False
-        if strategy.world_size > 1 and self.distributed in ("auto", "gather"):
-            # Every process judges its own memory; the round gathers only if all can (a collective decision).
-            mine = can_gather(strategy, strategy.model) and fits_gathered(strategy.model, strategy.root_device)
-            gather = bool(strategy.reduce_boolean_decision(mine, all=True))
-        self._mode = choose_mode(strategy, self.distributed, can_gather=gather)
-        self._run_probe(trainer)
-
-    def _run_probe(self, trainer: pl.Trainer) -> None:
-        """One short round of the shortest prompt on every process (see `probe`); settles scoring for all."""
-        strategy = trainer.strategy
-
-        def one_probe(vote: LockstepVote | None) -> list[ProbeResult]:
-            with round_guards(trainer, self._model, mode=self._mode, empty_cache=self.empty_cache) as model:
-                return [probe(model, self._encoded, self._tokenizer, self._config, vocab_size=self._advertised_vocab,
-                              score=self._score, context_length=self.context_length,
-                              round_options=dict(logits_processors=self.logits_processors,
-                                                 adapter=self._adapter if model is self._model else None,
-                                                 context_length=self.context_length, all_finished=vote))]
-
-        mode = "shard" if self._mode == "rank_zero" else self._mode  # every process probes its own forward
-        try:
-            results = run_everywhere(strategy, mode, one_probe, is_global_zero=trainer.is_global_zero)
-        except Exception as err:
-            if is_transient(err) and self.on_error == "warn":
-                rank_zero_warn(f"GenerationMonitor: the probe round failed with {type(err).__name__}: {err}; it may "
-                               "not happen again, so training starts, without scoring the samples")
-                self._score = False
-                return
-            if is_transient(err):
-                raise
-            hint = (f"GenerationMonitor was sampling `{self._network_name}`; if that is not the network that maps ids "
-                    "to logits, set `model_attr`")
-            if isinstance(err, ProbeError):
-                raise ProbeError(f"{err} ({hint})") from err
-            raise ProbeError(f"GenerationMonitor's probe at the start of fit failed with {type(err).__name__}: "
-                             f"{err} ({hint})") from err
-        decision = (all(r.scores for r in results), next((r.why_not_scored for r in results if r.why_not_scored), None))
-        if strategy.world_size > 1:
-            decision = strategy.broadcast(decision if trainer.is_global_zero else None)
-        if self._score and not decision[0]:
-            rank_zero_warn(f"GenerationMonitor: samples are not scored (mean log-prob, reference loss): {decision[1]}; "
-                           "the other scalars are still logged")
-        self._score = decision[0]
-
-    # ----------------------------------------------------------------- schedule
-    @override
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # A resumed run goes on with the interval where the checkpoint left it.
-        self._last_time = time.monotonic() - self._elapsed_at_load
-        self._elapsed_at_load = 0.0
-        if self.sample_on_train_start and trainer.global_step == 0:  # the baseline is step 0's, not a resume's
-            self._maybe_sample(trainer, pl_module)
+    def _probe(self, trainer: pl.Trainer, model: Any, vote: LockstepVote | None) -> ProbeResult:
+        return probe(model, self._plan, self._encoded, self._tokenizer, pl_module=trainer.lightning_module,
+                     vocab_size=self.vocab_size, score=self.log_metrics, batch_size=self._batch_size(trainer.strategy),
+                     round_options=dict(logits_processors=self.logits_processors, all_finished=vote,
+                                        compile=self.compile))
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step
-        due = False
-        if self.every_n_train_steps is not None:
-            due = step > 0 and step % self.every_n_train_steps == 0
-        elif self.train_time_interval is not None:
-            elapsed = time.monotonic() - self._last_time
-            # Clocks differ across processes: rank 0 decides for everyone.
-            due = bool(trainer.strategy.broadcast(elapsed >= self.train_time_interval.total_seconds()))
-        if due:
-            self._maybe_sample(trainer, pl_module)
-
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._maybe_sample(trainer, pl_module)
-
-    @override
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.sample_on_validation and trainer.state.fn == "fit":  # `_maybe_sample` skips the sanity check
-            self._maybe_sample(trainer, pl_module)
-
-    @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.sample_on_train_end:
-            self._maybe_sample(trainer, pl_module)
-        if self.console != "off" and self._rounds:
-            say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)))
+    def _apply(self, results: list[ProbeResult]) -> None:
+        found = merge_results(results)
+        target = self._plan.target
+        if found.context is not None and target.context is None:
+            target = target.with_context(found.context, "found by probing")
+            budget = self._budget(target)
+            self._encoded = crop_prompts(self._encoded, budget)
+            self._warn_cropped(budget)
+        self._plan.adapter.vocab_size = found.vocab
+        self._plan = replace(self._plan, target=target, vocab=found.vocab, vocab_source=found.vocab_source,
+                             policy=found.policy, score=found.score, why_not_scored=found.why_not_scored,
+                             watched=frozenset(found.written))
+        self._say(describe(self._plan, scoring_asked=self.log_metrics))
+        if self.log_metrics and not found.score:
+            rank_zero_warn(f"GenerationMonitor: samples are not scored (mean log-prob, reference loss): "
+                           f"{found.why_not_scored}; the other scalars are still logged")
+        if found.written:
+            rank_zero_warn(f"GenerationMonitor: sampling writes into the buffers {list(found.written)} of "
+                           f"`{target.network.name}`; their values are put back after every round")
 
     # ----------------------------------------------------------------- one round
-    def _maybe_sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        step = trainer.global_step
-        if trainer.sanity_checking or self.last_sampled_step == step or self._encoded is None:
-            return
-        self.last_sampled_step = step
-        self._last_time = time.monotonic()
-        try:
-            self.sample_now(trainer, step)
-        except Exception as err:  # noqa: BLE001 - a failed round must not end the run (KeyboardInterrupt still does)
-            if self.on_error == "raise":
-                raise
-            rank_zero_warn(f"GenerationMonitor: sampling at step {step} failed with {type(err).__name__}: {err}; "
-                           "training continues")
-
     def sample_now(self, trainer: pl.Trainer, step: int) -> list[Sample]:
         """Run one round now, on every process as the mode requires, and hand the samples to the loggers.
 
         Returns the samples on global rank 0 (an empty list elsewhere).
+
+        Raises:
+            RuntimeError: The monitor has not been set up by a ``Trainer.fit``.
         """
-        assert self._model is not None and self._tokenizer is not None and self._encoded is not None
-        start = time.perf_counter()
-        pairs = run_everywhere(trainer.strategy, self._mode, lambda vote: self._run_round(trainer, vote),
-                               is_global_zero=trainer.is_global_zero)
-        if not trainer.is_global_zero:
-            return []
-        samples = [sample for _, sample in sorted(pairs, key=lambda pair: pair[0])]
-        seconds = time.perf_counter() - start
-        self._rounds += 1
+        return self.run_now(trainer, step)
+
+    @override
+    def _round(self, trainer: pl.Trainer, model: Any, vote: LockstepVote | None,
+               shard: tuple[int, int]) -> list[tuple[int, Sample]]:
+        watched = watched_state(model, only=set(self._plan.watched)) if self._plan.watched else nullcontext()
+        with watched:
+            return sample_round(model, self._encoded, self._tokenizer, self._plan, seed=self.seed,
+                                batch_size=self._batch_size(trainer.strategy), logits_processors=self.logits_processors,
+                                shard=shard, all_finished=vote, compile=self.compile)
+
+    @override
+    def _publish(self, trainer: pl.Trainer, step: int, items: list[Any], seconds: float) -> list[Sample]:
+        samples = [sample for _, sample in sorted(items, key=lambda pair: pair[0])]
         for sink in self._sinks:
             sink.write(step, samples, tag=self.tag)
-        if self.console != "off":
-            say(round_line(step, samples, seconds, first_sample=self.console == "first_sample"))
+        self._say(round_line(step, samples, seconds, first_sample=self.console == "first_sample"))
         if self.log_metrics:
-            eos_ids = eos_id_set(self._config.eos_token_id)
-            scalars = summarize(samples, eos_ids=eos_ids, seconds=seconds)
+            scalars = summarize(samples, eos_ids=self._plan.settled.eos_ids, seconds=seconds)
             for logger in trainer.loggers:
                 logger.log_metrics({f"{self.tag}/{name}": value for name, value in scalars.items()}, step=step)
         return samples
 
-    def _run_round(self, trainer: pl.Trainer, vote: LockstepVote | None) -> list[tuple[int, Sample]]:
-        strategy = trainer.strategy
-        shard = (strategy.global_rank, strategy.world_size) if self._mode in ("shard", "gather") else (0, 1)
-        with round_guards(trainer, self._model, mode=self._mode, empty_cache=self.empty_cache) as model:
-            return sample_round(
-                model, self._encoded, self._tokenizer, self._config,
-                seed=self.seed, batch_size=self._batch_size(strategy), logits_processors=self.logits_processors,
-                context_length=self.context_length, also_greedy=self.also_greedy, shard=shard,
-                all_finished=vote, score=self._score, compile=self.compile,
-                adapter=self._adapter if model is self._model else None,
-            )
-
+    @override
     def _batch_size(self, strategy: Any) -> int | None:
         if self.batch_size is None and self._mode in ("shard", "gather"):
             # One batch per process; set `batch_size` to get samples identical to a single-process run.
             return -(-len(self._encoded.ids) // strategy.world_size)
         return self.batch_size
 
-    # ----------------------------------------------------------------- resume
     @override
-    def state_dict(self) -> dict[str, Any]:
-        # The time since the last round too, so that `train_time_interval` goes on where it stopped.
-        return {"last_sampled_step": self.last_sampled_step, "elapsed_since_round": time.monotonic() - self._last_time}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.last_sampled_step = state_dict.get("last_sampled_step")
-        self._elapsed_at_load = float(state_dict.get("elapsed_since_round", 0.0))
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self._rounds:
+            self._say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)))

@@ -172,7 +172,7 @@ def test_every_round_samples_without_a_warning(runs):
     for i in range(len(PROMPTS)):
         assert sorted(events[f"samples/prompt_{i:02d}"]) == [0, 2, 4]  # start, every 2 steps, end (= step 4)
     monitor = next(c for c in run.callbacks if isinstance(c, GenerationMonitor))
-    assert monitor._model is module.model  # found through `self.model`, not the LightningModule
+    assert monitor._target.network.called is module.model  # found through `self.model`, not the LightningModule
 
 
 def test_training_is_bit_identical_with_and_without_the_monitor(runs):

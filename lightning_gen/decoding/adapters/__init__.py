@@ -32,7 +32,14 @@ from lightning_gen.decoding.adapters.base import (
     output_logits,
     require_compilable,
 )
-from lightning_gen.decoding.adapters.discovery import advertises, find_context_length, find_vocab_size, model_device
+from lightning_gen.decoding.adapters.discovery import (
+    advertised_context,
+    advertised_vocab,
+    advertises,
+    find_context_length,
+    find_vocab_size,
+    model_device,
+)
 from lightning_gen.decoding.adapters.hf import HFAdapter
 from lightning_gen.decoding.adapters.input_pos import GptFastAdapter, LitGPTAdapter, TorchtuneAdapter, compute_dtype
 from lightning_gen.decoding.adapters.plain import PlainAdapter
@@ -51,6 +58,8 @@ __all__ = [
     "StateChanges",
     "TorchtuneAdapter",
     "adapter_class",
+    "advertised_context",
+    "advertised_vocab",
     "advertises",
     "compute_dtype",
     "detect_protocol",
