@@ -325,7 +325,8 @@ def probe(
             why_not = "the model returns logits for the last position only (nanoGPT-style)"
         if scored:
             try:
-                score_sample(model, one, 0, completion, plan.target.context, runner)
+                score_sample(model, one, 0, completion, found if found is not None else plan.target.context,
+                             runner)
             except Exception as err:  # noqa: BLE001
                 raise ProbeError(f"scoring the probe's sample (teacher-forced, as a scored round does) failed with "
                                  f"{type(err).__name__}: {err}; set `log_metrics=False` to sample without scoring") from err
