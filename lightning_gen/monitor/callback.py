@@ -334,7 +334,7 @@ class GenerationMonitor(pl.Callback):
         if self.sample_on_train_end:
             self._maybe_sample(trainer, pl_module)
         if self.console != "off" and self._rounds:
-            say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)))
+            say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)), trainer)
 
     # ----------------------------------------------------------------- one round
     def _maybe_sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -368,7 +368,7 @@ class GenerationMonitor(pl.Callback):
         for sink in self._sinks:
             sink.write(step, samples, tag=self.tag)
         if self.console != "off":
-            say(round_line(step, samples, seconds, first_sample=self.console == "first_sample"))
+            say(round_line(step, samples, seconds, first_sample=self.console == "first_sample"), trainer)
         if self.log_metrics:
             eos_ids = eos_id_set(self._config.eos_token_id)
             scalars = summarize(samples, eos_ids=eos_ids, seconds=seconds)
