@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from lightning_gen.text.visible import Piece, labelled_pieces
+from lightning_gen.text.visible import Piece, eos_piece, labelled_pieces
 
 __all__ = ["Op", "diff_sides", "inline_diff", "similarity", "word_diff"]
 
@@ -96,8 +96,20 @@ def _ops(pieces: list[tuple[Piece, tuple[int, Op] | None]]) -> list[tuple[Piece,
     return [(piece, label[1] if label else "") for piece, label in pieces]
 
 
-def diff_sides(old: str, new: str) -> tuple[list[tuple[Piece, Op]], list[tuple[Piece, Op]]]:
+def _eos_ops(old_eos: str | None, new_eos: str | None) -> tuple[list[tuple[Piece, Op]], list[tuple[Piece, Op]]]:
+    """The EOS marks ending each side: kept (``""``) when both ended with one, else deleted or added."""
+    both = old_eos is not None and new_eos is not None
+    old = [] if old_eos is None else [(eos_piece(old_eos), "" if both else "del")]
+    new = [] if new_eos is None else [(eos_piece(new_eos), "" if both else "add")]
+    return old, new
+
+
+def diff_sides(old: str, new: str, *, old_eos: str | None = None,
+               new_eos: str | None = None) -> tuple[list[tuple[Piece, Op]], list[tuple[Piece, Op]]]:
     """Both texts made visible, the old one's deleted words marked ``del``, the new one's added words ``add``.
+
+    ``old_eos`` / ``new_eos``: the text of the end-of-sequence token a side ended with (see
+    `lightning_gen.text.visible.split_eos`), None if it did not; the side then ends with the EOS mark.
 
     Example::
 
@@ -106,11 +118,19 @@ def diff_sides(old: str, new: str) -> tuple[list[tuple[Piece, Op]], list[tuple[P
         ([('a ', ''), ('b', 'del')], [('a ', ''), ('c', 'add'), ('⏎', 'add')])
     """
     old_side, new_side = _labelled_sides(old, new)
-    return _ops(old_side), _ops(new_side)
+    old_end, new_end = _eos_ops(old_eos, new_eos)
+    return _ops(_unless_empty(old_side, old_eos)) + old_end, _ops(_unless_empty(new_side, new_eos)) + new_end
 
 
-def inline_diff(old: str, new: str) -> list[tuple[Piece, Op]]:
+def _unless_empty(side: list[Any], eos: str | None) -> list[Any]:
+    """A side's pieces, without the ∅ of an empty text that an EOS mark follows (it is not empty then)."""
+    return [] if eos is not None and side and side[0][0].mark == "empty" else side
+
+
+def inline_diff(old: str, new: str, *, old_eos: str | None = None, new_eos: str | None = None) -> list[tuple[Piece, Op]]:
     """``new`` made visible with the words deleted since ``old`` where they were: git's ``--word-diff``, visible.
+
+    ``old_eos`` / ``new_eos`` as for `diff_sides`: the EOS mark comes last, deleted, added or kept.
 
     Example::
 
@@ -118,8 +138,12 @@ def inline_diff(old: str, new: str) -> list[tuple[Piece, Op]]:
         [('the ', ''), ('cat', 'del'), ('dog', 'add'), (' sat', ''), ('·', 'add')]
     """
     old_side, new_side = _labelled_sides(old, new)
+    old_end, new_end = _eos_ops(old_eos, new_eos)
+    end = old_end if old_end and old_end[0][1] == "del" else []
+    end += new_end
     if not old or not new:  # one side is empty (shown as ∅): the other is all there is
-        return _ops(new_side if new or not old else [(p, (0, "del")) for p, _ in old_side])
+        side = _ops(new_side if new or not old else [(p, (0, "del")) for p, _ in old_side])
+        return _unless_empty(side, None if not end else "") + end
     out: list[tuple[Piece, Op]] = []
     o = n = 0
     for k in range(max(label[0] for _, label in [*old_side, *new_side]) + 1):
@@ -130,4 +154,4 @@ def inline_diff(old: str, new: str) -> list[tuple[Piece, Op]]:
         while n < len(new_side) and new_side[n][1][0] == k:
             out.append((new_side[n][0], new_side[n][1][1]))
             n += 1
-    return out
+    return out + end
