@@ -57,3 +57,15 @@ def test_the_eos_token_is_split_off_and_shown_as_a_mark():
 def test_one_line_is_cut_with_an_ellipsis():
     assert one_line("x\n" * 10, 7) == "x⏎x⏎x⏎…"
     assert one_line("short", 7) == "short"
+
+
+def test_the_rule_and_the_diff_are_pure_python():
+    """The console, the terminal viewer and TensorBoard's plugin all import them: never torch or Lightning."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json, lightning_gen.text.visible, lightning_gen.text.diff\n"
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert not set(json.loads(out.stdout)) & {"torch", "transformers", "lightning", "rich", "tensorboard"}
