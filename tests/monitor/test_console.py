@@ -152,34 +152,18 @@ def screen(raw: str) -> list[str]:
 @pytest.mark.parametrize("bar", ["tqdm", "rich"])
 def test_round_lines_print_above_the_progress_bar_in_a_terminal(tmp_path, bar):
     """In a pseudo-terminal, as a user sees it: each round's line on a line of its own, the bar on another."""
-    import fcntl
     import os
-    import pty
-    import struct
-    import subprocess
     import sys
-    import termios
     from pathlib import Path
+
+    from pseudo_terminal import run_on_a_terminal
 
     tests = str(Path(__file__).parents[1])
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
     env.update(TERM="xterm-256color", PYTHONPATH=os.pathsep.join([tests, env.get("PYTHONPATH", "")]))
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    process = subprocess.Popen([sys.executable, "-c", BAR_RUN, bar, str(tmp_path)], stdin=slave, stdout=slave,
-                               stderr=slave, env=env, cwd=tmp_path)
-    os.close(slave)
-    raw = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not chunk:
-            break
-        raw += chunk
-    os.close(master)
-    assert process.wait(timeout=120) == 0, raw.decode(errors="replace")[-3000:]
+    raw, code, _ = run_on_a_terminal([sys.executable, "-c", BAR_RUN, bar, str(tmp_path)], rows=30, columns=120,
+                                     env=env, cwd=tmp_path, stderr_too=True)
+    assert code == 0, raw.decode(errors="replace")[-3000:]
     lines = screen(raw.decode())
     rounds = [line for line in lines if "GenerationMonitor: step" in line]
     assert [int(ROUND.fullmatch(line).group(1)) for line in rounds] == [0, 2, 4, 6], "\n".join(lines)

@@ -125,33 +125,17 @@ def test_show_other_tag(logdir, capsys):
 def on_a_terminal(args, tmp_path, *, rows, pager=True) -> tuple[str, str | None]:
     """``lightning-gen`` run with its stdout on a pseudo-terminal of ``rows`` x 60: what the terminal showed, and
     what the pager got (None if it did not run); the pager is a shell command that keeps what it reads."""
-    import fcntl
     import os
-    import pty
-    import struct
-    import subprocess
     import sys
-    import termios
+
+    from pseudo_terminal import run_on_a_terminal
 
     paged = tmp_path / "paged.txt"
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "LIGHTNING_GEN_PAGER")}
     env["PAGER"] = f"cat > {paged}"
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 60, 0, 0))
     command = [sys.executable, "-m", "lightning_gen.viewer.cli", *args] + ([] if pager else ["--no-pager"])
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    assert process.wait(timeout=120) == 0, process.stderr.read()
-    os.close(master)
+    shown, code, err = run_on_a_terminal(command, rows=rows, columns=60, env=env)
+    assert code == 0, err
     return shown.decode().replace("\r\n", "\n"), paged.read_text() if paged.exists() else None
 
 

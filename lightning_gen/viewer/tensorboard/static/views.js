@@ -77,27 +77,35 @@ export function revealIn(scroller, target, {sticky = 0, top = 0} = {}) {
   else if (r.bottom > lower) scroller.scrollTop += Math.min(r.bottom - lower, r.top - upper);
 }
 
-export function gridView(state, act) {
-  const table = el('table', 'grid');
-  const head = table.createTHead().insertRow();
-  head.appendChild(el('th', 'corner', 'prompt'));
-  for (const step of state.steps) {
-    const th = el('th', step === state.step ? 'step current' : 'step', `step ${step}`);
-    th.dataset.step = String(step);
-    th.addEventListener('click', () => act.pick(step));
-    head.appendChild(th);
-  }
+/** Prompts (rows) × `columns`: the sticky prompt column, then `head(column)` atop and `fill(cell, prompt, column)`. */
+function promptTable(className, state, act, columns, {head, fill}) {
+  const table = el('table', className);
+  const header = table.createTHead().insertRow();
+  header.appendChild(el('th', 'corner', 'prompt'));
+  for (const column of columns) header.appendChild(head(column));
   const body = table.createTBody();
   for (const prompt of state.prompts) {
     const row = body.insertRow();
     row.appendChild(promptCell(prompt, state, act));
-    for (const step of state.steps) {
-      const td = row.insertCell();
+    for (const column of columns) fill(row.insertCell(), prompt, column);
+  }
+  return table;
+}
+
+export function gridView(state, act) {
+  const table = promptTable('grid', state, act, state.steps, {
+    head: (step) => {
+      const th = el('th', step === state.step ? 'step current' : 'step', `step ${step}`);
+      th.dataset.step = String(step);
+      th.addEventListener('click', () => act.pick(step));
+      return th;
+    },
+    fill: (td, prompt, step) => {
       if (step === state.step) td.className = 'current';
       const record = state.find(prompt.index, step);
       td.appendChild(record ? card(record, state) : missing('not sampled'));
-    }
-  }
+    },
+  });
   const reveal = (scroller) => {
     const current = table.querySelector('th.step.current');
     if (current) revealIn(scroller, current, {sticky: table.querySelector('th.corner').offsetWidth});
@@ -198,26 +206,20 @@ export async function runsView(state, act) {
   const records = state.shownRuns.length
     ? await act.getJson('samples', {run: state.shownRuns, tag: state.tag, step: state.step, nearest: 1})
     : [];
-  const table = el('table', 'across');
-  const head = table.createTHead().insertRow();
-  head.appendChild(el('th', 'corner', 'prompt'));
-  for (const run of state.shownRuns) {
-    const at = records.find((r) => r.run === run);
-    const th = el('th', 'run');
-    th.dataset.run = run;
-    th.append(el('div', 'run-name', run), el('div', 'run-step', at ? `step ${at.step}` : 'no samples'));
-    if (at && at.step !== state.step) th.appendChild(el('div', 'nearest', `nearest to ${state.step}`));
-    head.appendChild(th);
-  }
-  const body = table.createTBody();
-  for (const prompt of state.prompts) {
-    const row = body.insertRow();
-    row.appendChild(promptCell(prompt, state, act));
-    for (const run of state.shownRuns) {
+  const table = promptTable('across', state, act, state.shownRuns, {
+    head: (run) => {
+      const at = records.find((r) => r.run === run);
+      const th = el('th', 'run');
+      th.dataset.run = run;
+      th.append(el('div', 'run-name', run), el('div', 'run-step', at ? `step ${at.step}` : 'no samples'));
+      if (at && at.step !== state.step) th.appendChild(el('div', 'nearest', `nearest to ${state.step}`));
+      return th;
+    },
+    fill: (td, prompt, run) => {
       const record = records.find((r) => r.run === run && r.index === prompt.index);
-      row.insertCell().appendChild(record ? card(record, state) : missing('not sampled'));
-    }
-  }
+      td.appendChild(record ? card(record, state) : missing('not sampled'));
+    },
+  });
   section.appendChild(table);
   return {node: section, reveal: () => {}};
 }
