@@ -174,7 +174,7 @@ def test_texts_arrive_made_visible_by_the_one_rule(tmp_path):
     ended = Sample("Say", "ok\t </s>", [1], [5, 6, 7, 1], tokens=["ok", "\t", " ", "</s>"], eos=True,
                    token_logprobs=[-0.1, -3.0, -0.5], greedy="fine</s>")
     write_records(tmp_path / "run", [(0, 0, ended)])
-    [record] = get(tmp_path, "samples", run="run")[1]
+    [record] = get(tmp_path, "samples", run="run", tokens="1")[1]
     tab = {"mark": "tab", "text": "⇥", "title": "tab"}
     space = {"mark": "space", "text": "·", "title": "trailing space"}
     eos = {"mark": "eos", "text": "EOS", "title": 'end of sequence (its text: "</s>")'}
@@ -185,6 +185,7 @@ def test_texts_arrive_made_visible_by_the_one_rule(tmp_path):
     assert record["shown"]["tokens"] == [
         {"token": 0, "id": 5, "items": ["ok"]}, {"token": 1, "id": 6, "logprob": -0.1, "items": [tab]},
         {"token": 2, "id": 7, "logprob": -3.0, "items": [space]}, {"token": 3, "id": 1, "logprob": -0.5, "items": [eos]}]
+    assert get(tmp_path, "samples", run="run")[1][0]["shown"]["tokens"] is None  # only when asked for
 
 
 def test_compare_diffs_the_greedy_completions_of_two_steps(tmp_path):

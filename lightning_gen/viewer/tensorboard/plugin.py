@@ -11,8 +11,9 @@ Routes (``run`` is a run's directory relative to the logdir; ``tag`` defaults to
 - ``/tags?run=``: the run's tags.
 - ``/prompts?run=&tag=``: index, prompt and reference of each prompt (and both made visible).
 - ``/steps?run=&tag=``: the sampled steps.
-- ``/samples?run=[&run=...]&tag=[&prompt=][&step=[&nearest=1]]``: the records, of one prompt and/or one step if
-  asked (``nearest``: each run's sampled step nearest to it), their texts made visible (`shown`).
+- ``/samples?run=[&run=...]&tag=[&prompt=][&step=[&nearest=1]][&tokens=1]``: the records, of one prompt and/or
+  one step if asked (``nearest``: each run's sampled step nearest to it), their texts made visible (`shown`;
+  ``tokens``: each completion token by token too).
 - ``/compare?run=&tag=&old=&new=``: every prompt at two steps, the greedy completions diffed, their similarity.
 - ``/index.js`` and the other modules, ``/style.css``: the page, served from the package (no network).
 
@@ -119,7 +120,8 @@ class SamplesPlugin(base_plugin.TBPlugin):
     def _samples(self, request: Request) -> list[dict[str, Any]]:
         runs = request.args.getlist("run") or [self._run(request)]
         return self._store.samples(runs, self._tag(request), prompt=_int_arg(request, "prompt"),
-                                   step=_int_arg(request, "step"), nearest=request.args.get("nearest") == "1")
+                                   step=_int_arg(request, "step"), nearest=request.args.get("nearest") == "1",
+                                   tokens=request.args.get("tokens") == "1")
 
     @staticmethod
     def _json(answer: Callable[[Request], Any]) -> Callable[..., Any]:

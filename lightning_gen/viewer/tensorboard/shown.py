@@ -77,14 +77,15 @@ def _tokens(record: Record, text: str, eos_text: str | None) -> list[dict[str, A
     return [g for g in groups if g["items"]]
 
 
-def record_json(record: Record, run_eos: str | None) -> dict[str, Any]:
-    """The record's fields, and ``shown``: its completion, greedy completion and tokens made visible."""
+def record_json(record: Record, run_eos: str | None, *, tokens: bool = False) -> dict[str, Any]:
+    """The record's fields, and ``shown``: its completion and greedy completion made visible, and with ``tokens``
+    its completion token by token (null otherwise: a char-level run's tokens would triple what the page loads)."""
     completion, eos_text = split_text(record, "completion", run_eos) or ("", None)
     greedy = split_text(record, "greedy", run_eos)
     shown = {
         "completion": items(shown_completion(completion, eos_text)),
         "greedy": None if greedy is None else items(shown_completion(*greedy)),
-        "tokens": _tokens(record, completion, eos_text),
+        "tokens": _tokens(record, completion, eos_text) if tokens else None,
     }
     return {**dataclasses.asdict(record), "shown": shown}
 

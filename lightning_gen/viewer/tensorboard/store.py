@@ -101,13 +101,14 @@ class RecordsStore:
 
     def samples(
         self, runs: Sequence[str], tag: str, *, prompt: int | None = None, step: int | None = None,
-        nearest: bool = False,
+        nearest: bool = False, tokens: bool = False,
     ) -> list[dict[str, Any]]:
         """The records of ``runs`` under ``tag`` as JSON-ready dicts with their texts made visible (``shown``, see
         `shown`), of one prompt and/or one step (None: all).
 
         With ``nearest``, each run's records at its sampled step nearest to ``step`` (the earlier of two as near):
-        runs sampled on other schedules are compared at matching points.
+        runs sampled on other schedules are compared at matching points. With ``tokens``, each completion token by
+        token too (for the per-token log-prob view).
 
         Raises:
             KeyError: One of ``runs`` is not a run under the logdir.
@@ -119,7 +120,7 @@ class RecordsStore:
             if nearest and step is not None:
                 steps = self.steps(run, tag)
                 at = min(steps, key=lambda s: (abs(s - step), s)) if steps else None
-            out += [record_json(r, run_eos) for r in records
+            out += [record_json(r, run_eos, tokens=tokens) for r in records
                     if r.tag == tag and (prompt is None or r.index == prompt) and (at is None or r.step == at)]
         return out
 

@@ -146,7 +146,10 @@ function buildControls() {
   ui.sliderControl.appendChild(ui.stepLabel);
   ui.order = checkbox('oldest-first', (checked) => show({oldestFirst: checked}));
   ui.orderControl = control('oldest first', ui.order);
-  ui.tokens = checkbox('tokens', (checked) => show({tokens: checked}));
+  ui.tokens = checkbox('tokens', (checked) => {
+    state.tokens = checked;
+    loadRun(state.run, state.tag); // the records again, now with (or without) their tokens
+  });
   ui.tokensControl = control('log-prob per token', ui.tokens);
   ui.legend = el('span', 'legend');
   ui.legend.appendChild(el('span', 'label', 'guessed'));
@@ -184,7 +187,8 @@ async function loadRun(run, tag) {
   setOptions(ui.tag, state.tags.map((t) => [t, t]), state.tag);
   ui.tagControl.hidden = state.tags.length < 2;
   [state.records, state.prompts] = state.tags.length
-    ? await Promise.all([getJson('samples', {run, tag: state.tag}), getJson('prompts', {run, tag: state.tag})])
+    ? await Promise.all([getJson('samples', {run, tag: state.tag, tokens: state.tokens ? 1 : 0}),
+      getJson('prompts', {run, tag: state.tag})])
     : [[], []];
   if (!state.records.length) {
     ui.status.textContent = `${run}: no samples yet`;
@@ -266,7 +270,7 @@ async function draw() {
   ui.order.checked = state.oldestFirst;
   ui.compareControl.hidden = state.view !== 'steps';
   ui.sliderControl.hidden = state.view === 'steps';
-  ui.tokensControl.hidden = !state.records.some((r) => r.shown.tokens);
+  ui.tokensControl.hidden = !state.records.some((r) => Array.isArray(r.token_logprobs));
   ui.tokens.checked = state.tokens;
   ui.legend.hidden = !state.tokens;
   const view = VIEWS.find(([name]) => name === state.view)[2];

@@ -204,7 +204,8 @@ export async function runsView(state, act) {
   }
   section.appendChild(picker);
   const records = state.shownRuns.length
-    ? await act.getJson('samples', {run: state.shownRuns, tag: state.tag, step: state.step, nearest: 1})
+    ? await act.getJson('samples', {run: state.shownRuns, tag: state.tag, step: state.step, nearest: 1,
+      tokens: state.tokens ? 1 : 0})
     : [];
   const table = promptTable('across', state, act, state.shownRuns, {
     head: (run) => {
