@@ -22,7 +22,7 @@ from lightning_gen.viewer.records import Record, eos_text, load_records
 
 __all__ = ["follow", "render_round"]
 
-_PROMPT_CELLS = 16  # of the prompt, as the key of its row: the completion keeps the room
+_PROMPT_CELLS = 14  # of the prompt, as the key of its row: the completion keeps the room (82 of 100 columns)
 
 
 def render_round(records: Sequence[Record], previous: Sequence[Record], *, width: int, diff: bool = False,

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tiny import TinyLM, trainer
 
 from lightning_gen import GenerationMonitor
+from lightning_gen.text.visible import plain, visible
 from lightning_gen.viewer.cli import main
 
 GEN = {"max_new_tokens": 5, "do_sample": True}
@@ -78,7 +79,8 @@ def test_the_first_sample_of_each_round_on_request(tmp_path, console, capsys):
     for line in rounds:
         head, sample = line.split("\n")
         record = firsts[int(ROUND.fullmatch(head).group(1))]
-        assert sample == f"  '{record['prompt']}' → '{record['completion'].replace(chr(10), '⏎')}'"
+        # Made visible by the viewers' rule (tested in tests/text): ⏎ for a newline, · for a space ending the text.
+        assert sample == f"  '{plain(visible(record['prompt']))}' → '{plain(visible(record['completion']))}'"
 
 
 def test_csv_logger_end_line_names_the_csv_file(tmp_path, console):
