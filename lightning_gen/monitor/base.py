@@ -23,11 +23,12 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lightning_gen.monitor._gather import can_gather, fits_gathered
 from lightning_gen.monitor._guards import round_guards
+from lightning_gen.monitor.console import say
 from lightning_gen.monitor.discovery import find_network, find_tokenizer
 from lightning_gen.monitor.distributed import LockstepVote, choose_mode, run_everywhere
 from lightning_gen.monitor.plan import Target, settle_target
@@ -225,9 +226,10 @@ class ScheduledMonitor(pl.Callback):
         self._rounds += 1
         return self._publish(trainer, step, items, time.perf_counter() - start)
 
-    def _say(self, message: str) -> None:
+    def _say(self, message: str, trainer: pl.Trainer | None = None) -> None:
+        """A line on the console from global rank 0, above ``trainer``'s progress bar where one shows (see `say`)."""
         if self.console != "off":
-            rank_zero_info(message)
+            say(message, trainer)
 
     # ----------------------------------------------------------------- resume
     @override

@@ -101,9 +101,10 @@ class GenerationMonitor(ScheduledMonitor):
         prompts_from_data: Also take this many prompts from the validation dataloader (the first examples, once).
         data_prompt_tokens: Tokens of each data example used as the prompt.
         data_reference_tokens: Tokens after that shown as the reference (the true continuation).
-        console: What global rank 0 prints through Lightning's logging: ``"rounds"`` a line per round
-            (``step 50: 6 samples, 3.2 s, 310 tok/s``) and, when training ends, where the samples are and the
-            commands that open them; ``"first_sample"`` also each round's first sample; ``"off"`` nothing.
+        console: What global rank 0 prints, above the progress bar while one shows, else through Lightning's
+            logging: ``"rounds"`` the plan the probe settled, a line per round (``step 50: 6 samples, 3.2 s, 310
+            tok/s``) and, when training ends, where the samples are and the commands that open them;
+            ``"first_sample"`` also each round's first sample; ``"off"`` nothing.
 
     Raises:
         ValueError: A value out of range for any argument, naming it.
@@ -278,7 +279,7 @@ class GenerationMonitor(ScheduledMonitor):
         samples = [sample for _, sample in sorted(items, key=lambda pair: pair[0])]
         for sink in self._sinks:
             sink.write(step, samples, tag=self.tag)
-        self._say(round_line(step, samples, seconds, first_sample=self.console == "first_sample"))
+        self._say(round_line(step, samples, seconds, first_sample=self.console == "first_sample"), trainer)
         if self.log_metrics:
             scalars = summarize(samples, eos_ids=self._plan.settled.eos_ids, seconds=seconds)
             for logger in trainer.loggers:
@@ -296,4 +297,4 @@ class GenerationMonitor(ScheduledMonitor):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         if self._rounds:
-            self._say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)))
+            self._say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)), trainer)

@@ -11,9 +11,20 @@ from pathlib import Path
 
 from lightning_gen.text.records import RECORDS_FILE, parse_prompt_tag, prompt_tag, tag_width
 from lightning_gen.text.rendering import parse_sample_markdown
+from lightning_gen.text.visible import split_eos
 from lightning_gen.viewer._errors import CliError
 
-__all__ = ["Record", "group_records", "group_title", "load_records", "read_run", "records_files", "select_records"]
+__all__ = [
+    "Record",
+    "eos_text",
+    "group_records",
+    "group_title",
+    "load_records",
+    "read_run",
+    "records_files",
+    "select_records",
+    "split_text",
+]
 
 _EVENTS_GLOB = "events.out.tfevents.*"
 
@@ -191,3 +202,40 @@ def group_title(group: list[Record], many_runs: bool, prompts: int = 1) -> str:
     first = group[0]
     title = prompt_tag(first.tag, first.index, tag_width(prompts))
     return f"{first.run} · {title}" if many_runs else title
+
+
+def eos_text(records: Iterable[Record]) -> str | None:
+    """The text of the run's end-of-sequence token, as the first record that ended with one and has its tokens'
+    texts tells it; None if none does. It marks where a greedy completion ended too, which has no tokens logged.
+
+    Example::
+
+        >>> ended = Record(".", "samples", 0, 5, "p", "ok</s>", completion_ids=[1, 2], tokens=["ok", "</s>"], eos=True)
+        >>> eos_text([Record(".", "samples", 0, 0, "p", "x"), ended])
+        '</s>'
+    """
+    for r in records:
+        text, found = split_eos(r.completion, eos=r.eos, tokens=r.tokens)
+        if found:
+            return found
+    return None
+
+
+def split_text(record: Record, field: str, run_eos: str | None) -> tuple[str, str | None] | None:
+    """``(text, eos)`` of the record's ``completion`` or ``greedy``: the text without its end-of-sequence token's,
+    and that token's text (None: it did not end with one); None when the record has no such text.
+
+    ``run_eos`` is the run's EOS text (`eos_text`): the greedy completion ended with an EOS when it ends with it.
+
+    Example::
+
+        >>> r = Record(".", "samples", 0, 0, "p", "ok</s>", greedy="ok ok</s>", eos=True)
+        >>> split_text(r, "completion", "</s>"), split_text(r, "greedy", "</s>"), split_text(r, "reference", None)
+        (('ok', '</s>'), ('ok ok', '</s>'), None)
+    """
+    text = getattr(record, field)
+    if text is None:
+        return None
+    if field == "completion":
+        return split_eos(text, eos=record.eos, tokens=record.tokens, eos_text=run_eos)
+    return split_eos(text, eos=None, eos_text=run_eos)

@@ -62,7 +62,8 @@ def test_runs_tags_prompts_and_steps_come_from_the_records_files(logdir):
     assert get(logdir, "steps", run="tb/version_0") == (200, [0, 10])
     assert get(logdir, "steps", run="tb/version_0", tag="extra") == (200, [10])
     assert get(logdir, "prompts", run="tb/version_0") == (200, [
-        {"index": 0, "prompt": "Hi", "reference": None}, {"index": 1, "prompt": "Yo", "reference": None}])
+        {"index": 0, "prompt": "Hi", "reference": None, "shown": {"prompt": ["Hi"], "reference": None}},
+        {"index": 1, "prompt": "Yo", "reference": None, "shown": {"prompt": ["Yo"], "reference": None}}])
 
 
 def test_samples_of_one_prompt_one_step_or_several_runs(logdir):
@@ -124,13 +125,18 @@ def test_a_run_that_grows_is_read_again(logdir):
 def test_the_page_is_served_from_the_package_with_no_network(logdir):
     app = client(logdir)
     assets = {}
-    for name, kind in (("index.js", "text/javascript"), ("text.js", "text/javascript"), ("style.css", "text/css")):
+    modules = ("index.js", "views.js", "shown.js", "curve.js")
+    for name, kind in (*((m, "text/javascript") for m in modules), ("style.css", "text/css")):
         response = app.get(f"{PREFIX}/{name}")
         assert response.status_code == 200
         assert response.headers["Content-Type"] == f"{kind}; charset=utf-8"
         assets[name] = response.get_data(as_text=True)
     assert "export async function render()" in assets["index.js"]
-    assert not re.search(r"https?://|//cdn|@import", "".join(assets.values()))
+    # Every module the page imports is served.
+    imported = set(re.findall(r"from '\./([\w.]+)'", "".join(assets.values())))
+    assert imported and imported <= set(assets)
+    page = "".join(assets.values()).replace("http://www.w3.org/2000/svg", "")  # a namespace name, not a fetch
+    assert not re.search(r"https?://|//cdn|@import", page)
     # Data reaches the page as text only: no HTML sink anywhere in the page's code.
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", "".join(assets.values()))
 
@@ -153,3 +159,69 @@ def test_every_round_is_served_however_many(tmp_path):
     assert get(tmp_path, "steps", run="long") == (200, list(range(0, 3000, 10)))
     _, records = get(tmp_path, "samples", run="long", prompt="0")
     assert [r["completion"] for r in records] == [f" {step}" for step in range(0, 3000, 10)]
+
+
+# ----------------------------------------------------------------- texts made visible, diffs made, steps matched
+def write_records(directory, samples):
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / RECORDS_FILE).open("w", encoding="utf-8") as out:
+        for step, index, sample in samples:
+            out.write(json.dumps(sample_record(step, index, sample, tag="samples")) + "\n")
+
+
+def test_texts_arrive_made_visible_by_the_one_rule(tmp_path):
+    """The page has no rule of its own: marks, the EOS badge and each token's characters come from the plugin."""
+    ended = Sample("Say", "ok\t </s>", [1], [5, 6, 7, 1], tokens=["ok", "\t", " ", "</s>"], eos=True,
+                   token_logprobs=[-0.1, -3.0, -0.5], greedy="fine</s>")
+    write_records(tmp_path / "run", [(0, 0, ended)])
+    [record] = get(tmp_path, "samples", run="run", tokens="1")[1]
+    tab = {"mark": "tab", "text": "⇥", "title": "tab"}
+    space = {"mark": "space", "text": "·", "title": "trailing space"}
+    eos = {"mark": "eos", "text": "EOS", "title": 'end of sequence (its text: "</s>")'}
+    assert record["completion"] == "ok\t </s>"  # the record as written, beside what is shown
+    assert record["shown"]["completion"] == ["ok", tab, space, eos]
+    assert record["shown"]["greedy"] == ["fine", eos]  # ended too: the run's EOS text ends it
+    # Token by token; the first token's log-prob was cropped from the scoring (3 log-probs for 4 tokens).
+    assert record["shown"]["tokens"] == [
+        {"token": 0, "id": 5, "items": ["ok"]}, {"token": 1, "id": 6, "logprob": -0.1, "items": [tab]},
+        {"token": 2, "id": 7, "logprob": -3.0, "items": [space]}, {"token": 3, "id": 1, "logprob": -0.5, "items": [eos]}]
+    assert get(tmp_path, "samples", run="run")[1][0]["shown"]["tokens"] is None  # only when asked for
+
+
+def test_compare_diffs_the_greedy_completions_of_two_steps(tmp_path):
+    write_records(tmp_path / "run", [
+        (0, 0, Sample("p", "noise one", [1], [2], greedy="the cat sat")),
+        (5, 0, Sample("p", "noise two", [1], [2], greedy="the dog sat")),
+        (5, 1, Sample("q", "only later", [1], [2], greedy="x"))])
+    code, entries = get(tmp_path, "compare", run="run", old="0", new="5")
+    assert code == 200 and [(e["index"], e["diffed"]) for e in entries] == [(0, "greedy"), (1, "greedy")]
+    first, second = entries
+    assert first["old"]["shown"]["greedy"] == ["the ", {"op": "del", "items": ["cat"]}, " sat"]
+    assert first["new"]["shown"]["greedy"] == ["the ", {"op": "add", "items": ["dog"]}, " sat"]
+    assert first["new"]["shown"]["completion"] == ["noise two"]  # the sampled ones are not diffed
+    assert first["similarity"] == pytest.approx(2 / 3)
+    assert second["old"] is None and second["similarity"] is None  # not sampled at step 0
+    code, body = get(tmp_path, "compare", run="run", old="0")
+    assert code == 400 and "`new` is required" in body["error"]
+
+
+def test_runs_are_compared_at_their_nearest_sampled_steps(tmp_path):
+    write_run(tmp_path / "every_2", [(s, 0, "Hi", f" {s}") for s in (0, 2, 4)])
+    write_run(tmp_path / "every_3", [(s, 0, "Hi", f" {s}") for s in (0, 3, 6)])
+    response = client(tmp_path).get(f"{PREFIX}/samples?run=every_2&run=every_3&step=4&nearest=1")
+    assert [(r["run"], r["step"]) for r in response.get_json()] == [("every_2", 4), ("every_3", 3)]
+    response = client(tmp_path).get(f"{PREFIX}/samples?run=every_2&run=every_3&step=5&nearest=1")
+    assert [(r["run"], r["step"]) for r in response.get_json()] == [("every_2", 4), ("every_3", 6)]
+    response = client(tmp_path).get(f"{PREFIX}/samples?run=every_2&run=every_3&step=4")
+    assert [(r["run"], r["step"]) for r in response.get_json()] == [("every_2", 4)]  # without it: that step only
+
+
+def test_an_old_records_file_still_opens(tmp_path):
+    """Records written before ``tokens``/``eos``/``greedy`` were fields: shown as they are."""
+    (tmp_path / "old").mkdir()
+    line = {"step": 0, "tag": "samples", "index": 0, "prompt": "Hi", "completion": " a\n", "reference": None,
+            "prompt_ids": [1], "completion_ids": [2], "metrics": {}}
+    (tmp_path / "old" / RECORDS_FILE).write_text(json.dumps(line) + "\n")
+    [record] = get(tmp_path, "samples", run="old")[1]
+    assert record["shown"] == {"completion": [" a", {"mark": "newline", "text": "⏎", "title": "newline"}],
+                               "greedy": None, "tokens": None}

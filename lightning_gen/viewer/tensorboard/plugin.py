@@ -9,10 +9,16 @@ Routes (``run`` is a run's directory relative to the logdir; ``tag`` defaults to
 
 - ``/runs``: the runs that have a records file.
 - ``/tags?run=``: the run's tags.
-- ``/prompts?run=&tag=``: index, prompt and reference of each prompt.
+- ``/prompts?run=&tag=``: index, prompt and reference of each prompt (and both made visible).
 - ``/steps?run=&tag=``: the sampled steps.
-- ``/samples?run=[&run=...]&tag=[&prompt=][&step=]``: the records, of one prompt and/or one step if asked.
-- ``/index.js``, ``/text.js``, ``/style.css``: the page, served from the package (no network).
+- ``/samples?run=[&run=...]&tag=[&prompt=][&step=[&nearest=1]][&tokens=1]``: the records, of one prompt and/or
+  one step if asked (``nearest``: each run's sampled step nearest to it), their texts made visible (`shown`;
+  ``tokens``: each completion token by token too).
+- ``/compare?run=&tag=&old=&new=``: every prompt at two steps, the greedy completions diffed, their similarity.
+- ``/index.js`` and the other modules, ``/style.css``: the page, served from the package (no network).
+
+Texts reach the page already made visible and diffed, by the rule and the diff the terminal uses
+(`lightning_gen.text.visible`, `lightning_gen.text.diff`); the page only lays them out.
 
 Only a logdir on the local file system is read (``--logdir``; not ``--logdir_spec`` or a remote URL).
 """
@@ -37,7 +43,8 @@ PLUGIN_NAME = "lightning_gen_samples"
 TAB_NAME = "Samples"
 
 _STATIC = Path(__file__).parent / "static"
-_ASSETS = {"/index.js": "text/javascript", "/text.js": "text/javascript", "/style.css": "text/css"}
+_ASSETS = {f"/{path.name}": "text/javascript" if path.suffix == ".js" else "text/css"
+           for path in sorted(_STATIC.iterdir()) if path.suffix in (".js", ".css")}
 
 
 def _int_arg(request: Request, name: str) -> int | None:
@@ -48,6 +55,13 @@ def _int_arg(request: Request, name: str) -> int | None:
         return int(value)
     except ValueError:
         raise ValueError(f"`{name}` must be an integer, got {value!r}") from None
+
+
+def _required_int(request: Request, name: str) -> int:
+    value = _int_arg(request, name)
+    if value is None:
+        raise ValueError(f"`{name}` is required: a sampled step (see /steps)")
+    return value
 
 
 class SamplesPlugin(base_plugin.TBPlugin):
@@ -62,7 +76,7 @@ class SamplesPlugin(base_plugin.TBPlugin):
         >>> from tensorboard.plugins import base_plugin
         >>> plugin = SamplesPlugin(base_plugin.TBContext(logdir=tempfile.mkdtemp()))
         >>> plugin.is_active(), sorted(plugin.get_plugin_apps())[:3]
-        (False, ['/index.js', '/prompts', '/runs'])
+        (False, ['/compare', '/curve.js', '/index.js'])
     """
 
     plugin_name = PLUGIN_NAME
@@ -86,6 +100,8 @@ class SamplesPlugin(base_plugin.TBPlugin):
             "/prompts": self._json(lambda request: self._store.prompts(self._run(request), self._tag(request))),
             "/steps": self._json(lambda request: self._store.steps(self._run(request), self._tag(request))),
             "/samples": self._json(self._samples),
+            "/compare": self._json(lambda request: self._store.compare(
+                self._run(request), self._tag(request), _required_int(request, "old"), _required_int(request, "new"))),
         }
         apps.update({route: self._asset(route, content_type) for route, content_type in _ASSETS.items()})
         return apps
@@ -104,7 +120,8 @@ class SamplesPlugin(base_plugin.TBPlugin):
     def _samples(self, request: Request) -> list[dict[str, Any]]:
         runs = request.args.getlist("run") or [self._run(request)]
         return self._store.samples(runs, self._tag(request), prompt=_int_arg(request, "prompt"),
-                                   step=_int_arg(request, "step"))
+                                   step=_int_arg(request, "step"), nearest=request.args.get("nearest") == "1",
+                                   tokens=request.args.get("tokens") == "1")
 
     @staticmethod
     def _json(answer: Callable[[Request], Any]) -> Callable[..., Any]:

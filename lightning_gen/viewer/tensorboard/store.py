@@ -6,14 +6,14 @@ request and answer with what these methods return.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_gen.viewer.records import Record, read_run, records_files
+from lightning_gen.viewer.records import Record, eos_text, read_run, records_files
+from lightning_gen.viewer.tensorboard.shown import compare_json, prompt_json, record_json
 
 __all__ = ["RecordsStore"]
 
@@ -38,12 +38,14 @@ class RecordsStore:
         (['run'], ['samples'], [0, 5])
         >>> store.samples(["run"], "samples", step=5)[0]["completion"]
         ' there'
+        >>> [r["step"] for r in store.samples(["run"], "samples", step=4, nearest=True)]
+        [5]
     """
 
     def __init__(self, logdir: str | os.PathLike[str] | None) -> None:
         self.logdir = Path(logdir) if logdir else None
         self._lock = threading.Lock()  # TensorBoard answers requests on several threads
-        self._cache: dict[Path, tuple[tuple[int, int], list[Record]]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int], list[Record], str | None]] = {}
 
     def _files(self) -> dict[str, Path]:
         if self.logdir is None or not self.logdir.is_dir():
@@ -58,12 +60,8 @@ class RecordsStore:
         """The runs, sorted."""
         return sorted(self._files())
 
-    def records(self, run: str) -> list[Record]:
-        """Every record of ``run``, sorted by tag, prompt and step.
-
-        Raises:
-            KeyError: ``run`` is not a run under the logdir (the message lists the runs there are).
-        """
+    def _read(self, run: str) -> tuple[list[Record], str | None]:
+        """``run``'s records and the text of its end-of-sequence token (see `eos_text`), read once per change."""
         path = self._files().get(run)
         if path is None:
             raise KeyError(f"`run` must be one of {self.runs()}, got {run!r}")
@@ -72,8 +70,17 @@ class RecordsStore:
         with self._lock:
             cached = self._cache.get(path)
             if cached is None or cached[0] != key:
-                cached = self._cache[path] = (key, read_run(path, run))
-        return cached[1]
+                records = read_run(path, run)
+                cached = self._cache[path] = (key, records, eos_text(records))
+        return cached[1], cached[2]
+
+    def records(self, run: str) -> list[Record]:
+        """Every record of ``run``, sorted by tag, prompt and step.
+
+        Raises:
+            KeyError: ``run`` is not a run under the logdir (the message lists the runs there are).
+        """
+        return self._read(run)[0]
 
     def tags(self, run: str) -> list[str]:
         """The tags of ``run``'s records (one per `GenerationMonitor`), sorted."""
@@ -83,22 +90,47 @@ class RecordsStore:
         """The sampled steps of ``run`` under ``tag``, in order."""
         return sorted({r.step for r in self.records(run) if r.tag == tag})
 
-    def prompts(self, run: str, tag: str) -> list[dict[str, Any]]:
-        """``run``'s prompts under ``tag``: index, prompt text and reference, as its last round had them."""
+    def _last_prompts(self, run: str, tag: str) -> list[Record]:
         last = {r.index: r for r in self.records(run) if r.tag == tag}
-        return [{"index": i, "prompt": last[i].prompt, "reference": last[i].reference} for i in sorted(last)]
+        return [last[i] for i in sorted(last)]
+
+    def prompts(self, run: str, tag: str) -> list[dict[str, Any]]:
+        """``run``'s prompts under ``tag``: index, prompt text and reference (and both made visible, ``shown``),
+        as its last round had them."""
+        return [prompt_json(r) for r in self._last_prompts(run, tag)]
 
     def samples(
-        self, runs: Sequence[str], tag: str, *, prompt: int | None = None, step: int | None = None
+        self, runs: Sequence[str], tag: str, *, prompt: int | None = None, step: int | None = None,
+        nearest: bool = False, tokens: bool = False,
     ) -> list[dict[str, Any]]:
-        """The records of ``runs`` under ``tag`` as JSON-ready dicts, of one prompt and/or one step (None: all).
+        """The records of ``runs`` under ``tag`` as JSON-ready dicts with their texts made visible (``shown``, see
+        `shown`), of one prompt and/or one step (None: all).
+
+        With ``nearest``, each run's records at its sampled step nearest to ``step`` (the earlier of two as near):
+        runs sampled on other schedules are compared at matching points. With ``tokens``, each completion token by
+        token too (for the per-token log-prob view).
 
         Raises:
             KeyError: One of ``runs`` is not a run under the logdir.
         """
-        return [
-            dataclasses.asdict(r)
-            for run in runs
-            for r in self.records(run)
-            if r.tag == tag and (prompt is None or r.index == prompt) and (step is None or r.step == step)
-        ]
+        out = []
+        for run in runs:
+            records, run_eos = self._read(run)
+            at = step
+            if nearest and step is not None:
+                steps = self.steps(run, tag)
+                at = min(steps, key=lambda s: (abs(s - step), s)) if steps else None
+            out += [record_json(r, run_eos, tokens=tokens) for r in records
+                    if r.tag == tag and (prompt is None or r.index == prompt) and (at is None or r.step == at)]
+        return out
+
+    def compare(self, run: str, tag: str, old: int, new: int) -> list[dict[str, Any]]:
+        """Every prompt of ``run`` at steps ``old`` and ``new``: the greedy completions diffed side by side (the
+        sampled ones in a run without greedy ones), and the share of words kept (see `shown.compare_json`).
+
+        Raises:
+            KeyError: ``run`` is not a run under the logdir.
+        """
+        records, run_eos = self._read(run)
+        at = {step: {r.index: r for r in records if r.tag == tag and r.step == step} for step in (old, new)}
+        return compare_json(self._last_prompts(run, tag), at[old], at[new], run_eos)
