@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         LitGPTAdapter,
         ModelAdapter,
         PlainAdapter,
+        TorchtuneAdapter,
         last_logits,
     )
     from lightning_gen.decoding.batching import generate_completions
@@ -43,6 +44,7 @@ _HOMES = {
     "Prompt": "lightning_gen.text.samples",
     "Sample": "lightning_gen.text.samples",
     "TextTokenizer": "lightning_gen.text.tokenization",
+    "TorchtuneAdapter": "lightning_gen.decoding.adapters",
     "generate": "lightning_gen.decoding.generation",
     "generate_completions": "lightning_gen.decoding.batching",
     "last_logits": "lightning_gen.decoding.adapters",

@@ -79,7 +79,7 @@ def test_gpt_rejects_bad_lengths():
 
 def test_the_monitor_samples_the_network_in_self_model_with_its_cache():
     from lightning_gen.decoding.adapters import LitGPTAdapter, resolve_adapter
-    from lightning_gen.monitor.discovery import find_network
+    from lightning_gen.monitor.network import find_network
 
     module = CharGPT(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=16).eval()
     network = find_network(module)

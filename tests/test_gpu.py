@@ -9,7 +9,7 @@ from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
 from lightning_gen import GenerationMonitor, generate
 from lightning_gen.decoding import _draws as draws, _fastpath as fastpath
-from lightning_gen.monitor.prompts import encode_prompts
+from lightning_gen.monitor.tokenized_prompts import encode_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.text.samples import Prompt
 from lightning_gen.text.tokenization import load_tokenizer

@@ -131,7 +131,7 @@ def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = Fal
     """The plan a monitor would settle for ``model`` (called as it is) before its probe: for rounds run by hand."""
     from dataclasses import replace
 
-    from lightning_gen.monitor.discovery import Network
+    from lightning_gen.monitor.network import Network
     from lightning_gen.monitor.plan import settle_plan, settle_target
 
     network = Network(model, model, "model", "model")

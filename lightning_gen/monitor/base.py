@@ -29,7 +29,7 @@ from typing_extensions import override
 from lightning_gen.monitor._gather import can_gather, fits_gathered
 from lightning_gen.monitor._guards import round_guards
 from lightning_gen.monitor.console import say
-from lightning_gen.monitor.discovery import find_network, find_tokenizer
+from lightning_gen.monitor.network import find_network, find_tokenizer
 from lightning_gen.monitor.distributed import LockstepVote, choose_mode, run_everywhere
 from lightning_gen.monitor.plan import Target, settle_target
 from lightning_gen.monitor.probe import is_transient

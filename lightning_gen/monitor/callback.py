@@ -20,7 +20,7 @@ from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
 from lightning_gen.monitor.plan import Plan, Target, describe, settle_plan
 from lightning_gen.monitor.probe import ProbeResult, merge_results, probe
-from lightning_gen.monitor.prompts import crop_prompts, encode_prompts, prompt_budget, validation_prompts
+from lightning_gen.monitor.tokenized_prompts import crop_prompts, encode_prompts, prompt_budget, validation_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.monitor.sinks import SampleSink, run_log_dir, sinks_for
 from lightning_gen.text.prompts import load_prompts
@@ -67,7 +67,7 @@ class GenerationMonitor(ScheduledMonitor):
         model_attr: Dotted attribute of the LightningModule to call (e.g. ``"model"``); None finds the network:
             the LightningModule when it has a cache protocol, a context length or a vocabulary of its own, else its
             one language-model child (``self.model`` ...), printed once at ``setup`` (see
-            `lightning_gen.monitor.discovery`).
+            `lightning_gen.monitor.network`).
         adapter: How to call the network: None detects its protocol; a name (``"plain"``, ``"litgpt"``,
             ``"gpt-fast"``, ``"torchtune"``, ``"hf"``), a `ModelAdapter` subclass or its import path (from YAML),
             or a `ModelAdapter` instance.

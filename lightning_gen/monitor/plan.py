@@ -27,7 +27,7 @@ from lightning_gen.decoding.adapters import (
 from lightning_gen.decoding.adapters.resolve import protocol_name
 from lightning_gen.decoding.batching import BatchPolicy
 from lightning_gen.decoding.config import SettledConfig, settle_config
-from lightning_gen.monitor.discovery import Network
+from lightning_gen.monitor.network import Network
 from lightning_gen.text.tokenization import LoadedTokenizer, decodable_ids
 
 __all__ = ["Plan", "Target", "describe", "greedy_of", "model_vocab", "settle_plan", "settle_target", "settle_vocab"]

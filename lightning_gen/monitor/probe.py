@@ -39,7 +39,7 @@ from lightning_gen.decoding.batching import BatchPolicy, batching_policy, make_p
 from lightning_gen.decoding.generation import eval_mode
 from lightning_gen.monitor._failures import PeerFailed
 from lightning_gen.monitor.plan import Plan, Target, model_vocab, settle_vocab
-from lightning_gen.monitor.prompts import prompt_budget
+from lightning_gen.monitor.tokenized_prompts import prompt_budget
 from lightning_gen.monitor.round import call_options, decode_sample, runner_for, score_sample
 from lightning_gen.text.samples import EncodedPrompts
 from lightning_gen.text.tokenization import LoadedTokenizer

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from lightning_gen.text.diff import Op, inline_diff, similarity
 from lightning_gen.text.visible import EOS_PLAIN, Piece, plain, shown_completion
-from lightning_gen.viewer.records import Record, split_text
+from lightning_gen.viewer.runs import Record, split_text
 
 __all__ = ["Row", "heading", "labelled", "render", "samples_table", "styled"]
 

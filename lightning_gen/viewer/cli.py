@@ -33,7 +33,7 @@ from typing import TextIO
 from lightning_gen.viewer._errors import CliError
 from lightning_gen.viewer.export import render_jsonl, render_markdown
 from lightning_gen.viewer.follow import follow
-from lightning_gen.viewer.records import load_records, select_records
+from lightning_gen.viewer.runs import load_records, select_records
 from lightning_gen.viewer.show import render_show
 
 __all__ = ["main"]

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from lightning_gen.text.rendering import markdown_code
 from lightning_gen.text.tables import markdown_table, text_columns
 from lightning_gen.text.visible import EOS_PLAIN, plain, visible
-from lightning_gen.viewer.records import Record, eos_text, group_records, group_title, split_text
+from lightning_gen.viewer.runs import Record, eos_text, group_records, group_title, split_text
 
 __all__ = ["render_jsonl", "render_markdown"]
 

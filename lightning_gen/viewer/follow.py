@@ -18,7 +18,7 @@ from rich.console import Console
 from lightning_gen.text.visible import one_line
 from lightning_gen.viewer._errors import CliError
 from lightning_gen.viewer._terminal import Row, heading, render, samples_table
-from lightning_gen.viewer.records import Record, eos_text, load_records
+from lightning_gen.viewer.runs import Record, eos_text, load_records
 
 __all__ = ["follow", "render_round"]
 

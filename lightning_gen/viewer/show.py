@@ -12,7 +12,7 @@ from rich.console import Console
 
 from lightning_gen.text.visible import visible
 from lightning_gen.viewer._terminal import Row, heading, labelled, render, samples_table
-from lightning_gen.viewer.records import Record, eos_text, group_records, group_title
+from lightning_gen.viewer.runs import Record, eos_text, group_records, group_title
 
 __all__ = ["render_show"]
 

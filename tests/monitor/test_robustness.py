@@ -11,7 +11,7 @@ from tiny import VOCAB, CharTokenizer, TinyCacheLM, TinyLM, plan_for, text_event
 from transformers import GenerationConfig
 
 from lightning_gen import GenerationMonitor
-from lightning_gen.monitor.prompts import encode_prompts
+from lightning_gen.monitor.tokenized_prompts import encode_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.text.samples import Prompt
 from lightning_gen.text.tokenization import load_tokenizer

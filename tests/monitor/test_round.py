@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from tiny import VOCAB, CharTokenizer, TinyLM, plan_for
 
-from lightning_gen.monitor.prompts import encode_prompts
+from lightning_gen.monitor.tokenized_prompts import encode_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.text.samples import Prompt
 from lightning_gen.text.tokenization import load_tokenizer

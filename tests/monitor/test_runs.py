@@ -14,7 +14,7 @@ from tiny import TinyLM, trainer
 
 from lightning_gen import GenerationMonitor
 from lightning_gen.viewer.cli import main
-from lightning_gen.viewer.records import load_records
+from lightning_gen.viewer.runs import load_records
 
 GEN = {"max_new_tokens": 4, "do_sample": True}
 PROMPTS = ["ab", "cd"]

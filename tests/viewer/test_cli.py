@@ -225,7 +225,7 @@ def test_errors_name_the_path_and_set_the_exit_code(tmp_path, capsys):
 
 
 def test_render_show_on_records_without_a_cli():
-    from lightning_gen.viewer.records import Record
+    from lightning_gen.viewer.runs import Record
 
     text = render_show([Record(".", "t", 3, 12345, "p", "")], width=30)
     assert "── t/prompt_03" in text and "12345 │" in text

@@ -21,7 +21,7 @@ is a subclass with three methods::
 
     generate(model, ids, adapter=MyCacheAdapter(model), max_new_tokens=20)
 
-Modules: `base` (the protocol, logits), `state` (what a call leaves as it found), `discovery` (context,
+Modules: `base` (the protocol, logits), `state` (what a call leaves as it found), `advertised` (context,
 vocabulary, device), `plain`, `input_pos` (litgpt, gpt-fast, torchtune), `hf`, `resolve` (which one).
 """
 
@@ -32,7 +32,7 @@ from lightning_gen.decoding.adapters.base import (
     output_logits,
     require_compilable,
 )
-from lightning_gen.decoding.adapters.discovery import (
+from lightning_gen.decoding.adapters.advertised import (
     advertised_context,
     advertised_vocab,
     advertises,

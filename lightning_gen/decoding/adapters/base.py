@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_gen.decoding.adapters.discovery import find_context_length
+from lightning_gen.decoding.adapters.advertised import find_context_length
 from lightning_gen.decoding.adapters.state import kept_state
 
 __all__ = ["ModelAdapter", "has_padding", "last_logits", "output_logits", "require_compilable"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from lightning_gen.text.diff import Op, diff_sides, similarity
 from lightning_gen.text.visible import Piece, eos_piece, labelled_pieces, shown_completion, visible
-from lightning_gen.viewer.records import Record, split_text
+from lightning_gen.viewer.runs import Record, split_text
 
 __all__ = ["compare_json", "items", "prompt_json", "record_json"]
 

@@ -1,6 +1,6 @@
 """The records the dashboard serves: the runs under a logdir, each read again only when its file changed.
 
-Pure Python over `lightning_gen.viewer.records` (no TensorBoard, no web framework), so the routes only parse a
+Pure Python over `lightning_gen.viewer.runs` (no TensorBoard, no web framework), so the routes only parse a
 request and answer with what these methods return.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_gen.viewer.records import Record, eos_text, read_run, records_files
+from lightning_gen.viewer.runs import Record, eos_text, read_run, records_files
 from lightning_gen.viewer.tensorboard.shown import compare_json, prompt_json, record_json
 
 __all__ = ["RecordsStore"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from lightning_gen import GenerationMonitor
 from lightning_gen.decoding.adapters import PlainAdapter, find_context_length, find_vocab_size, resolve_adapter
-from lightning_gen.monitor.discovery import find_network
+from lightning_gen.monitor.network import find_network
 
 
 class Net(nn.Module):
