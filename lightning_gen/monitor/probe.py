@@ -44,7 +44,8 @@ from lightning_gen.monitor.round import call_options, decode_sample, runner_for,
 from lightning_gen.text.samples import EncodedPrompts
 from lightning_gen.text.tokenization import LoadedTokenizer
 
-__all__ = ["ProbeError", "ProbeResult", "check_logits", "check_vocabulary", "is_transient", "merge_results", "probe"]
+__all__ = ["ProbeError", "ProbeResult", "check_logits", "check_vocabulary", "first_forward", "is_transient",
+           "longest_accepted", "merge_results", "probe"]
 
 
 class ProbeError(ValueError):
@@ -209,10 +210,13 @@ def _tiled(ids: list[int], length: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------- the stages
-def _first_forward(model: nn.Module, runner: ModelAdapter, encoded: EncodedPrompts, hint: str) -> torch.Tensor:
-    """Stage 1: the logits of one prompt (at least two positions, to see whether every position is returned)."""
-    k = min(range(len(encoded.ids)), key=lambda i: (len(encoded.ids[i]) < 2, len(encoded.ids[i])))
-    ids = _tiled(encoded.ids[k], min(max(2, len(encoded.ids[k])), 8))  # short: a length the model surely takes
+def first_forward(model: nn.Module, runner: ModelAdapter, ids: list[int], *, named: str, hint: str) -> torch.Tensor:
+    """Stage 1: the logits of ``ids`` (a few tokens of one input, ``named`` in errors: "`prompts[0]` 'ab'"), checked.
+
+    Raises:
+        ProbeError: Not logits (with ``hint``, which names ``model_attr``), NaN or inf, ids the forward refuses while
+            it runs on id 0, or a forward that fails on any ids.
+    """
     try:
         output = _forward(model, runner, ids)
     except (PeerFailed, torch.OutOfMemoryError):
@@ -220,13 +224,13 @@ def _first_forward(model: nn.Module, runner: ModelAdapter, encoded: EncodedPromp
     except Exception as err:  # noqa: BLE001 - named below with its cause
         cause = f"{type(err).__name__}: {err}"
         if not _runs(model, runner, [0] * len(ids)):
-            raise ProbeError(f"the model's forward failed on `prompts[{k}]` with {cause} ({hint})") from err
+            raise ProbeError(f"the model's forward failed on {named} with {cause} ({hint})") from err
         accepted = _first_refused(lambda i: _runs(model, runner, [i]), 0, max(ids) + 1)
         bad = sorted(i for i in set(ids) if i >= accepted)
         raise ProbeError(
-            f"the model's forward fails on `prompts[{k}]` {encoded.prompts[k].text!r} with {cause}, but runs on id 0: "
-            f"it takes ids below {accepted} (found by probing) and the prompt holds ids {bad[:5]}; does the tokenizer "
-            "match the model? (set `tokenizer`, or `vocab_size`)") from err
+            f"the model's forward fails on {named} with {cause}, but runs on id 0: it takes ids below {accepted} "
+            f"(found by probing) and the input holds ids {bad[:5]}; does the tokenizer match the model? (set "
+            "`tokenizer`, or `vocab_size`)") from err
     check_logits(output, batch=1, length=len(ids))
     logits = output_logits(output)
     if not bool(torch.isfinite(logits).all()):
@@ -234,6 +238,14 @@ def _first_forward(model: nn.Module, runner: ModelAdapter, encoded: EncodedPromp
                          "initialisation, or a path only eval mode takes (dropout off, a cache, another dtype), "
                          "makes them; every round would fail")
     return logits
+
+
+def _first_prompt(model: nn.Module, runner: ModelAdapter, encoded: EncodedPrompts, hint: str) -> torch.Tensor:
+    """`first_forward` of the shortest prompt of at least two tokens (to see whether every position is returned),
+    cut to eight: a length the model surely takes."""
+    k = min(range(len(encoded.ids)), key=lambda i: (len(encoded.ids[i]) < 2, len(encoded.ids[i])))
+    ids = _tiled(encoded.ids[k], min(max(2, len(encoded.ids[k])), 8))
+    return first_forward(model, runner, ids, named=f"`prompts[{k}]` {encoded.prompts[k].text!r}", hint=hint)
 
 
 def _check_processors(processors: Sequence[Any], encoded: EncodedPrompts, logits: torch.Tensor, vocab: int) -> None:
@@ -257,7 +269,7 @@ def _full_length(plan: Plan) -> Plan:
     return replace(plan, settled=replace(plan.settled, config=config))
 
 
-def _longest_accepted(model: nn.Module, runner: ModelAdapter, ids: list[int], needed: int) -> int:
+def longest_accepted(model: nn.Module, runner: ModelAdapter, ids: list[int], needed: int) -> int:
     """The longest sequence up to ``needed`` the model's forward takes (tokens tiled from ``ids``); 0 if none."""
     if _runs(model, runner, _tiled(ids, needed)):
         return needed
@@ -302,7 +314,7 @@ def probe(
     with watched_state(model) as changes:
         if advertised is not None and vocab_size is None:  # known before any forward: the clearest error
             check_vocabulary(*advertised, encoded, plan.settled.config)
-        logits = _first_forward(model, runner, encoded, hint)
+        logits = _first_prompt(model, runner, encoded, hint)
         every_position = logits.dim() == 3 and logits.shape[1] > 1
         try:
             vocab, source = settle_vocab(logits=logits.shape[-1], model=advertised,
@@ -368,7 +380,7 @@ def _real_shape(model: nn.Module, plan: Plan, encoded: EncodedPrompts, tokenizer
                 needed = len(ids) + new
                 if target.context is not None and not runner.needs_room_for_new_tokens:
                     needed = min(needed, target.context)  # a plain model is cropped to its context
-                accepted = _longest_accepted(model, runner, ids, needed)
+                accepted = longest_accepted(model, runner, ids, needed)
                 cause = f"{type(err).__name__}: {err}"
                 if accepted >= needed or accepted < 2 or attempt == 1:
                     raise ProbeError(

@@ -154,7 +154,7 @@ BAD = [
     ({"model": NeedsTwoTokens, "prompts": ["ab", "x"]}, ProbeError,
      "`prompts[1]` 'x', the shortest prompt, 1 tokens completed by 4 as a round runs, the plain protocol) failed "
      "with ValueError: needs at least 2 tokens"),
-    ({"tokenizer": WideTokenizer()}, ProbeError, "it takes ids below 37 (found by probing) and the prompt holds "
+    ({"tokenizer": WideTokenizer()}, ProbeError, "it takes ids below 37 (found by probing) and the input holds "
      "ids [40, 41]"),
     ({"generation": {"forced_eos_token_id": 99}}, ProbeError, "`generation.forced_eos_token_id` holds ids [99]"),
     ({"generation": {"bad_words_ids": [[3], [120]]}}, ProbeError, "`generation.bad_words_ids` holds ids [120]"),

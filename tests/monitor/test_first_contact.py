@@ -170,7 +170,7 @@ CAUSES = [
     # (what is wrong, the network, the tokenizer, monitor arguments, the words of the error)
     ("not logits", NotLogits, Chars, {}, ["integer tensor", "token ids?"]),
     ("ids beyond the embedding", lambda: GPT(vocab=30), Chars, {},
-     ["takes ids below 30 (found by probing)", "prompt holds ids", "`tokenizer`", "`vocab_size`"]),
+     ["takes ids below 30 (found by probing)", "input holds ids", "`tokenizer`", "`vocab_size`"]),
     ("ids beyond the vocabulary", lambda: GPT(vocab=67), Chars, {"vocab_size": 20},
      ["outside the vocabulary [0, 20) (`vocab_size`)", "`tokenizer`"]),
     ("a length the model refuses", Shorter, Chars, {},
