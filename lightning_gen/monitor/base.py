@@ -32,7 +32,7 @@ from lightning_gen.monitor.console import say
 from lightning_gen.monitor.network import find_network, find_tokenizer
 from lightning_gen.monitor.distributed import LockstepVote, choose_mode, run_everywhere
 from lightning_gen.monitor.plan import Target, settle_target
-from lightning_gen.monitor.probe import is_transient
+from lightning_gen.monitor.forward_checks import is_transient
 from lightning_gen.text.tokenization import LoadedTokenizer
 
 __all__ = ["ScheduledMonitor"]
