@@ -41,7 +41,7 @@ def check_logits(output: Any, *, batch: int, length: int) -> int:
         >>> check_logits(torch.zeros(1, 4, dtype=torch.long), batch=1, length=4)
         Traceback (most recent call last):
         ...
-        lightning_gen.monitor.probe.ProbeError: the model's forward returned an integer tensor of shape (1, 4) (token ids?); it must return float logits (B, T, V), (B, 1, V) or (B, V)
+        lightning_gen.monitor.forward_checks.ProbeError: the model's forward returned an integer tensor of shape (1, 4) (token ids?); it must return float logits (B, T, V), (B, 1, V) or (B, V)
     """
     expected = "float logits (B, T, V), (B, 1, V) or (B, V)"
     logits = output
