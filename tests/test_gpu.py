@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from tiny import CharTokenizer, TinyCacheLM, TinyLM, plan_for, text_events, trainer
-from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from lightning_gen import GenerationMonitor, generate
 from lightning_gen.decoding import _draws as draws, _fastpath as fastpath

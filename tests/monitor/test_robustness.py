@@ -7,8 +7,7 @@ import warnings
 
 import pytest
 import torch
-from tiny import VOCAB, CharTokenizer, TinyCacheLM, TinyLM, plan_for, text_events, trainer
-from transformers import GenerationConfig
+from tiny import CharTokenizer, TinyCacheLM, TinyLM, plan_for, text_events, trainer
 
 from lightning_gen import GenerationMonitor
 from lightning_gen.monitor.tokenized_prompts import encode_prompts

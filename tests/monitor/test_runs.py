@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from test_sinks import mlflow_logger, offline_run_dir, wandb_env, wandb_tables  # noqa: F401  (fixtures)
 from tiny import TinyLM, trainer
