@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from lightning_gen.decoding.batching import generate_completions
     from lightning_gen.decoding.generation import generate
+    from lightning_gen.evaluation.loglikelihood import loglikelihood
     from lightning_gen.monitor.callback import GenerationMonitor
     from lightning_gen.text.prompts import load_prompts
     from lightning_gen.text.samples import Prompt, Sample
@@ -48,6 +49,7 @@ _HOMES = {
     "last_logits": "lightning_gen.decoding.adapters",
     "load_prompts": "lightning_gen.text.prompts",
     "load_tokenizer": "lightning_gen.text.tokenization",
+    "loglikelihood": "lightning_gen.evaluation.loglikelihood",
 }
 
 __all__ = sorted(_HOMES)
