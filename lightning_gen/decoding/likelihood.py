@@ -4,8 +4,8 @@ For each request ``(context_ids, continuation_ids)``: the summed log-probability
 each given every token before it, and whether each of them is the model's greedy (argmax) choice. These are the
 numbers lm-evaluation-harness's ``HFLM._loglikelihood_tokens`` computes with ``logits_cache=False``: a request
 longer than the context keeps its last ``context_length + 1`` tokens, ``(context + continuation)[-(L + 1):]``,
-and feeds all but the last; the log-softmax runs in float32 over every logit the model returns (a padded
-vocabulary included). lm-eval's default ``logits_cache=True`` reuses one forward for requests that share
+and feeds all but the last; the log-softmax runs over every logit the model returns (a padded vocabulary
+included), in float32 at least (lm-eval's runs in the logits' dtype, so half-precision models differ slightly). lm-eval's default ``logits_cache=True`` reuses one forward for requests that share
 ``context + continuation[:-1]`` and reads a shorter continuation from the wrong positions; here a request is only
 ever read from positions that hold its own tokens' logits, so every request equals its own forward.
 
@@ -108,11 +108,10 @@ def _check_requests(requests: Sequence[tuple[Sequence[int], Sequence[int]]], con
                              f"length {context_length}: they cannot all be scored in one window")
 
 
-def _rows(windows: Sequence[tuple[tuple[int, ...], int]]) -> tuple[list[_Row], list[int]]:
-    """Unique inputs, each absorbed by a longer input it is a prefix of; the row each request is read from."""
+def _rows(windows: Sequence[tuple[tuple[int, ...], int]]) -> list[_Row]:
+    """The inputs to run: each request's, unless it is a prefix of another's, which then serves it too."""
     order = sorted(range(len(windows)), key=lambda i: windows[i][0])
     rows: list[_Row] = []
-    row_of = [0] * len(windows)
     # In sorted order a sequence that is a prefix of any other is a prefix of the one right after it (all between
     # share it), so walking from the end absorbs each into the longest that contains it.
     for i in reversed(order):
@@ -124,8 +123,7 @@ def _rows(windows: Sequence[tuple[tuple[int, ...], int]]) -> tuple[list[_Row], l
             row = _Row(ids, len(ids) - scored)
             rows.append(row)
         row.requests.append(i)
-        row_of[i] = len(rows) - 1
-    return rows, row_of
+    return rows
 
 
 def _batches(sizes: Sequence[tuple[int, int]], batch_size: int | None) -> list[list[int]]:
@@ -203,7 +201,7 @@ def loglikelihood_tokens(
     _check_requests(requests, limit)
     windows = [context_window(context, continuation, limit) for context, continuation in requests]
     targets = [tuple(continuation) for _, continuation in requests]
-    rows, _ = _rows(windows)
+    rows = _rows(windows)
     prefixed = _shared_prefix.applies(runner) if share_prefixes else False
     plans = _plan(rows, batch_size, prefixed)
     device = model_device(runner.model, torch.device("cpu"))
