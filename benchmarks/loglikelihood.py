@@ -162,8 +162,8 @@ def example(args: argparse.Namespace) -> None:
     print(f"example: CharGPT 4x128, vocab {datamodule.vocab_size}, batch 32 x 128 characters, {args.steps} steps; "
           f"task next_sentence: {len(tasks[0])} questions x 4 choices (chance 0.25)")
     for step, metrics, seconds in callback.curve:
-        print(f"step {step:5d}: acc {metrics['next_sentence/acc']:.3f}  acc_norm {metrics['next_sentence/acc_norm']:.3f}"
-              f"  centered {metrics['next_sentence/centered']:+.3f}   ({seconds:.2f} s)")
+        acc, norm, centered = (metrics[f"next_sentence/{name}"] for name in ("acc", "acc_norm", "centered"))
+        print(f"step {step:5d}: acc {acc:.3f}  acc_norm {norm:.3f}  centered {centered:+.3f}   ({seconds:.2f} s)")
     step = statistics.median(callback.starts[5:])
     evaluation = statistics.median(seconds for _, _, seconds in callback.curve[1:])
     print(f"one training step: median {step * 1e3:.0f} ms; one evaluation (388 requests): median {evaluation:.2f} s "

@@ -52,7 +52,8 @@ def _cuts(paragraph: str) -> list[tuple[str, str]]:
     for start, end in zip(bounds, bounds[1:]):
         sentence = paragraph[start:end].rstrip()
         spaces = [start + i for i, c in enumerate(sentence) if c == " "]
-        if len(sentence.split()) < MIN_WORDS or len(sentence) > MAX_CHARACTERS or not sentence.endswith((".", "!", "?")):
+        complete = sentence.endswith((".", "!", "?"))
+        if len(sentence.split()) < MIN_WORDS or len(sentence) > MAX_CHARACTERS or not complete:
             continue
         cut = spaces[len(spaces) // 2]
         out.append((paragraph[:cut], paragraph[cut + 1:start + len(sentence)]))
@@ -67,8 +68,8 @@ def next_sentence_rows(*, corpus: str | None = None, val_fraction: float = 0.05,
     rest's, so that the sum of log-probabilities (``acc``) is not decided by length alone.
     """
     rng = random.Random(seed)
-    found = [(p, query, rest) for p, paragraph in enumerate(held_out_paragraphs(corpus=corpus, val_fraction=val_fraction))
-             for query, rest in _cuts(paragraph)]
+    paragraphs = held_out_paragraphs(corpus=corpus, val_fraction=val_fraction)
+    found = [(p, query, rest) for p, paragraph in enumerate(paragraphs) for query, rest in _cuts(paragraph)]
     rows = []
     for p, query, rest in found:
         similar = [other for q, _, other in found if q != p and other != rest

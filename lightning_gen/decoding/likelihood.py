@@ -5,9 +5,10 @@ each given every token before it, and whether each of them is the model's greedy
 numbers lm-evaluation-harness's ``HFLM._loglikelihood_tokens`` computes with ``logits_cache=False``: a request
 longer than the context keeps its last ``context_length + 1`` tokens, ``(context + continuation)[-(L + 1):]``,
 and feeds all but the last; the log-softmax runs over every logit the model returns (a padded vocabulary
-included), in float32 at least (lm-eval's runs in the logits' dtype, so half-precision models differ slightly). lm-eval's default ``logits_cache=True`` reuses one forward for requests that share
-``context + continuation[:-1]`` and reads a shorter continuation from the wrong positions; here a request is only
-ever read from positions that hold its own tokens' logits, so every request equals its own forward.
+included), in float32 at least (lm-eval's runs in the logits' dtype, so half-precision models differ slightly).
+lm-eval's default ``logits_cache=True`` reuses one forward for requests that share ``context + continuation[:-1]``
+and reads a shorter continuation from the wrong positions; here a request is only ever read from positions that
+hold its own tokens' logits, so every request equals its own forward.
 
 How requests share work, cheapest first:
 

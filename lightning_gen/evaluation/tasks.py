@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
@@ -30,10 +30,28 @@ from lightning_gen.evaluation.formats import Document, Example, read_documents, 
 from lightning_gen.evaluation.specs import TaskSpec, load_task_specs
 from lightning_gen.text.task_records import document_result, example_result, task_record
 
-__all__ = ["Score", "Task", "evaluation_metrics", "load_tasks", "merge_scores", "score_tasks"]
+__all__ = ["Score", "ScoredTask", "Task", "evaluation_metrics", "load_tasks", "merge_scores", "score_tasks"]
 
 Score = tuple[float, bool]
 TokenRequest = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+@runtime_checkable
+class ScoredTask(Protocol):
+    """What `score_tasks`, `evaluation_metrics` and a callback need of a task: `Task` is one; a wrapper of another
+    harness's task (lm-eval's, say: its documents as items, its ``process_results`` and aggregation as metrics)
+    can be another."""
+
+    name: str
+    items: Sequence[Sequence[TokenRequest]]
+
+    def __len__(self) -> int: ...
+
+    def shard(self, rank: int, world_size: int) -> range: ...
+
+    def metrics(self, scores: Mapping[int, Sequence[Score]]) -> dict[str, float]: ...
+
+    def record(self, step: int, scores: Mapping[int, Sequence[Score]]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -174,7 +192,7 @@ def load_tasks(
 
 def score_tasks(
     model: nn.Module,
-    tasks: Sequence[Task],
+    tasks: Sequence[ScoredTask],
     *,
     shard: tuple[int, int] = (0, 1),
     items: Mapping[str, Sequence[int]] | None = None,
@@ -235,7 +253,9 @@ def merge_scores(parts: Sequence[Mapping[str, Mapping[int, Sequence[Score]]]]) -
     return {name: dict(sorted(task_scores.items())) for name, task_scores in merged.items()}
 
 
-def evaluation_metrics(tasks: Sequence[Task], scores: Mapping[str, Mapping[int, Sequence[Score]]]) -> dict[str, float]:
+def evaluation_metrics(
+    tasks: Sequence[ScoredTask], scores: Mapping[str, Mapping[int, Sequence[Score]]]
+) -> dict[str, float]:
     """Every task's metrics as ``"<task>/<metric>"``, and ``"core"``: the mean centred accuracy of the tasks that
     have one (all but bits per byte)."""
     result: dict[str, float] = {}
