@@ -1,8 +1,9 @@
 """Log-likelihood requests per second against lm-eval's ``HFLM``, and one evaluation against one training step.
 
 ``throughput``: a GPT-2 of the example's size (4 layers, 128 wide, 512 positions) with a byte-level BPE tokenizer
-of 2048 tokens trained here on the example's corpus scores the example's task (`examples/next_sentence.py`: 97
-questions, 4 choices each) with ``--fewshot`` solved examples before each question, as CORE asks its questions.
+of 2048 tokens trained here on the example's corpus scores one of the example's tasks (``next_sentence`` of
+`examples/held_out_tasks.py`: 97 questions, 4 choices each) with ``--fewshot`` solved examples before each
+question, as CORE asks its questions.
 The same 388 requests go, alternating within one process, through:
 
 * ``ours``: `lightning_gen.loglikelihood` with its defaults (rows up to 2048 padded tokens, the choices of a
@@ -15,9 +16,10 @@ Each figure is requests per second (median over ``--repeats`` alternating rounds
 the largest difference from ``HFLM(logits_cache=False)`` is printed beside it.
 
 ``example``: the example's ``CharGPT`` (4 layers, 128 wide, 128 characters, batch 32, its learning-rate schedule)
-trains for ``--steps`` steps with a real `Trainer`; every ``--every`` steps a callback scores the whole task with
-`score_tasks` (what ``TaskMonitor`` will do each round) and times it. Printed: accuracy per step (chance: 0.25),
-the median training step, the median evaluation, and their ratio.
+trains for ``--steps`` steps with a real `Trainer`; every ``--every`` steps a callback scores the example's tasks
+(`examples/tasks/tasks.yaml`: two multiple-choice tasks, chance 0.25, and the held-out text in bits per byte) with
+`score_tasks` (what ``TaskMonitor`` will do each round) and times it. Printed: the metrics per step, the median
+training step, the median evaluation, and their ratio.
 
 Run::
 
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import statistics
 import sys
@@ -40,11 +41,11 @@ import lightning.pytorch as pl
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+TASKS = ROOT / "examples" / "tasks"  # made by examples/held_out_tasks.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "examples"))
 from _common import alternate, machine, median  # noqa: E402
 from data import CharDataModule, default_corpus  # noqa: E402  (examples/data.py)
-from next_sentence import next_sentence_rows  # noqa: E402  (examples/next_sentence.py)
 from pretrain import CharGPT  # noqa: E402  (examples/pretrain.py)
 
 from lightning_gen import loglikelihood  # noqa: E402
@@ -64,12 +65,6 @@ def _bpe(vocab_size: int = 2048):
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
 
 
-def _task_file(folder: Path) -> Path:
-    path = folder / "next_sentence.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in next_sentence_rows()), encoding="utf-8")
-    return path
-
-
 def throughput(args: argparse.Namespace) -> None:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
@@ -79,10 +74,9 @@ def throughput(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=4, n_head=4, n_embd=128, vocab_size=len(tokenizer), n_positions=512,
                                        bos_token_id=None, eos_token_id=None)).eval()
-    with tempfile.TemporaryDirectory() as folder:
-        spec = {"name": "next_sentence", "path": _task_file(Path(folder)), "type": "multiple_choice",
-                "num_fewshot": args.fewshot}
-        [task] = load_tasks([spec], tokenizer=tokenizer, context_length=512)
+    spec = {"name": "next_sentence", "path": TASKS / "next_sentence.jsonl", "type": "multiple_choice",
+            "num_fewshot": args.fewshot}
+    [task] = load_tasks([spec], tokenizer=tokenizer, context_length=512)
     requests = [request for example in task.sources for request in example.requests]
     lengths = [(len(c), len(t)) for item in task.items for c, t in item]
     instances = [Instance(request_type="loglikelihood", doc={}, arguments=r, idx=i) for i, r in enumerate(requests)]
@@ -146,28 +140,28 @@ def example(args: argparse.Namespace) -> None:
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     datamodule = CharDataModule(block_size=128, batch_size=32)
+    tasks = load_tasks(TASKS / "tasks.yaml", tokenizer=datamodule.tokenizer, context_length=128)
+    pl.seed_everything(1234, verbose=False)
+    module = CharGPT(vocab_size=datamodule.vocab_size, block_size=128, n_layer=4, n_head=4, n_embd=128,
+                     dropout=0.0, learning_rate=3e-3, weight_decay=0.1, warmup_steps=50)
+    callback = _Evaluate(tasks, args.every)
     with tempfile.TemporaryDirectory() as folder:
-        spec = {"name": "next_sentence", "path": _task_file(Path(folder)), "type": "multiple_choice"}
-        tasks = load_tasks([spec], tokenizer=datamodule.tokenizer, context_length=128)
-        pl.seed_everything(1234, verbose=False)
-        module = CharGPT(vocab_size=datamodule.vocab_size, block_size=128, n_layer=4, n_head=4, n_embd=128,
-                         dropout=0.0, learning_rate=3e-3, weight_decay=0.1, warmup_steps=50)
-        callback = _Evaluate(tasks, args.every)
         trainer = pl.Trainer(max_steps=args.steps, accelerator="cpu", devices=1, limit_val_batches=0,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                              gradient_clip_val=1.0, logger=TensorBoardLogger(folder, name="bench"),
                              callbacks=[callback])
         trainer.fit(module, datamodule=datamodule)
+    requests = sum(len(item) for task in tasks for item in task.items)
     print(f"machine: {machine()}")
     print(f"example: CharGPT 4x128, vocab {datamodule.vocab_size}, batch 32 x 128 characters, {args.steps} steps; "
-          f"task next_sentence: {len(tasks[0])} questions x 4 choices (chance 0.25)")
+          f"tasks: " + ", ".join(f"{task.name} ({len(task)} items)" for task in tasks) + f", {requests} requests")
     for step, metrics, seconds in callback.curve:
-        acc, norm, centered = (metrics[f"next_sentence/{name}"] for name in ("acc", "acc_norm", "centered"))
-        print(f"step {step:5d}: acc {acc:.3f}  acc_norm {norm:.3f}  centered {centered:+.3f}   ({seconds:.2f} s)")
+        shown = "  ".join(f"{name} {value:.3f}" for name, value in metrics.items() if not name.endswith("centered"))
+        print(f"step {step:5d}: {shown}   ({seconds:.2f} s)")
     step = statistics.median(callback.starts[5:])
     evaluation = statistics.median(seconds for _, _, seconds in callback.curve[1:])
-    print(f"one training step: median {step * 1e3:.0f} ms; one evaluation (388 requests): median {evaluation:.2f} s "
-          f"= {evaluation / step:.1f} training steps")
+    print(f"one training step: median {step * 1e3:.0f} ms; one evaluation ({requests} requests): median "
+          f"{evaluation:.2f} s = {evaluation / step:.1f} training steps")
 
 
 def main(argv: list[str] | None = None) -> int:
