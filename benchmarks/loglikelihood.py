@@ -110,26 +110,28 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 class _Evaluate(pl.Callback):
-    """Scores the task every ``every`` steps (before the step's batch), timing it, and times every training step."""
+    """Scores the tasks every ``every`` steps (before the step's batch) and at the end, and times every training
+    step and every evaluation: wall and process CPU seconds."""
 
     def __init__(self, tasks, every: int) -> None:
         self.tasks, self.every = tasks, every
-        self.curve: list[tuple[int, dict[str, float], float]] = []
-        self.starts: list[float] = []
+        self.curve: list[tuple[int, dict[str, float], float, float]] = []
+        self.steps: list[tuple[float, float]] = []
 
     def _evaluate(self, trainer, module) -> None:
-        began = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         scores = score_tasks(module.model, self.tasks, context_length=module.model.block_size)
-        seconds = time.perf_counter() - began
-        self.curve.append((trainer.global_step, evaluation_metrics(self.tasks, scores), seconds))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        self.curve.append((trainer.global_step, evaluation_metrics(self.tasks, scores), wall, cpu))
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if trainer.global_step % self.every == 0:
             self._evaluate(trainer, module)
-        self.starts.append(time.perf_counter())
+        self.steps.append((time.perf_counter(), time.process_time()))
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.starts[-1] = time.perf_counter() - self.starts[-1]
+        wall, cpu = self.steps[-1]
+        self.steps[-1] = (time.perf_counter() - wall, time.process_time() - cpu)
 
     def on_train_end(self, trainer, module) -> None:
         self._evaluate(trainer, module)
@@ -155,13 +157,14 @@ def example(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(f"example: CharGPT 4x128, vocab {datamodule.vocab_size}, batch 32 x 128 characters, {args.steps} steps; "
           f"tasks: " + ", ".join(f"{task.name} ({len(task)} items)" for task in tasks) + f", {requests} requests")
-    for step, metrics, seconds in callback.curve:
+    for step, metrics, wall, cpu in callback.curve:
         shown = "  ".join(f"{name} {value:.3f}" for name, value in metrics.items() if not name.endswith("centered"))
-        print(f"step {step:5d}: {shown}   ({seconds:.2f} s)")
-    step = statistics.median(callback.starts[5:])
-    evaluation = statistics.median(seconds for _, _, seconds in callback.curve[1:])
-    print(f"one training step: median {step * 1e3:.0f} ms; one evaluation ({requests} requests): median "
-          f"{evaluation:.2f} s = {evaluation / step:.1f} training steps")
+        print(f"step {step:5d}: {shown}   ({wall:.2f} s)")
+    for i, kind in enumerate(("wall", "CPU")):
+        step = statistics.median(times[i] for times in callback.steps[5:])
+        evaluation = statistics.median(entry[2 + i] for entry in callback.curve[1:])
+        print(f"{kind}: one training step {step * 1e3:.0f} ms (median); one evaluation ({requests} requests) "
+              f"{evaluation:.2f} s (median) = {evaluation / step:.1f} training steps")
 
 
 def main(argv: list[str] | None = None) -> int:
