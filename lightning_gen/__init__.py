@@ -4,8 +4,9 @@
 is the Lightning callback that samples fixed prompts during training and logs them.
 
 The package is in layers, each a folder: `decoding` (torch and transformers, never Lightning), `text` (prompts,
-samples, tokenizers, rendering, quality statistics), `monitor` (the Lightning callback) and `viewer` (the
-``lightning-gen`` command and the TensorBoard dashboard, neither of which imports torch). Every name here is
+samples, tokenizers, rendering, quality statistics), `evaluation` (`loglikelihood` as lm-evaluation-harness scores,
+task files and their metrics), `monitor` (the Lightning callback) and `viewer` (the ``lightning-gen`` command and
+the TensorBoard dashboard, neither of which imports torch). Every name here is
 imported on first use, so ``from lightning_gen import generate`` never imports Lightning and the viewer never
 imports torch.
 """
