@@ -6,9 +6,8 @@ is the Lightning callback that samples fixed prompts during training and logs th
 The package is in layers, each a folder: `decoding` (torch and transformers, never Lightning), `text` (prompts,
 samples, tokenizers, rendering, quality statistics), `evaluation` (`loglikelihood` as lm-evaluation-harness scores,
 task files and their metrics), `monitor` (the Lightning callback) and `viewer` (the ``lightning-gen`` command and
-the TensorBoard dashboard, neither of which imports torch). Every name here is
-imported on first use, so ``from lightning_gen import generate`` never imports Lightning and the viewer never
-imports torch.
+the TensorBoard dashboard, neither of which imports torch). Every name here is imported on first use, so
+``from lightning_gen import generate`` never imports Lightning and the viewer never imports torch.
 """
 
 from __future__ import annotations
