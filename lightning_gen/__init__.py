@@ -4,10 +4,10 @@
 is the Lightning callback that samples fixed prompts during training and logs them.
 
 The package is in layers, each a folder: `decoding` (torch and transformers, never Lightning), `text` (prompts,
-samples, tokenizers, rendering, quality statistics), `monitor` (the Lightning callback) and `viewer` (the
-``lightning-gen`` command and the TensorBoard dashboard, neither of which imports torch). Every name here is
-imported on first use, so ``from lightning_gen import generate`` never imports Lightning and the viewer never
-imports torch.
+samples, tokenizers, rendering, quality statistics), `evaluation` (`loglikelihood` as lm-evaluation-harness scores,
+task files and their metrics), `monitor` (the Lightning callback) and `viewer` (the ``lightning-gen`` command and
+the TensorBoard dashboard, neither of which imports torch). Every name here is imported on first use, so
+``from lightning_gen import generate`` never imports Lightning and the viewer never imports torch.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     )
     from lightning_gen.decoding.batching import generate_completions
     from lightning_gen.decoding.generation import generate
+    from lightning_gen.evaluation.loglikelihood import loglikelihood
     from lightning_gen.monitor.callback import GenerationMonitor
     from lightning_gen.text.prompts import load_prompts
     from lightning_gen.text.samples import Prompt, Sample
@@ -50,6 +51,7 @@ _HOMES = {
     "last_logits": "lightning_gen.decoding.adapters",
     "load_prompts": "lightning_gen.text.prompts",
     "load_tokenizer": "lightning_gen.text.tokenization",
+    "loglikelihood": "lightning_gen.evaluation.loglikelihood",
 }
 
 __all__ = sorted(_HOMES)
