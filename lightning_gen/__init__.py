@@ -28,14 +28,15 @@ if TYPE_CHECKING:
     from lightning_gen.decoding.batching import generate_completions
     from lightning_gen.decoding.generation import generate
     from lightning_gen.evaluation.loglikelihood import loglikelihood
-    from lightning_gen.monitor.callback import GenerationMonitor
+    from lightning_gen.monitor.generation_monitor import GenerationMonitor
+    from lightning_gen.monitor.task_monitor import TaskMonitor
     from lightning_gen.text.prompts import load_prompts
     from lightning_gen.text.samples import Prompt, Sample
     from lightning_gen.text.tokenization import LoadedTokenizer, TextTokenizer, load_tokenizer
 
 # The public face: each name and the module that defines it.
 _HOMES = {
-    "GenerationMonitor": "lightning_gen.monitor.callback",
+    "GenerationMonitor": "lightning_gen.monitor.generation_monitor",
     "GptFastAdapter": "lightning_gen.decoding.adapters",
     "HFAdapter": "lightning_gen.decoding.adapters",
     "LitGPTAdapter": "lightning_gen.decoding.adapters",
@@ -44,6 +45,7 @@ _HOMES = {
     "PlainAdapter": "lightning_gen.decoding.adapters",
     "Prompt": "lightning_gen.text.samples",
     "Sample": "lightning_gen.text.samples",
+    "TaskMonitor": "lightning_gen.monitor.task_monitor",
     "TextTokenizer": "lightning_gen.text.tokenization",
     "TorchtuneAdapter": "lightning_gen.decoding.adapters",
     "generate": "lightning_gen.decoding.generation",

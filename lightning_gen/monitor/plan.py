@@ -55,6 +55,15 @@ class Target:
         self.adapter.context_length = context
         return replace(self, context=context, context_source=source)
 
+    def runner_for(self, model: nn.Module, *, use_cache: bool = True, vocab: int | None = None) -> ModelAdapter:
+        """The adapter for ``model``: the target's for the network; a sharded round that calls another module
+        (FSDP1's root, to gather) gets that module's own, within the target's context and ``vocab``."""
+        if model is self.network.called:
+            return self.adapter
+        runner = resolve_adapter(model, None, use_cache=use_cache, context_length=self.context)
+        runner.vocab_size = vocab
+        return runner
+
 
 def _advertised(network: Network, pl_module: Any, find: Any) -> tuple[int, str] | None:
     """A size the network advertises, else the LightningModule (its attributes, then its ``hparams``)."""

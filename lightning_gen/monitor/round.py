@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_gen.decoding.adapters import ModelAdapter, model_device, resolve_adapter
+from lightning_gen.decoding.adapters import ModelAdapter, model_device
 from lightning_gen.decoding.batching import BatchPlan, make_plan
 from lightning_gen.decoding.generation import eval_mode
 from lightning_gen.decoding.scoring import reference_loss, token_logprobs
@@ -21,14 +21,8 @@ __all__ = ["batches_of", "call_options", "decode_sample", "runner_for", "sample_
 
 
 def runner_for(model: nn.Module, plan: Plan) -> ModelAdapter:
-    """The plan's adapter for the network; a sharded round that calls another module (FSDP1's root, to gather) gets
-    that module's own, within the plan's context and vocabulary."""
-    if model is plan.target.network.called:
-        return plan.adapter
-    runner = resolve_adapter(model, None, use_cache=plan.settled.config.use_cache is not False,
-                             context_length=plan.context)
-    runner.vocab_size = plan.vocab
-    return runner
+    """The plan's adapter for ``model`` (see `Target.runner_for`), within its vocabulary."""
+    return plan.target.runner_for(model, use_cache=plan.settled.config.use_cache is not False, vocab=plan.vocab)
 
 
 def batches_of(model: nn.Module, plan: Plan, encoded: EncodedPrompts, *, batch_size: int | None) -> BatchPlan:

@@ -9,86 +9,18 @@ back and said.
 from __future__ import annotations
 
 import logging
-import string
 import warnings
-from collections.abc import Sequence
 
-import lightning.pytorch as pl
 import pytest
 import torch
-import torch.nn.functional as F
-from tiny import byte_tiktoken, text_events, trainer
-from torch import nn
+from tiny import SYMBOLS, GPT, Chars, Module, byte_tiktoken, meta_pkl_tokenizer, text_events, trainer
 from transformers import LogitsProcessor
 
 from lightning_gen import GenerationMonitor
 from lightning_gen.decoding.adapters import PlainAdapter
 from lightning_gen.monitor.probe import ProbeError
 
-SYMBOLS = string.ascii_letters + string.digits + " .,!\n"  # 67 characters
 PROMPTS = ["Once upon a time", "The cat"]
-
-
-class GPT(nn.Module):
-    """A user's own 30-line GPT: its context is ``self.block`` (a name no library knows), 64 learned positions."""
-
-    def __init__(self, vocab: int = len(SYMBOLS), block: int = 64, width: int = 32) -> None:
-        super().__init__()
-        self.block = block
-        self.tok, self.pos = nn.Embedding(vocab, width), nn.Embedding(block, width)
-        layer = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0, batch_first=True)
-        self.blocks = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.head = nn.Linear(width, vocab)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        length = idx.shape[1]
-        x = self.tok(idx) + self.pos(torch.arange(length, device=idx.device))  # (B, T, C)
-        mask = nn.Transformer.generate_square_subsequent_mask(length, device=idx.device)
-        return self.head(self.blocks(x, mask=mask, is_causal=True))  # (B, T, V)
-
-
-class Chars:
-    """A char tokenizer that says how many ids it has."""
-
-    vocab_size = len(SYMBOLS)
-
-    def encode(self, text: str) -> list[int]:
-        return [SYMBOLS.index(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(SYMBOLS[i] for i in ids)
-
-
-def meta_pkl_tokenizer():
-    """nanoGPT's char tokenizer as `sample.py` builds it from ``meta.pkl``: two lambdas, no size."""
-    stoi = {c: i for i, c in enumerate(SYMBOLS)}
-    itos = dict(enumerate(SYMBOLS))
-    return type("Meta", (), {"encode": staticmethod(lambda s: [stoi[c] for c in s]),
-                             "decode": staticmethod(lambda ids: "".join(itos[i] for i in ids))})()
-
-
-class Module(pl.LightningModule):
-    """The usual LightningModule: the network in ``self.model``, no ``forward`` of its own."""
-
-    def __init__(self, network: nn.Module | None = None, tokenizer=None, vocab: int = len(SYMBOLS)) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.model = network if network is not None else GPT(vocab)
-        self.tokenizer = tokenizer if tokenizer is not None else Chars()
-        self.vocab = vocab
-
-    def training_step(self, batch, batch_idx):
-        (x,) = batch
-        logits = self.model(x[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=1e-3)
-
-    def train_dataloader(self):
-        data = torch.randint(0, len(SYMBOLS), (16, 33), generator=torch.Generator().manual_seed(0))
-        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=4)
-
 
 def _fit(tmp_path, module, caplog, **monitor_args):
     monitor = GenerationMonitor(PROMPTS, every_n_train_steps=2, **monitor_args)

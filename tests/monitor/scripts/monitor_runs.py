@@ -24,7 +24,7 @@ from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStr
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/
 from tiny import VOCAB, CharTokenizer, TinyLM, trainer  # noqa: E402
 
-from lightning_gen import GenerationMonitor  # noqa: E402
+from lightning_gen import GenerationMonitor, TaskMonitor  # noqa: E402
 from lightning_gen.monitor._gather import extra_bytes  # noqa: E402
 from lightning_gen.monitor.distributed import count_collectives  # noqa: E402
 
@@ -234,7 +234,45 @@ def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
     }
 
 
+TASKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks", "tasks.yaml")
+
+
+class CountingTaskMonitor(TaskMonitor):
+    """TaskMonitor that records, per round, the items this process scored and the records it published."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rounds = {}
+
+    def run_now(self, trainer, step):
+        records = super().run_now(trainer, step)
+        self.rounds[step] = {"records": records, **self.rounds.get(step, {})}
+        return records
+
+    def _round(self, trainer, model, vote, shard):
+        items = super()._round(trainer, model, vote, shard)
+        self.rounds[trainer.global_step] = {"scored": {task: sorted(map(int, scores))
+                                                       for task, scores in items[0].items()}}
+        return items
+
+
+def fit_tasks(out_dir, strategy, model, devices=2, **monitor_kwargs):
+    """Train 4 steps with a TaskMonitor evaluating every 2, and return what this rank saw."""
+    monitor = CountingTaskMonitor(TASKS, every_n_train_steps=2, console="off", **monitor_kwargs)
+    t = trainer(out_dir, [monitor], max_steps=4, strategy=strategy, devices=devices)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t.fit(model)
+    return {"rank": t.global_rank, "global_step": t.global_step, "mode": monitor._mode,
+            "rounds": {str(step): r for step, r in monitor.rounds.items()}, "losses": [],
+            "warnings": [str(w.message) for w in caught if "TaskMonitor" in str(w.message)]}
+
+
 SCENARIOS = {
+    # TaskMonitor: items strided over DDP processes, and FSDP2 gathered once per round, each item scored once.
+    "tasks_ddp": lambda d: fit_tasks(d, ddp(), ScenarioLM()),
+    "tasks_fsdp2": lambda d: fit_tasks(d, fsdp2(), ScenarioLM(shard=True)),
+    "tasks_fsdp2_lockstep": lambda d: fit_tasks(d, fsdp2(), ScenarioLM(shard=True), distributed="lockstep"),
     # DDP, prompts split over the ranks: compared with a single process in the test.
     "shard": lambda d: fit(d, ddp(), ScenarioLM(), distributed="shard"),
     # DDP in lockstep, rank 0's rows end first: both ranks must make the same forwards.
