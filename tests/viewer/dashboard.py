@@ -1,5 +1,6 @@
 """A real ``tensorboard`` on loopback and a headless Chromium at 1600×1000, for the dashboard's browser tests and
-for the docs' screenshots (``python tests/viewer/dashboard.py LOGDIR RUN OUT``: see `docs_screenshots`)."""
+for the docs' screenshots (``python tests/viewer/dashboard.py LOGDIR RUN [OUT]``, by default into `DOCS_IMAGES`:
+see `docs_screenshots`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 CHROMEDRIVER = shutil.which("chromedriver")
 WIDTH, HEIGHT = 1600, 1000
 WAIT = 30  # seconds for any one thing to appear
+#: Where the docs site keeps its pictures (README.md shows them from there too).
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "pages" / "images"
 # What works headless on a machine without a GPU or a network, and keeps the browser from calling out.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync")
@@ -128,5 +131,5 @@ def docs_screenshots(logdir: Path, out: Path, *, run: str) -> None:
     print(f"wrote {out / 'dashboard-grid.png'} and {out / 'dashboard-compare.png'} from {logdir / run}")
 
 
-if __name__ == "__main__":  # python tests/viewer/dashboard.py LOGDIR RUN OUT
-    docs_screenshots(Path(sys.argv[1]), Path(sys.argv[3]), run=sys.argv[2])
+if __name__ == "__main__":  # python tests/viewer/dashboard.py LOGDIR RUN [OUT]
+    docs_screenshots(Path(sys.argv[1]), Path(sys.argv[3]) if len(sys.argv) > 3 else DOCS_IMAGES, run=sys.argv[2])
