@@ -28,7 +28,7 @@ from lm_eval.tasks import TaskManager
 from lightning_gen.evaluation import metrics as m
 from lightning_gen.evaluation.encoding import RequestEncoder
 from lightning_gen.evaluation.specs import TaskSpec
-from lightning_gen.evaluation.tasks import Score, TokenRequest, scores_in_order, shard_items, token_request
+from lightning_gen.evaluation.tasks import BaseTask, Score, TokenRequest, token_request
 from lightning_gen.text.task_records import document_result, example_result, task_record
 
 __all__ = ["LmEvalTask", "load_lm_eval_tasks"]
@@ -41,7 +41,7 @@ _RECORD_TYPES = {"multiple_choice": "multiple_choice", "loglikelihood": "languag
                  "loglikelihood_rolling": "bits_per_byte"}
 
 
-class LmEvalTask:
+class LmEvalTask(BaseTask):
     """An lm-evaluation-harness task as a `~lightning_gen.evaluation.tasks.ScoredTask`: its documents are the
     items (each with the token ids of its requests), its ``process_results`` and aggregations give the metrics.
 
@@ -80,26 +80,13 @@ class LmEvalTask:
                      for instance in instances)
 
     @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
     def output_type(self) -> str:
         """lm-eval's: ``multiple_choice``, ``loglikelihood`` or ``loglikelihood_rolling``."""
         return self.harness.OUTPUT_TYPE
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def shard(self, rank: int, world_size: int) -> range:
-        """The documents process ``rank`` of ``world_size`` scores: every ``world_size``-th, from ``rank``."""
-        return shard_items(len(self.items), rank, world_size)
-
-    @property
-    def random_baseline(self) -> float:
-        """The spec's, else the mean chance of a guess over the documents (0 for ``loglikelihood``)."""
-        if self.spec.random_baseline is not None:
-            return float(self.spec.random_baseline)
+    def _chance(self) -> float:
+        """The mean chance of a guess over the documents (of hitting one of the golds where there are several);
+        0 for ``loglikelihood``."""
         if self.output_type != "multiple_choice":
             return 0.0
         chances = []
@@ -111,7 +98,7 @@ class LmEvalTask:
 
     def _results(self, scores: Mapping[int, Sequence[Score]]) -> dict[str, list[dict[str, Any]]]:
         """Per filter, per document, what lm-eval's ``process_results`` makes of the scores."""
-        for instances, item_scores in zip(self.instances, scores_in_order(self, scores)):
+        for instances, item_scores in zip(self.instances, self._complete(scores)):
             responses: list[Any] = list(item_scores)
             if self.output_type == "loglikelihood_rolling":
                 responses = [float(sum(ll for ll, _ in responses))]

@@ -31,8 +31,8 @@ from lightning_gen.evaluation.formats import Document, Example, read_documents, 
 from lightning_gen.evaluation.specs import TaskSpec, load_task_specs
 from lightning_gen.text.task_records import document_result, example_result, task_record
 
-__all__ = ["Score", "ScoredTask", "Task", "evaluation_metrics", "load_tasks", "merge_scores", "score_tasks",
-           "scores_in_order", "shard_items", "token_request"]
+__all__ = ["BaseTask", "Score", "ScoredTask", "Task", "evaluation_metrics", "load_tasks", "merge_scores",
+           "score_tasks", "token_request"]
 
 Score = tuple[float, bool]
 TokenRequest = tuple[tuple[int, ...], tuple[int, ...]]
@@ -56,8 +56,48 @@ class ScoredTask(Protocol):
     def record(self, step: int, scores: Mapping[int, Sequence[Score]]) -> dict[str, Any]: ...
 
 
+class BaseTask:
+    """What every task built from a task list's entry shares: its name, its items and how they are sharded over
+    processes, the check that a round's scores cover every item, and the chance level that centres its accuracy
+    (the spec's ``random_baseline``, else the task's own `_chance`). `Task` and `~lightning_gen.lm_eval.LmEvalTask`
+    are ones."""
+
+    spec: TaskSpec
+    items: Sequence[Sequence[TokenRequest]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def shard(self, rank: int, world_size: int) -> range:
+        """The items process ``rank`` of ``world_size`` scores: every ``world_size``-th, from ``rank`` (strided, so
+        that every process gets a like share of long and short items)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"`rank` must be in [0, {world_size}), got {rank}")
+        return range(rank, len(self.items), world_size)
+
+    @property
+    def random_baseline(self) -> float:
+        """The accuracy of guessing: the spec's, else the task's own estimate."""
+        return float(self.spec.random_baseline) if self.spec.random_baseline is not None else self._chance()
+
+    def _chance(self) -> float:
+        raise NotImplementedError
+
+    def _complete(self, scores: Mapping[int, Sequence[Score]]) -> list[Sequence[Score]]:
+        """The scores of every item, in order (raises where one process's scores, not all of them, were given)."""
+        missing = [i for i in range(len(self.items)) if i not in scores]
+        if missing:
+            raise ValueError(f"task {self.name!r}: scores lack {len(missing)} of its {len(self.items)} items "
+                             f"(first {missing[:5]}); gather every process's scores before the metrics")
+        return [scores[i] for i in range(len(self.items))]
+
+
 @dataclass(frozen=True)
-class Task:
+class Task(BaseTask):
     """A task ready to score: its examples (or documents) and, per item, the token ids of its requests.
 
     Attributes:
@@ -72,28 +112,11 @@ class Task:
     items: tuple[tuple[TokenRequest, ...], ...]
     source_of: tuple[int, ...]
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def shard(self, rank: int, world_size: int) -> range:
-        """The items process ``rank`` of ``world_size`` scores: every ``world_size``-th, from ``rank``."""
-        return shard_items(len(self.items), rank, world_size)
-
-    @property
-    def random_baseline(self) -> float:
-        """The spec's, else the mean chance of a guess over the examples (0 for language modelling)."""
-        if self.spec.random_baseline is not None:
-            return float(self.spec.random_baseline)
+    def _chance(self) -> float:
+        """The mean chance of a guess over the examples (0 for language modelling)."""
         if self.spec.type in ("language_modeling", "bits_per_byte"):
             return 0.0
         return m.mean([1.0 / len(example.requests) for example in self.sources])
-
-    def _complete(self, scores: Mapping[int, Sequence[Score]]) -> list[Sequence[Score]]:
-        return scores_in_order(self, scores)
 
     def metrics(self, scores: Mapping[int, Sequence[Score]]) -> dict[str, float]:
         """The task's metrics from the scores of all its items: ``acc``, ``acc_norm`` (choice tasks), ``loss``
@@ -152,33 +175,6 @@ def _tokenized(spec: TaskSpec, encoder: RequestEncoder, context_length: int | No
                                       where=f"task {spec.name!r}: '{spec.path}' line {example.line}, request {k}")
                         for k, request in enumerate(example.requests)) for example in examples)
     return Task(spec, tuple(examples), items, tuple(range(len(examples))))
-
-
-def shard_items(count: int, rank: int, world_size: int) -> range:
-    """The items of ``count`` that process ``rank`` of ``world_size`` scores: every ``world_size``-th, from
-    ``rank`` (strided, so that every process gets a like share of long and short items).
-
-    Example::
-
-        >>> list(shard_items(7, 1, 3))
-        [1, 4]
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"`rank` must be in [0, {world_size}), got {rank}")
-    return range(rank, count, world_size)
-
-
-def scores_in_order(task: ScoredTask, scores: Mapping[int, Sequence[Score]]) -> list[Sequence[Score]]:
-    """The scores of every item of ``task``, in order: what its metrics are computed from.
-
-    Raises:
-        ValueError: An item has no scores (one process's scores, not every process's, merged).
-    """
-    missing = [i for i in range(len(task)) if i not in scores]
-    if missing:
-        raise ValueError(f"task {task.name!r}: scores lack {len(missing)} of its {len(task)} items "
-                         f"(first {missing[:5]}); gather every process's scores before the metrics")
-    return [scores[i] for i in range(len(task))]
 
 
 def token_request(
