@@ -69,6 +69,12 @@ class LmEvalTask(BaseTask):
         self.instances = tuple(tuple(sorted(by_document[doc_id], key=lambda i: i.idx)) for doc_id, _ in self.documents)
         self.items = tuple(self._encode(doc_id, instances, encoder, context_length)
                            for (doc_id, _), instances in zip(self.documents, self.instances))
+        # Per document, its number of choices (0: not a choice task), and the chance of guessing a gold one: fixed,
+        # so found once rather than every round.
+        choice = self.output_type == "multiple_choice"
+        self._choices = tuple(len(harness.doc_to_choice(doc)) if choice else 0 for _, doc in self.documents)
+        self._chance_level = m.mean([min(self._golds(doc), count) / count for (_, doc), count in
+                                     zip(self.documents, self._choices)]) if choice else 0.0
 
     def _encode(self, doc_id: int, instances: Sequence[Any], encoder: RequestEncoder,
                 context_length: int | None) -> tuple[TokenRequest, ...]:
@@ -84,17 +90,14 @@ class LmEvalTask(BaseTask):
         """lm-eval's: ``multiple_choice``, ``loglikelihood`` or ``loglikelihood_rolling``."""
         return self.harness.OUTPUT_TYPE
 
+    def _golds(self, doc: Any) -> int:
+        gold = self.harness.doc_to_text(doc) if self.harness.multiple_input else self.harness.doc_to_target(doc)
+        return len(gold) if isinstance(gold, list) else 1
+
     def _chance(self) -> float:
         """The mean chance of a guess over the documents (of hitting one of the golds where there are several);
         0 for ``loglikelihood``."""
-        if self.output_type != "multiple_choice":
-            return 0.0
-        chances = []
-        for _, doc in self.documents:
-            gold = self.harness.doc_to_text(doc) if self.harness.multiple_input else self.harness.doc_to_target(doc)
-            choices = len(self.harness.doc_to_choice(doc))
-            chances.append(min(len(gold) if isinstance(gold, list) else 1, choices) / choices)
-        return m.mean(chances)
+        return self._chance_level
 
     def _results(self, scores: Mapping[int, Sequence[Score]]) -> dict[str, list[dict[str, Any]]]:
         """Per filter, per document, what lm-eval's ``process_results`` makes of the scores."""
@@ -141,7 +144,7 @@ class LmEvalTask(BaseTask):
                 entries.append(document_result(doc_id, f"{self.spec.task}[{doc_id}]",
                                                m.bits_per_byte(sum(lls), size) if size else float("nan")))
             elif "acc" in values:
-                choices = len(self.harness.doc_to_choice(doc)) if self.output_type == "multiple_choice" else 0
+                choices = self._choices[item]  # lm-eval's prediction: the likeliest choice (mutual-info lls after)
                 entries.append(example_result(doc_id, correct=bool(values["acc"]), loglikelihoods=lls,
                                               prediction=m.best(lls[:choices]) if choices else None,
                                               correct_norm=bool(values["acc_norm"]) if "acc_norm" in values else None))

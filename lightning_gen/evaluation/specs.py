@@ -116,7 +116,8 @@ class TaskSpec:
                                  f"type {self.type!r}")
             return
         if not isinstance(self.task, str) or not self.task:
-            raise ValueError(f"task {self.name!r}: `task` must name an lm-eval task for type lm_eval, got {self.task!r}")
+            raise ValueError(f"task {self.name!r}: `task` must name an lm-eval task for type lm_eval, got "
+                             f"{self.task!r}")
         if (self.continuation_delimiter, self.fewshot_delimiter) != (" ", "\n\n"):
             raise ValueError(f"task {self.name!r}: an lm-eval task takes its delimiters from its YAML "
                              "(`target_delimiter`, `fewshot_delimiter`); leave `continuation_delimiter` and "

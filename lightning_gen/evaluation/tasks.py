@@ -10,8 +10,8 @@ The life of an evaluation, as a callback drives it (every function here is pure 
 
 An *item* is what is sharded: an example of a choice or language-modelling task, a rolling window of a
 bits-per-byte task (each window belongs to one document), a document of an lm-evaluation-harness task (a
-`lightning_gen.lm_eval.LmEvalTask`, loaded only where a task list names one). Its scores are the ``(log-likelihood, is_greedy)`` of
-its requests, small and picklable, so gathering them costs little.
+`lightning_gen.lm_eval.LmEvalTask`, loaded only where a task list names one). Its scores are the
+``(log-likelihood, is_greedy)`` of its requests, small and picklable, so gathering them costs little.
 """
 
 from __future__ import annotations

@@ -109,19 +109,22 @@ def test_metrics_equal_lm_eval_s_simple_evaluate_for_every_log_likelihood_output
 def test_shards_merge_into_the_unsharded_metrics_and_records_hold_each_document(harness_folder, model, bpe):
     entries = [{"name": "mc", "type": "lm_eval", "task": "local_mc", "path": harness_folder},
                {"name": "docs", "type": "lm_eval", "task": "local_docs", "path": harness_folder},
+               {"name": "lm", "type": "lm_eval", "task": "local_lm", "path": harness_folder},
                {"name": "own", "type": "language_modeling", "path": harness_folder / "lm.jsonl"}]
     tasks = load_tasks(entries, tokenizer=bpe, context_length=CONTEXT)
     whole = score_tasks(model, tasks)
     parts = [score_tasks(model, tasks, shard=(rank, 2)) for rank in range(2)]
     assert sorted(parts[0]["mc"]) == [0, 2, 4, 6, 8, 10] and sorted(parts[1]["docs"]) == [1, 3]
     merged = merge_scores(parts)
-    assert evaluation_metrics(tasks, merged) == pytest.approx(evaluation_metrics(tasks, whole), abs=1e-5)
+    assert evaluation_metrics(tasks, merged) == pytest.approx(evaluation_metrics(tasks, whole), rel=1e-5, abs=1e-5)
     with pytest.raises(ValueError, match=r"task 'mc': scores lack 6 of its 12 items"):
         evaluation_metrics(tasks, merge_scores(parts[:1]))
 
-    mc, docs = tasks[0].record(3, merged["mc"]), tasks[1].record(3, merged["docs"])
-    json.dumps([mc, docs], allow_nan=False)
-    assert (mc["step"], mc["task"], mc["type"], docs["type"]) == (3, "mc", "multiple_choice", "bits_per_byte")
+    mc, docs, lm = (task.record(3, merged[task.name]) for task in tasks[:3])
+    json.dumps([mc, docs, lm], allow_nan=False)
+    assert (mc["step"], mc["task"]) == (3, "mc")
+    assert [mc["type"], docs["type"], lm["type"]] == ["multiple_choice", "bits_per_byte", "language_modeling"]
+    assert lm["metrics"]["acc"] == sum(entry["correct"] for entry in lm["examples"]) / 8 > 0
     assert [entry["index"] for entry in mc["examples"]] == list(range(12))
     assert mc["metrics"]["acc"] == pytest.approx(sum(entry["correct"] for entry in mc["examples"]) / 12)
     assert mc["metrics"]["acc_norm"] == pytest.approx(sum(entry["correct_norm"] for entry in mc["examples"]) / 12)
