@@ -175,7 +175,7 @@ def load_lm_eval_tasks(
 
     Example::
 
-        >>> import json, tempfile
+        >>> import tempfile
         >>> from pathlib import Path
         >>> from torch import nn
         >>> from lightning_gen.evaluation.tasks import evaluation_metrics, load_tasks, score_tasks
