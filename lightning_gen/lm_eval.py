@@ -15,6 +15,10 @@ Its answers are those of lm-eval's ``HFLM(..., logits_cache=False)`` on a transf
 tokenizer: ``loglikelihood`` and ``loglikelihood_rolling`` through `lightning_gen.evaluation.loglikelihood`,
 ``generate_until`` through `lightning_gen.generate` (transformers' decoding, token for token) with lm-eval's own
 stop-sequence handling. The model's modes and state and the tokenizer are left as they were.
+
+The other way round, a task list (`~lightning_gen.evaluation.tasks.load_tasks`, the ``TaskMonitor``) takes lm-eval
+task names, ``{name: hs, type: lm_eval, task: hellaswag}``: `load_lm_eval_tasks` builds them offline into
+`LmEvalTask` objects, scored with the other tasks and reported with lm-eval's own metrics.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ except ImportError as err:  # pragma: no cover - exercised where lm-eval is not 
         "(or `pip install lm-eval`)") from err
 
 from lightning_gen._checks import check_int
+from lightning_gen._lm_eval_tasks import LmEvalTask, load_lm_eval_tasks
 from lightning_gen.decoding.adapters import AdapterName, ModelAdapter, model_device
 from lightning_gen.decoding.batching import generate_completions
 from lightning_gen.decoding.likelihood import loglikelihood_tokens, scoring_adapter
 from lightning_gen.evaluation.encoding import RequestEncoder
 from lightning_gen.text.tokenization import load_tokenizer
 
-__all__ = ["LightningGenLM"]
+__all__ = ["LightningGenLM", "LmEvalTask", "load_lm_eval_tasks"]
 
 
 class LightningGenLM(LM):

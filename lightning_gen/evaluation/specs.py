@@ -17,6 +17,11 @@ A task list in YAML (``path`` relative to the YAML file)::
       - name: docs
         path: held_out/             # a .txt file, or a folder of them: each file a document
         type: bits_per_byte
+      - name: arc
+        type: lm_eval               # an lm-evaluation-harness task, by its name (lm-eval installed, data local)
+        task: arc_easy_local
+        path: lm_eval_tasks/        # optional: a folder of task YAMLs to look in before lm-eval's own
+        num_fewshot: 5              # optional: the task's own default otherwise
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from lightning_gen._checks import check_int
 
 __all__ = ["TaskSpec", "TaskType", "load_task_specs"]
 
-TaskType = Literal["multiple_choice", "schema", "language_modeling", "bits_per_byte"]
+TaskType = Literal["multiple_choice", "schema", "language_modeling", "bits_per_byte", "lm_eval"]
 _TYPES: tuple[str, ...] = get_args(TaskType)
 
 
@@ -42,44 +47,57 @@ class TaskSpec:
 
     Args:
         name: The task's name in metric names (``eval/<name>/acc``); no ``/``.
-        path: A JSON Lines file (``bits_per_byte``: a text file or a folder of ``*.txt`` files).
-        type: ``multiple_choice``, ``schema``, ``language_modeling`` or ``bits_per_byte``.
+        path: A JSON Lines file (``bits_per_byte``: a text file or a folder of ``*.txt`` files; ``lm_eval``: an
+            optional folder of lm-eval task YAMLs, searched before lm-eval's own tasks).
+        type: ``multiple_choice``, ``schema``, ``language_modeling``, ``bits_per_byte``, or ``lm_eval`` (an
+            lm-evaluation-harness task named by ``task``; see `lightning_gen.lm_eval.load_lm_eval_tasks`).
         num_fewshot: Solved examples put before each question, drawn from the task's other examples with a fixed
-            seed per question (the same every round and on every process).
+            seed per question (the same every round and on every process). None: 0, or for ``lm_eval`` the
+            task's own default.
         continuation_delimiter: What joins a context and its continuation (a choice, the schema's continuation).
+            An ``lm_eval`` task takes its delimiters from its YAML (``target_delimiter``, ``fewshot_delimiter``).
         fewshot_delimiter: What separates the few-shot examples from each other and from the question.
         random_baseline: The accuracy of guessing, in [0, 1), for ``centered``; by default the mean of
             ``1 / number of choices`` over the examples (0 for ``language_modeling``).
         max_examples: Score this many examples, picked once with a fixed seed; all by default. For
-            ``bits_per_byte`` it counts documents.
+            ``bits_per_byte`` it counts documents; for ``lm_eval`` it is lm-eval's ``limit`` (its first documents).
+        task: The lm-eval task's name, for ``type: lm_eval`` only.
 
     Raises:
-        ValueError: A value out of range, a ``/`` in ``name``, or few-shot examples for ``bits_per_byte``.
+        ValueError: A value out of range, a ``/`` in ``name``, few-shot examples for ``bits_per_byte``, ``task``
+            missing for ``lm_eval`` or given for another type, or delimiters given for ``lm_eval``.
 
     Example::
 
         >>> TaskSpec("arc", "arc.jsonl", "multiple_choice", num_fewshot=5).num_fewshot
         5
+        >>> TaskSpec("hellaswag", None, "lm_eval", task="hellaswag").num_fewshot is None   # the task's default
+        True
     """
 
     name: str
-    path: Path
+    path: Path | None
     type: TaskType
-    num_fewshot: int = 0
+    num_fewshot: int | None = None
     continuation_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
     random_baseline: float | None = None
     max_examples: int | None = None
+    task: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ValueError(f"`name` must be a non-empty string without '/', got {self.name!r}")
-        if not isinstance(self.path, (str, os.PathLike)):
-            raise TypeError(f"task {self.name!r}: `path` must be a path, got {self.path!r}")
-        object.__setattr__(self, "path", Path(self.path))
         if self.type not in _TYPES:
             raise ValueError(f"task {self.name!r}: `type` must be one of {list(_TYPES)}, got {self.type!r}")
-        check_int("num_fewshot", self.num_fewshot, low=0)
+        if not (isinstance(self.path, (str, os.PathLike)) or (self.path is None and self.type == "lm_eval")):
+            raise TypeError(f"task {self.name!r}: `path` must be a path, got {self.path!r}")
+        if self.path is not None:
+            object.__setattr__(self, "path", Path(self.path))
+        self._check_lm_eval()
+        check_int("num_fewshot", self.num_fewshot, low=0, allow_none=True)
+        if self.num_fewshot is None and self.type != "lm_eval":
+            object.__setattr__(self, "num_fewshot", 0)
         check_int("max_examples", self.max_examples, allow_none=True)
         for name in ("continuation_delimiter", "fewshot_delimiter"):
             if not isinstance(getattr(self, name), str):
@@ -91,6 +109,20 @@ class TaskSpec:
         if self.type == "bits_per_byte" and self.num_fewshot:
             raise ValueError(f"task {self.name!r}: `num_fewshot` must be 0 for bits_per_byte, got {self.num_fewshot}")
 
+    def _check_lm_eval(self) -> None:
+        if self.type != "lm_eval":
+            if self.task is not None:
+                raise ValueError(f"task {self.name!r}: `task` names an lm-eval task and needs `type: lm_eval`, got "
+                                 f"type {self.type!r}")
+            return
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"task {self.name!r}: `task` must name an lm-eval task for type lm_eval, got "
+                             f"{self.task!r}")
+        if (self.continuation_delimiter, self.fewshot_delimiter) != (" ", "\n\n"):
+            raise ValueError(f"task {self.name!r}: an lm-eval task takes its delimiters from its YAML "
+                             "(`target_delimiter`, `fewshot_delimiter`); leave `continuation_delimiter` and "
+                             "`fewshot_delimiter` out")
+
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(TaskSpec))
 
@@ -101,11 +133,12 @@ def _spec(entry: Any, where: str, root: Path | None) -> TaskSpec:
     if not isinstance(entry, Mapping):
         raise TypeError(f"{where} must be a mapping with {list(_FIELDS)}, got {entry!r}")
     unknown = sorted(set(entry) - set(_FIELDS))
-    missing = [name for name in ("name", "path", "type") if name not in entry]
+    required = ("name", "type", "task") if entry.get("type") == "lm_eval" else ("name", "path", "type")
+    missing = [name for name in required if name not in entry]
     if unknown or missing:
         problem = f"has unknown field(s) {unknown}" if unknown else f"lacks {missing}"
         raise ValueError(f"{where} {problem}; a task's fields are {list(_FIELDS)}")
-    values = dict(entry)
+    values = {"path": None, **entry}
     if root is not None and isinstance(values["path"], (str, os.PathLike)):
         values["path"] = root / values["path"]  # an absolute path stays as it is
     try:

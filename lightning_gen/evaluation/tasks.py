@@ -9,8 +9,9 @@ The life of an evaluation, as a callback drives it (every function here is pure 
     records = [task.record(step, scores[task.name]) for task in tasks]
 
 An *item* is what is sharded: an example of a choice or language-modelling task, a rolling window of a
-bits-per-byte task (each window belongs to one document). Its scores are the ``(log-likelihood, is_greedy)`` of
-its requests, small and picklable, so gathering them costs little.
+bits-per-byte task (each window belongs to one document), a document of an lm-evaluation-harness task (a
+`lightning_gen.lm_eval.LmEvalTask`, loaded only where a task list names one). Its scores are the
+``(log-likelihood, is_greedy)`` of its requests, small and picklable, so gathering them costs little.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from lightning_gen.evaluation.formats import Document, Example, read_documents, 
 from lightning_gen.evaluation.specs import TaskSpec, load_task_specs
 from lightning_gen.text.task_records import document_result, example_result, task_record
 
-__all__ = ["Score", "ScoredTask", "Task", "evaluation_metrics", "load_tasks", "merge_scores", "score_tasks"]
+__all__ = ["BaseTask", "Score", "ScoredTask", "Task", "evaluation_metrics", "load_tasks", "merge_scores",
+           "score_tasks", "token_request"]
 
 Score = tuple[float, bool]
 TokenRequest = tuple[tuple[int, ...], tuple[int, ...]]
@@ -54,8 +56,48 @@ class ScoredTask(Protocol):
     def record(self, step: int, scores: Mapping[int, Sequence[Score]]) -> dict[str, Any]: ...
 
 
+class BaseTask:
+    """What every task built from a task list's entry shares: its name, its items and how they are sharded over
+    processes, the check that a round's scores cover every item, and the chance level that centres its accuracy
+    (the spec's ``random_baseline``, else the task's own `_chance`). `Task` and `~lightning_gen.lm_eval.LmEvalTask`
+    are ones."""
+
+    spec: TaskSpec
+    items: Sequence[Sequence[TokenRequest]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def shard(self, rank: int, world_size: int) -> range:
+        """The items process ``rank`` of ``world_size`` scores: every ``world_size``-th, from ``rank`` (strided, so
+        that every process gets a like share of long and short items)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"`rank` must be in [0, {world_size}), got {rank}")
+        return range(rank, len(self.items), world_size)
+
+    @property
+    def random_baseline(self) -> float:
+        """The accuracy of guessing: the spec's, else the task's own estimate."""
+        return float(self.spec.random_baseline) if self.spec.random_baseline is not None else self._chance()
+
+    def _chance(self) -> float:
+        raise NotImplementedError
+
+    def _complete(self, scores: Mapping[int, Sequence[Score]]) -> list[Sequence[Score]]:
+        """The scores of every item, in order (raises where one process's scores, not all of them, were given)."""
+        missing = [i for i in range(len(self.items)) if i not in scores]
+        if missing:
+            raise ValueError(f"task {self.name!r}: scores lack {len(missing)} of its {len(self.items)} items "
+                             f"(first {missing[:5]}); gather every process's scores before the metrics")
+        return [scores[i] for i in range(len(self.items))]
+
+
 @dataclass(frozen=True)
-class Task:
+class Task(BaseTask):
     """A task ready to score: its examples (or documents) and, per item, the token ids of its requests.
 
     Attributes:
@@ -70,34 +112,11 @@ class Task:
     items: tuple[tuple[TokenRequest, ...], ...]
     source_of: tuple[int, ...]
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def shard(self, rank: int, world_size: int) -> range:
-        """The items process ``rank`` of ``world_size`` scores: every ``world_size``-th, from ``rank``."""
-        if not 0 <= rank < world_size:
-            raise ValueError(f"`rank` must be in [0, {world_size}), got {rank}")
-        return range(rank, len(self.items), world_size)
-
-    @property
-    def random_baseline(self) -> float:
-        """The spec's, else the mean chance of a guess over the examples (0 for language modelling)."""
-        if self.spec.random_baseline is not None:
-            return float(self.spec.random_baseline)
+    def _chance(self) -> float:
+        """The mean chance of a guess over the examples (0 for language modelling)."""
         if self.spec.type in ("language_modeling", "bits_per_byte"):
             return 0.0
         return m.mean([1.0 / len(example.requests) for example in self.sources])
-
-    def _complete(self, scores: Mapping[int, Sequence[Score]]) -> list[Sequence[Score]]:
-        missing = [i for i in range(len(self.items)) if i not in scores]
-        if missing:
-            raise ValueError(f"task {self.name!r}: scores lack {len(missing)} of its {len(self.items)} items "
-                             f"(first {missing[:5]}); gather every process's scores before the metrics")
-        return [scores[i] for i in range(len(self.items))]
 
     def metrics(self, scores: Mapping[int, Sequence[Score]]) -> dict[str, float]:
         """The task's metrics from the scores of all its items: ``acc``, ``acc_norm`` (choice tasks), ``loss``
@@ -152,21 +171,33 @@ def _tokenized(spec: TaskSpec, encoder: RequestEncoder, context_length: int | No
                 source_of.append(position)
         return Task(spec, tuple(documents), tuple(items), tuple(source_of))
     examples = read_examples(spec)
-    items = []
-    for example in examples:
-        requests = []
-        for k, (context, continuation) in enumerate(example.requests):
-            context_ids, continuation_ids = encoder.pair(context, continuation)
-            where = f"task {spec.name!r}: '{spec.path}' line {example.line}, request {k}"
-            if not context_ids or not continuation_ids:
-                raise ValueError(f"{where}: its {'context' if not context_ids else 'continuation'} encodes to no "
-                                 "token, and a log-likelihood needs one of each")
-            if context_length is not None and len(continuation_ids) > context_length:
-                raise ValueError(f"{where}: its continuation is {len(continuation_ids)} tokens, more than the "
-                                 f"context length {context_length}")
-            requests.append((tuple(context_ids), tuple(continuation_ids)))
-        items.append(tuple(requests))
-    return Task(spec, tuple(examples), tuple(items), tuple(range(len(examples))))
+    items = tuple(tuple(token_request(*encoder.pair(*request), context_length=context_length,
+                                      where=f"task {spec.name!r}: '{spec.path}' line {example.line}, request {k}")
+                        for k, request in enumerate(example.requests)) for example in examples)
+    return Task(spec, tuple(examples), items, tuple(range(len(examples))))
+
+
+def token_request(
+    context_ids: Sequence[int], continuation_ids: Sequence[int], *, context_length: int | None, where: str
+) -> TokenRequest:
+    """An encoded ``(context, continuation)`` request, checked once at load: at least one token each, and a
+    continuation that fits the context length. ``where`` names the request in the error.
+
+    Raises:
+        ValueError: A side that encodes to no token, or a continuation longer than ``context_length``.
+
+    Example::
+
+        >>> token_request([5, 6], [7], context_length=8, where="task 't', request 0")
+        ((5, 6), (7,))
+    """
+    if not context_ids or not continuation_ids:
+        raise ValueError(f"{where}: its {'context' if not context_ids else 'continuation'} encodes to no token, "
+                         "and a log-likelihood needs one of each")
+    if context_length is not None and len(continuation_ids) > context_length:
+        raise ValueError(f"{where}: its continuation is {len(continuation_ids)} tokens, more than the context "
+                         f"length {context_length}")
+    return tuple(context_ids), tuple(continuation_ids)
 
 
 def load_tasks(
@@ -174,8 +205,11 @@ def load_tasks(
     *,
     tokenizer: Any,
     context_length: int | None,
-) -> list[Task]:
+) -> list[ScoredTask]:
     """Read and tokenize every task once (see `~lightning_gen.evaluation.specs.load_task_specs` for ``tasks``).
+
+    Tasks of ``type: lm_eval`` are lm-evaluation-harness's, loaded by `lightning_gen.lm_eval.load_lm_eval_tasks`
+    (a `~lightning_gen.lm_eval.LmEvalTask` each); the others are `Task` objects.
 
     Args:
         tokenizer: Anything `~lightning_gen.load_tokenizer` takes; requests are encoded as lm-eval's ``HFLM``
@@ -184,10 +218,26 @@ def load_tasks(
             None: no limit (one window per document).
 
     Raises:
-        FileNotFoundError, ValueError: A task list, file, line or field that cannot be used, named in the message.
+        FileNotFoundError, ValueError: A task list, file, line or field that cannot be used, named in the message;
+            an lm-eval task that is unknown, generates text or whose data is not local.
+        ImportError: The list names an lm-eval task and lm-eval is not installed (the ``lm-eval`` extra).
     """
     encoder = RequestEncoder(tokenizer)
-    return [_tokenized(spec, encoder, context_length) for spec in load_task_specs(tasks)]
+    specs = load_task_specs(tasks)
+    harness = [spec for spec in specs if spec.type == "lm_eval"]
+    loaded = dict(zip([spec.name for spec in harness], _lm_eval_tasks(harness, encoder, context_length)))
+    return [loaded[spec.name] if spec.type == "lm_eval" else _tokenized(spec, encoder, context_length)
+            for spec in specs]
+
+
+def _lm_eval_tasks(specs: list[TaskSpec], encoder: RequestEncoder, context_length: int | None) -> list[ScoredTask]:
+    if not specs:
+        return []
+    try:  # lm-eval is an optional extra: imported only where a task list names one of its tasks
+        from lightning_gen.lm_eval import load_lm_eval_tasks
+    except ImportError as err:
+        raise ImportError(f"task {specs[0].name!r} is an lm-eval task ({specs[0].task!r}): {err}") from err
+    return list(load_lm_eval_tasks(specs, encoder=encoder, context_length=context_length))
 
 
 def score_tasks(

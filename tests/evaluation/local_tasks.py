@@ -6,7 +6,11 @@ import json
 import random
 from pathlib import Path
 
+import torch
 from tiny_lms import CORPUS
+
+from lightning_gen import generate
+from lightning_gen.evaluation.encoding import RequestEncoder
 
 _SENTENCES = [s.strip() for text in CORPUS[:60] for s in text.replace("\n", " ").split(". ") if 20 < len(s) < 160]
 
@@ -51,20 +55,45 @@ def language_modeling_rows(count: int = 8, seed: int = 2) -> list[dict]:
     return rows
 
 
-_LM_EVAL_FORMATS = {
+def greedy_lm_rows(model, tokenizer, count: int) -> list[dict]:
+    """Language-modelling examples, half of them (those that fit the model) continued the model's own greedy way."""
+    encoder, rows = RequestEncoder(tokenizer), []
+    for i, row in enumerate(language_modeling_rows(2 * count)[:count]):
+        ids = encoder.encode(row["context"])
+        if i % 2 == 0 and len(ids) + 2 <= model.config.n_positions:
+            new = generate(model, torch.tensor([ids]), max_new_tokens=2, do_sample=False)[0, len(ids):]
+            text = tokenizer.decode(new)
+            if text.strip() and encoder.pair(row["context"], text) == (ids, new.tolist()):
+                row = {"context": row["context"], "continuation": text}
+        rows.append(row)
+    return rows
+
+
+_LM_EVAL_FORMATS = {  # our type: lm-eval's output type, doc_to_text, doc_to_target, doc_to_choice, metrics
     "multiple_choice": ("multiple_choice", '"{{query}}"', '"{{gold}}"', '"{{choices}}"', ["acc", "acc_norm"]),
     "schema": ("multiple_choice", '"{{gold}}"', '"{{continuation}}"', '"{{context_options}}"', ["acc", "acc_norm"]),
     "language_modeling": ("loglikelihood", '"{{context}}"', '"{{continuation}}"', None, ["acc"]),
+    # Rows {"text"}: each scored whole, in rolling windows.
+    "bits_per_byte": ("loglikelihood_rolling", '""', '"{{text}}"', None, ["bits_per_byte"]),
+    # Rows {"prompt", "answer"}: text generated until a stop string.
+    "generation": ("generate_until", '"{{prompt}}"', '"{{answer}}"', None, ["exact_match"]),
 }
 
 
-def write_lm_eval_task(folder: Path, name: str, data: Path, task_type: str) -> None:
-    """An lm-eval task YAML over a JSON Lines file of ours, read offline by `datasets`' json builder."""
-    output, text, target, choice, metrics = _LM_EVAL_FORMATS[task_type]
-    lines = [f"task: {name}", "dataset_path: json", "dataset_kwargs:", "  data_files:", f"    test: {data}",
+def write_lm_eval_task(folder: Path, name: str, data: Path | dict[str, Path], task_type: str, *,
+                       metrics: list[str] | None = None, **fields) -> Path:
+    """An lm-eval task YAML over JSON Lines files of ours (``data``: the test split's, or a file per split), read
+    offline by `datasets`' json builder; ``fields``: more of the task's fields (``num_fewshot=2``), as JSON."""
+    output, text, target, choice, default_metrics = _LM_EVAL_FORMATS[task_type]
+    splits = data if isinstance(data, dict) else {"test": data}
+    lines = [f"task: {name}", "dataset_path: json", "dataset_kwargs:", "  data_files:",
+             *(f"    {split}: {path}" for split, path in splits.items()),
              f"  cache_dir: {folder / 'datasets'}", "test_split: test", f"output_type: {output}",
              f"doc_to_text: {text}", f"doc_to_target: {target}"]
     if choice:
         lines.append(f"doc_to_choice: {choice}")
-    lines += ["metric_list:"] + [f"  - metric: {metric}" for metric in metrics]
-    (folder / f"{name}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines += [f"{key}: {json.dumps(value)}" for key, value in fields.items()]
+    lines += ["metric_list:"] + [f"  - metric: {metric}" for metric in metrics or default_metrics]
+    path = folder / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

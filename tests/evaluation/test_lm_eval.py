@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from local_tasks import multiple_choice_rows, write_jsonl, write_lm_eval_task
@@ -26,38 +25,10 @@ def _write_tasks(folder):
     write_jsonl(folder / "mc.jsonl", multiple_choice_rows(10))
     write_lm_eval_task(folder, "local_mc", folder / "mc.jsonl", "multiple_choice")
     write_jsonl(folder / "docs.jsonl", [{"text": text[:500]} for text in CORPUS[5:9]])
-    (folder / "local_docs.yaml").write_text(textwrap.dedent(f"""\
-        task: local_docs
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            test: {folder / 'docs.jsonl'}
-          cache_dir: {folder / 'datasets'}
-        test_split: test
-        output_type: loglikelihood_rolling
-        doc_to_text: ""
-        doc_to_target: "{{{{text}}}}"
-        metric_list:
-          - metric: bits_per_byte
-        """))
+    write_lm_eval_task(folder, "local_docs", folder / "docs.jsonl", "bits_per_byte")
     write_jsonl(folder / "complete.jsonl", [{"prompt": text[:60], "answer": "x"} for text in CORPUS[10:16]])
-    (folder / "local_complete.yaml").write_text(textwrap.dedent(f"""\
-        task: local_complete
-        dataset_path: json
-        dataset_kwargs:
-          data_files:
-            test: {folder / 'complete.jsonl'}
-          cache_dir: {folder / 'datasets'}
-        test_split: test
-        output_type: generate_until
-        doc_to_text: "{{{{prompt}}}}"
-        doc_to_target: "{{{{answer}}}}"
-        generation_kwargs:
-          until: ["."]
-          max_gen_toks: 12
-        metric_list:
-          - metric: exact_match
-        """))
+    write_lm_eval_task(folder, "local_complete", folder / "complete.jsonl", "generation",
+                       generation_kwargs={"until": ["."], "max_gen_toks": 12})
     return TaskManager(include_path=str(folder), include_defaults=False)
 
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 from local_tasks import (
-    language_modeling_rows,
+    greedy_lm_rows,
     multiple_choice_rows,
     schema_rows,
     write_jsonl,
@@ -22,24 +22,9 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from tiny_lms import CORPUS, tiny_gpt2
 
-from lightning_gen import generate
-from lightning_gen.evaluation.encoding import RequestEncoder
 from lightning_gen.evaluation.loglikelihood import loglikelihood_rolling
 from lightning_gen.evaluation.tasks import evaluation_metrics, load_tasks, merge_scores, score_tasks
 from lightning_gen.text.task_records import flips
-
-
-def _greedy_lm_rows(model, tokenizer, count: int) -> list[dict]:
-    """Language-modelling examples, half of them continued the model's own greedy way."""
-    encoder, rows = RequestEncoder(tokenizer), []
-    for i, row in enumerate(language_modeling_rows(2 * count)):
-        ids = encoder.encode(row["context"])
-        new = generate(model, torch.tensor([ids]), max_new_tokens=2, do_sample=False)[0, len(ids):]
-        text = tokenizer.decode(new)
-        if i % 2 == 0 and text.strip() and encoder.pair(row["context"], text) == (ids, new.tolist()):
-            row = {"context": row["context"], "continuation": text}
-        rows.append(row)
-    return rows[:count]
 
 
 @pytest.fixture
@@ -47,7 +32,7 @@ def task_files(tmp_path, bpe):
     model = tiny_gpt2(len(bpe), n_positions=128)
     write_jsonl(tmp_path / "mc.jsonl", multiple_choice_rows(16))
     write_jsonl(tmp_path / "schema.jsonl", schema_rows(10))
-    write_jsonl(tmp_path / "lm.jsonl", _greedy_lm_rows(model, bpe, 10))
+    write_jsonl(tmp_path / "lm.jsonl", greedy_lm_rows(model, bpe, 10))
     return model, tmp_path
 
 
@@ -62,8 +47,8 @@ def test_acc_and_acc_norm_equal_lm_eval_on_the_same_task_files(task_files, bpe):
     ours = evaluation_metrics(tasks, score_tasks(model, tasks))
 
     for spec in specs:
-        write_lm_eval_task(folder, f"local_{spec['name']}", folder / spec["path"], spec["type"])
-    (folder / "local_lm.yaml").write_text((folder / "local_lm.yaml").read_text() + 'target_delimiter: ""\n')
+        write_lm_eval_task(folder, f"local_{spec['name']}", folder / spec["path"], spec["type"],
+                           **({"target_delimiter": ""} if spec["name"] == "lm" else {}))
     lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(bpe), logits_cache=False, device="cpu")
     results = simple_evaluate(model=lm, tasks=["local_mc", "local_schema", "local_lm"], verbosity="ERROR",
                               task_manager=TaskManager(include_path=str(folder), include_defaults=False))["results"]
