@@ -29,7 +29,6 @@ QUICKSTART = [
 ]
 # Files another branch of this round writes; a link to one is expected to fail until it has landed. Remove an entry
 # once the file is in the repository: from then on a missing file is a failure again.
-PENDING = {"benchmarks/README.md": "benchmark method and figures, written on the benchmarks' branches (issue 23)"}
 
 _FENCE = re.compile(r"^```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.M | re.S)
 _LINK = re.compile(r"\[(?:[^\]]*)\]\((?P<target>[^)\s]+)\)")
@@ -58,7 +57,7 @@ def _anchors(path: Path) -> set[str]:
     """The headings' anchors, and those mkdocstrings makes for each ``::: lightning_gen.name`` it documents."""
     text = _prose(path.read_text())
     return ({_slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", text, re.M)}
-            | {m.group(1) for m in re.finditer(r"^::: (lightning_gen\.\w+)$", text, re.M)})
+            | {m.group(1) for m in re.finditer(r"^::: (lightning_gen(?:\.\w+)+)$", text, re.M)})
 
 
 def _relative_targets() -> list[tuple[str, Path, str]]:
@@ -71,14 +70,6 @@ def _relative_targets() -> list[tuple[str, Path, str]]:
                 continue  # a URL, or an anchor of the same page (MkDocs checks those)
             found.append((str(document.relative_to(ROOT)), document, target))
     return found
-
-
-def _pending_mark(document: Path, target: str) -> list[pytest.MarkDecorator]:
-    path = (document.parent / target.split("#")[0]).resolve()
-    name = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else None
-    if name in PENDING and not path.exists():
-        return [pytest.mark.xfail(reason=f"{name}: {PENDING[name]}", strict=True)]
-    return []
 
 
 # ----------------------------------------------------------------------------------------------- the quickstart
@@ -99,8 +90,7 @@ def test_the_quickstart_says_what_a_machine_without_a_gpu_installs_first():
 # ----------------------------------------------------------------------------------------------- links and pictures
 @pytest.mark.parametrize(
     ("document", "target"),
-    [pytest.param(name, target, marks=_pending_mark(path, target), id=f"{name}->{target}")
-     for name, path, target in _relative_targets()],
+    [pytest.param(name, target, id=f"{name}->{target}") for name, _, target in _relative_targets()],
 )
 def test_every_relative_link_and_picture_exists(document, target):
     source = ROOT / document
@@ -153,3 +143,25 @@ def test_each_yaml_example_builds_the_monitor_it_describes(tmp_path, document, b
                 p["class_path"].rsplit(".", 1)[1] for p in value]
         else:
             assert getattr(monitor, name) == value, name
+
+
+def _task_monitor_yamls() -> list[tuple[str, str]]:
+    return [(str(document.relative_to(ROOT)), m["body"]) for document in [*DOCUMENTS, ROOT / "examples/config.yaml"]
+            for m in (_FENCE.finditer(document.read_text()) if document.suffix == ".md"
+                      else [{"lang": "yaml", "body": document.read_text()}])
+            if m["lang"] == "yaml" and "lightning_gen.TaskMonitor" in m["body"]]
+
+
+@pytest.mark.parametrize(("document", "body"), _task_monitor_yamls(), ids=[name for name, _ in _task_monitor_yamls()])
+def test_each_yaml_example_of_the_task_monitor_builds_it_with_its_tasks(tmp_path, document, body, monkeypatch):
+    from lightning_gen import TaskMonitor
+
+    monkeypatch.chdir(ROOT)  # task lists are named from the repository's root, as the README's commands run
+    config = yaml.safe_load(body)
+    config = {"trainer": {"callbacks": [c for c in config["trainer"]["callbacks"]
+                                        if c["class_path"] == "lightning_gen.TaskMonitor"]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    arguments = ["--config", str(tmp_path / "config.yaml"), "--seed_everything=false", "--trainer.logger=false"]
+    cli = LightningCLI(TinyLM, run=False, args=arguments)
+    monitors = [c for c in cli.trainer.callbacks if isinstance(c, TaskMonitor)]
+    assert len(monitors) == 1 and [spec.name for spec in monitors[0].tasks]

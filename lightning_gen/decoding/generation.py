@@ -99,8 +99,8 @@ def generate(
         stopping_criteria: Extra stopping criteria, merged as HF merges them.
         generator: The only source of randomness for sampling (on the model's device). When None, a private
             generator seeded from the operating system is used: the global RNG is never touched.
-        adapter: How to call the model: ``"auto"`` (default: detect), ``"plain"``, ``"litgpt"``, ``"gpt-fast"``,
-            ``"hf"``, or your own `ModelAdapter`.
+        adapter: How to call the model: None or ``"auto"`` detects its protocol; ``"plain"``, ``"litgpt"``,
+            ``"gpt-fast"``, ``"torchtune"``, ``"hf"``, a `ModelAdapter` subclass or its import path, or an instance.
         tokenizer: A Hugging Face tokenizer, needed for ``stop_strings``.
         vocab_size: Keep only the first ``vocab_size`` logits (models whose vocabulary is padded, e.g. 50304);
             by default the model's ``vocab_size`` / ``config.vocab_size`` when it has one.
@@ -109,7 +109,8 @@ def generate(
             that receives whether this process is done and returns whether every process is (an all-reduce).
             A process that is done keeps calling the model, as HF's ``synced_gpus``, so all make the same
             number of forwards.
-        compile: Run the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol) through
+        compile: Run the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol, or a transformers
+            model whose forward compiles as one graph, over a static cache) through
             `torch.compile`, with static shapes, inputs at fixed addresses and cloned outputs, as gpt-fast does:
             ``True`` uses ``mode="reduce-overhead"`` (CUDA graphs) on CUDA and the default mode elsewhere; a
             mapping gives `torch.compile`'s keyword arguments. The prompt runs eagerly. The first call compiles

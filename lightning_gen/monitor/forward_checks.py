@@ -117,7 +117,10 @@ def first_forward(model: nn.Module, runner: ModelAdapter, ids: list[int], *, nam
             f"the model's forward fails on {named} with {cause}, but runs on id 0: it takes ids below {accepted} "
             f"(found by probing) and the input holds ids {bad[:5]}; does the tokenizer match the model? (set "
             "`tokenizer`, or `vocab_size`)") from err
-    check_logits(output, batch=1, length=len(ids))
+    try:
+        check_logits(output, batch=1, length=len(ids))
+    except ProbeError as err:  # not logits: most often the wrong module
+        raise ProbeError(f"{err} ({hint})") from None
     logits = output_logits(output)
     if not bool(torch.isfinite(logits).all()):
         raise ProbeError("the model's logits hold NaN or inf in eval mode, before training has started: its "

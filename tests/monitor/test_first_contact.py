@@ -100,7 +100,7 @@ class BadDecode(Chars):
 
 CAUSES = [
     # (what is wrong, the network, the tokenizer, monitor arguments, the words of the error)
-    ("not logits", NotLogits, Chars, {}, ["integer tensor", "token ids?"]),
+    ("not logits", NotLogits, Chars, {}, ["integer tensor", "token ids?", "set `model_attr`"]),
     ("ids beyond the embedding", lambda: GPT(vocab=30), Chars, {},
      ["takes ids below 30 (found by probing)", "input holds ids", "`tokenizer`", "`vocab_size`"]),
     ("ids beyond the vocabulary", lambda: GPT(vocab=67), Chars, {"vocab_size": 20},
