@@ -83,7 +83,8 @@ def _greedy_logits(model: nn.Module, runner: ModelAdapter, settled: SettledConfi
                    pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy tokens `(B, n)` and raw logits `(B, n, V)` of a few steps of ``rows`` in one call (left-padded)."""
     ids, mask = _left_pad(rows, pad_id)
-    out = generate_settled(model, ids, settled, runner, attention_mask=mask if len({len(r) for r in rows}) > 1 else None)
+    padded = len({len(r) for r in rows}) > 1
+    out = generate_settled(model, ids, settled, runner, attention_mask=mask if padded else None)
     return out.sequences[:, ids.shape[1]:].cpu(), torch.stack(out.logits, dim=1).float().cpu()
 
 
@@ -241,8 +242,8 @@ def plan_completions(
     if not rows:
         raise ValueError("`prompts` is empty")
     model_config = getattr(model, "generation_config", None)
-    settled = settle_config(generation_config, dict(kwargs or {}),
-                            model_generation_config=model_config if isinstance(model_config, GenerationConfig) else None)
+    own = model_config if isinstance(model_config, GenerationConfig) else None
+    settled = settle_config(generation_config, dict(kwargs or {}), model_generation_config=own)
     runner = resolve_adapter(model, adapter, use_cache=settled.config.use_cache is not False,
                              context_length=context_length)
     if policy is None:

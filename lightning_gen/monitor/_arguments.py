@@ -74,7 +74,8 @@ def check_common(
     """
     chosen = [name for name in _SCHEDULES if schedule.get(name) is not None]
     if len(chosen) > 1:
-        raise ValueError(f"set at most one of `every_n_train_steps`, `every_n_epochs`, `train_time_interval`, got {chosen}")
+        raise ValueError("set at most one of `every_n_train_steps`, `every_n_epochs`, `train_time_interval`, got "
+                         f"{chosen}")
     check_int("every_n_train_steps", schedule.get("every_n_train_steps"), allow_none=True)
     check_int("every_n_epochs", schedule.get("every_n_epochs"), allow_none=True)
     interval = schedule.get("train_time_interval")
@@ -85,7 +86,8 @@ def check_common(
     for name, value in switches.items():
         check_bool(name, value)
     if model_attr is not None and (not isinstance(model_attr, str) or not all(model_attr.split("."))):
-        raise ValueError(f"`model_attr` must be a dotted attribute name like 'model' or 'net.decoder', got {model_attr!r}")
+        raise ValueError("`model_attr` must be a dotted attribute name like 'model' or 'net.decoder', got "
+                         f"{model_attr!r}")
     if not isinstance(adapter, ModelAdapter):
         adapter_class(adapter)  # a known name, a ModelAdapter subclass, or the import path of one
     check_int("context_length", context_length, allow_none=True)

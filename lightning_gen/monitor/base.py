@@ -26,6 +26,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from lightning_gen._checks import check_int
+from lightning_gen.monitor._arguments import check_common
 from lightning_gen.monitor._gather import can_gather, fits_gathered
 from lightning_gen.monitor._guards import round_guards
 from lightning_gen.monitor.console import say
@@ -39,12 +41,10 @@ __all__ = ["ScheduledMonitor"]
 
 
 class ScheduledMonitor(pl.Callback):
-    """The machinery of a monitor; see the module docstring. Arguments are checked by the subclass's constructor
-    (`lightning_gen.monitor._arguments`) and stored under these names:
-
-    ``tokenizer``, ``every_n_train_steps``, ``every_n_epochs``, ``train_time_interval``, ``model_attr``,
-    ``adapter``, ``context_length``, ``tag``, ``on_error``, ``distributed``, ``empty_cache``, ``console``, and the
-    three switches `_on_start`, `_on_end`, `_on_validation`.
+    """The machinery of a monitor; see the module docstring. A subclass's constructor checks and stores the
+    arguments every monitor takes with `_configure` (``tokenizer``, the schedule, its switches, ``model_attr``,
+    ``adapter``, ``context_length``, ``batch_size``, ``tag``, ``on_error``, ``distributed``, ``empty_cache``,
+    ``console``), then its own.
     """
 
     _on_start: bool
@@ -54,6 +54,27 @@ class ScheduledMonitor(pl.Callback):
     #: How messages name the monitor and what its rounds do ("GenerationMonitor: sampling at step 4 failed ...").
     _label = "ScheduledMonitor"
     _activity = "the round"
+
+    def _configure(
+        self, *, tokenizer: Any, schedule: dict[str, Any], switches: dict[str, bool], model_attr: Any, adapter: Any,
+        context_length: Any, batch_size: Any, tag: Any, on_error: Any, distributed: Any, empty_cache: Any,
+        console: Any,
+    ) -> None:
+        """Check the arguments every monitor takes (`check_common`) and store them; ``switches`` are the subclass's
+        named booleans, the first three its start / end / validation switches, each stored under its own name."""
+        self.tokenizer = check_common(tokenizer=tokenizer, schedule=schedule, switches={**switches,
+                                      "empty_cache": empty_cache}, model_attr=model_attr, adapter=adapter,
+                                      context_length=context_length, tag=tag, on_error=on_error,
+                                      distributed=distributed, console=console)
+        check_int("batch_size", batch_size, allow_none=True)
+        for name, value in {**schedule, **switches}.items():
+            setattr(self, name, value)
+        self._on_start, self._on_end, self._on_validation = list(switches.values())[:3]
+        self.model_attr, self.adapter, self.context_length = model_attr, adapter, context_length
+        self.batch_size = batch_size
+        self.tag, self.on_error, self.distributed = tag, on_error, distributed
+        self.empty_cache, self.console = empty_cache, console
+        self._init_state()
 
     def _init_state(self) -> None:
         # Resume state: the last step a round ran at, and the time since the last round (`train_time_interval`).

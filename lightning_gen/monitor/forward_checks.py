@@ -38,10 +38,11 @@ def check_logits(output: Any, *, batch: int, length: int) -> int:
 
         >>> check_logits(torch.zeros(1, 4, 10), batch=1, length=4)
         10
-        >>> check_logits(torch.zeros(1, 4, dtype=torch.long), batch=1, length=4)
+        >>> check_logits(torch.zeros(1, 4, dtype=torch.long), batch=1, length=4)  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        lightning_gen.monitor.forward_checks.ProbeError: the model's forward returned an integer tensor of shape (1, 4) (token ids?); it must return float logits (B, T, V), (B, 1, V) or (B, V)
+        lightning_gen.monitor.forward_checks.ProbeError: the model's forward returned an integer tensor of shape
+        (1, 4) (token ids?); it must return float logits (B, T, V), (B, 1, V) or (B, V)
     """
     expected = "float logits (B, T, V), (B, 1, V) or (B, V)"
     logits = output

@@ -14,7 +14,7 @@ from transformers import GenerationConfig, LogitsProcessor
 from typing_extensions import override
 
 from lightning_gen.decoding.adapters import ModelAdapter, watched_state
-from lightning_gen.monitor._arguments import check_common, check_generation, check_processors, check_seed
+from lightning_gen.monitor._arguments import check_generation, check_processors, check_seed
 from lightning_gen.monitor.base import ScheduledMonitor
 from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
@@ -159,32 +159,22 @@ class GenerationMonitor(ScheduledMonitor):
         check_int("data_prompt_tokens", data_prompt_tokens)
         check_int("data_reference_tokens", data_reference_tokens)
         self.prompts = load_prompts(prompts) if prompts or not prompts_from_data else []
-        switches = dict(sample_on_train_start=sample_on_train_start, sample_on_train_end=sample_on_train_end,
-                        sample_on_validation=sample_on_validation, also_greedy=also_greedy, empty_cache=empty_cache,
-                        compile=compile, log_metrics=log_metrics)
-        self.tokenizer = check_common(
+        self._configure(
             tokenizer=tokenizer, schedule=dict(every_n_train_steps=every_n_train_steps, every_n_epochs=every_n_epochs,
                                                train_time_interval=train_time_interval),
-            switches=switches, model_attr=model_attr, adapter=adapter, context_length=context_length, tag=tag,
-            on_error=on_error, distributed=distributed, console=console)
+            switches=dict(sample_on_train_start=sample_on_train_start, sample_on_train_end=sample_on_train_end,
+                          sample_on_validation=sample_on_validation, also_greedy=also_greedy, compile=compile,
+                          log_metrics=log_metrics),
+            model_attr=model_attr, adapter=adapter, context_length=context_length, batch_size=batch_size, tag=tag,
+            on_error=on_error, distributed=distributed, empty_cache=empty_cache, console=console)
         self.generation = check_generation(generation)
         self.logits_processors = check_processors(logits_processors)
         check_seed(seed)
-        check_int("batch_size", batch_size, allow_none=True)
         check_int("vocab_size", vocab_size, allow_none=True)
-        self.every_n_train_steps, self.every_n_epochs = every_n_train_steps, every_n_epochs
-        self.train_time_interval = train_time_interval
-        self.sample_on_train_start, self.sample_on_train_end = sample_on_train_start, sample_on_train_end
-        self.sample_on_validation = sample_on_validation
-        self._on_start, self._on_end, self._on_validation = sample_on_train_start, sample_on_train_end, sample_on_validation
-        self.seed, self.model_attr, self.adapter, self.vocab_size = seed, model_attr, adapter, vocab_size
-        self.batch_size, self.context_length, self.tag, self.on_error = batch_size, context_length, tag, on_error
-        self.also_greedy, self.distributed, self.empty_cache = also_greedy, distributed, empty_cache
-        self.compile, self.log_metrics, self.console = compile, log_metrics, console
+        self.seed, self.vocab_size = seed, vocab_size
         self.prompts_from_data, self.data_prompt_tokens = prompts_from_data, data_prompt_tokens
         self.data_reference_tokens = data_reference_tokens
         self._use_cache = self.generation.get("use_cache") is not False
-        self._init_state()
         self._plan: Plan | None = None
         self._encoded: EncodedPrompts | None = None
         self._sinks: list[SampleSink] = []
@@ -199,8 +189,8 @@ class GenerationMonitor(ScheduledMonitor):
         self._encoded = encode_prompts(self.prompts, self._tokenizer, max_prompt_tokens=budget)
         if self.prompts_from_data:
             self._encoded = self._encoded + validation_prompts(
-                trainer, pl_module, self._tokenizer, count=self.prompts_from_data, prompt_tokens=self.data_prompt_tokens,
-                reference_tokens=self.data_reference_tokens, budget=budget)
+                trainer, pl_module, self._tokenizer, count=self.prompts_from_data,
+                prompt_tokens=self.data_prompt_tokens, reference_tokens=self.data_reference_tokens, budget=budget)
         self._warn_cropped(budget)
         self._records_dir = run_log_dir(trainer)  # on every rank: the path is broadcast from rank 0
         self._sinks, skipped = sinks_for(trainer.loggers, log_dir=self._records_dir)

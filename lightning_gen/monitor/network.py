@@ -37,7 +37,8 @@ _CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.Sequential)
 
 def _unwrap(module: Any) -> Any:
     # A compiled module would recompile for every new sequence length: sample the original.
-    return getattr(module, "_orig_mod", module) if isinstance(module, torch._dynamo.eval_frame.OptimizedModule) else module
+    compiled = isinstance(module, torch._dynamo.eval_frame.OptimizedModule)
+    return getattr(module, "_orig_mod", module) if compiled else module
 
 
 def _is_language_model(module: nn.Module) -> bool:

@@ -1,5 +1,5 @@
-"""The sampling probe: at the start of fit, verify the run's plan against the model and complete it, so that what would fail
-every round fails before step 1, naming its cause and the argument to set.
+"""The sampling probe: at the start of fit, verify the run's plan against the model and complete it, so that what
+would fail every round fails before step 1, naming its cause and the argument to set.
 
 Its stages, in order:
 
@@ -79,7 +79,9 @@ def merge_results(results: Sequence[ProbeResult]) -> ProbeResult:
     Example::
 
         >>> merge_results([ProbeResult(65, "a", policy="pad", score=True), ProbeResult(60, "b", policy="group")])
-        ProbeResult(vocab=60, vocab_source='b', context=None, policy='group', score=False, why_not_scored=None, written=())
+        ... # doctest: +NORMALIZE_WHITESPACE
+        ProbeResult(vocab=60, vocab_source='b', context=None, policy='group', score=False, why_not_scored=None,
+                    written=())
     """
     order: tuple[BatchPolicy, ...] = ("pad", "group", "single")
     vocab = min(results, key=lambda r: r.vocab)
@@ -227,7 +229,8 @@ def probe(
                              runner)
             except Exception as err:  # noqa: BLE001
                 raise ProbeError(f"scoring the probe's sample (teacher-forced, as a scored round does) failed with "
-                                 f"{type(err).__name__}: {err}; set `log_metrics=False` to sample without scoring") from err
+                                 f"{type(err).__name__}: {err}; set `log_metrics=False` to sample without "
+                                 "scoring") from err
         policy: BatchPolicy = "pad" if runner.supports_attention_mask else "group"
         if len(encoded.ids) > 1 and batch_size != 1:
             rows = [torch.tensor(ids) for ids in encoded.ids]

@@ -10,11 +10,9 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 from typing_extensions import override
 
-from lightning_gen._checks import check_int
 from lightning_gen.decoding.adapters import ModelAdapter
 from lightning_gen.evaluation.specs import TaskSpec, load_task_specs
 from lightning_gen.evaluation.tasks import ScoredTask, evaluation_metrics, load_tasks, merge_scores, score_tasks
-from lightning_gen.monitor._arguments import check_common
 from lightning_gen.monitor.base import ScheduledMonitor
 from lightning_gen.monitor.console import ConsoleMode
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
@@ -120,24 +118,13 @@ class TaskMonitor(ScheduledMonitor):
     ) -> None:
         super().__init__()
         self.tasks: list[TaskSpec] = load_task_specs(tasks)  # every entry checked now, its files read at setup
-        switches = dict(evaluate_on_train_start=evaluate_on_train_start, evaluate_on_train_end=evaluate_on_train_end,
-                        evaluate_on_validation=evaluate_on_validation, empty_cache=empty_cache)
-        self.tokenizer = check_common(
+        self._configure(
             tokenizer=tokenizer, schedule=dict(every_n_train_steps=every_n_train_steps, every_n_epochs=every_n_epochs,
                                                train_time_interval=train_time_interval),
-            switches=switches, model_attr=model_attr, adapter=adapter, context_length=context_length, tag=tag,
-            on_error=on_error, distributed=distributed, console=console)
-        check_int("batch_size", batch_size, allow_none=True)
-        self.every_n_train_steps, self.every_n_epochs = every_n_train_steps, every_n_epochs
-        self.train_time_interval = train_time_interval
-        self.evaluate_on_train_start, self.evaluate_on_train_end = evaluate_on_train_start, evaluate_on_train_end
-        self.evaluate_on_validation = evaluate_on_validation
-        self._on_start, self._on_end = evaluate_on_train_start, evaluate_on_train_end
-        self._on_validation = evaluate_on_validation
-        self.batch_size, self.model_attr, self.adapter = batch_size, model_attr, adapter
-        self.context_length, self.tag, self.on_error = context_length, tag, on_error
-        self.distributed, self.empty_cache, self.console = distributed, empty_cache, console
-        self._init_state()
+            switches=dict(evaluate_on_train_start=evaluate_on_train_start, evaluate_on_train_end=evaluate_on_train_end,
+                          evaluate_on_validation=evaluate_on_validation),
+            model_attr=model_attr, adapter=adapter, context_length=context_length, batch_size=batch_size, tag=tag,
+            on_error=on_error, distributed=distributed, empty_cache=empty_cache, console=console)
         self._loaded: list[ScoredTask] = []
         self._records_dir: str | None = None
 

@@ -14,7 +14,9 @@ from lightning_gen.text.tokenization import LoadedTokenizer
 __all__ = ["crop_prompts", "encode_prompts", "prompt_budget", "prompts_from_batches", "validation_prompts"]
 
 
-def encode_prompts(prompts: Sequence[Prompt], tokenizer: LoadedTokenizer, *, max_prompt_tokens: int | None) -> EncodedPrompts:
+def encode_prompts(
+    prompts: Sequence[Prompt], tokenizer: LoadedTokenizer, *, max_prompt_tokens: int | None
+) -> EncodedPrompts:
     """Tokenize prompts once and crop long ones from the left (the probe checks their ids against the vocabulary).
 
     Raises:
@@ -117,7 +119,8 @@ def prompt_budget(context: int | None, config: Any, *, needs_room: bool) -> int 
     budget = context - new_tokens if needs_room else context
     if budget < 1:
         raise ValueError(
-            f"`generation.max_new_tokens`={new_tokens} leaves no room for a prompt in the model's context length {context}"
+            f"`generation.max_new_tokens`={new_tokens} leaves no room for a prompt in the model's context length "
+            f"{context}"
         )
     return budget
 
