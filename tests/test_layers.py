@@ -35,7 +35,8 @@ def _imported_after(statement: str) -> set[str]:
         ("import lightning_gen.evaluation.metrics, lightning_gen.evaluation.specs, lightning_gen.evaluation.formats, "
          "lightning_gen.text.task_records", {"torch", "transformers", "lightning"}),
         ("import lightning_gen.text.rendering, lightning_gen.text.records, lightning_gen.text.tables, "
-         "lightning_gen.text.quality, lightning_gen.text.samples", {"torch", "transformers", "lightning"}),
+         "lightning_gen.text.quality, lightning_gen.text.samples, lightning_gen.text.visible, lightning_gen.text.diff, "
+         "lightning_gen.text.json_lines", {"torch", "transformers", "lightning"}),
         ("import lightning_gen.viewer.cli, lightning_gen.viewer.show, lightning_gen.viewer.export",
          {"torch", "transformers", "lightning"}),
         ("import lightning_gen", {"torch", "transformers", "lightning"}),

@@ -19,13 +19,12 @@ examples of the file with the seed ``FEWSHOT_SEED + index``, and ``max_examples`
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lightning_gen.evaluation.specs import TaskSpec
+from lightning_gen.text.json_lines import read_json_lines
 
 __all__ = ["FEWSHOT_SEED", "SUBSET_SEED", "Document", "Example", "read_documents", "read_examples", "subset"]
 
@@ -111,15 +110,7 @@ def _parse(spec: TaskSpec, line: int, row: Any) -> _Parsed:
 def _read_lines(spec: TaskSpec) -> list[_Parsed]:
     if not spec.path.is_file():
         raise FileNotFoundError(f"task {spec.name!r}: `path` must be a JSON Lines file, got '{spec.path}'")
-    parsed = []
-    for number, text in enumerate(spec.path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"task {spec.name!r}: '{spec.path}' line {number} is not JSON: {err.msg}") from None
-        parsed.append(_parse(spec, number, row))
+    parsed = [_parse(spec, number, row) for number, row in read_json_lines(spec.path, named=f"task {spec.name!r}:")]
     if not parsed:
         raise ValueError(f"task {spec.name!r}: '{spec.path}' holds no example")
     return parsed

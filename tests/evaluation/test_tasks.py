@@ -146,7 +146,7 @@ def test_errors_name_the_task_the_file_the_line_and_the_field(tmp_path, bpe):
     good = {"query": "Q", "choices": ["a", "b"], "gold": 1}
     with pytest.raises(ValueError, match=r"task 't': '.*t.jsonl' line 2: `gold` must be an index in \[0, 2\), got 2"):
         load([good, {**good, "gold": 2}])
-    with pytest.raises(ValueError, match=r"line 3 is not JSON"):
+    with pytest.raises(ValueError, match=r"line 3 is not valid JSON"):
         load(json.dumps(good) + "\n\n{oops\n")
     with pytest.raises(ValueError, match=r"line 1: `choices` must be a list of at least two non-empty strings"):
         load([{**good, "choices": ["a"]}])
