@@ -165,7 +165,10 @@ def test_cli_fit_writes_tensorboard_events_and_a_resumable_checkpoint(tmp_path, 
     assert events, f"no TensorBoard event files under {tmp_path}"
     accumulator = EventAccumulator(str(events[0].parent))
     accumulator.Reload()
-    assert {"train_loss", "val_loss"} <= set(accumulator.Tags()["scalars"])
+    # The TaskMonitor's tasks (examples/tasks/tasks.yaml) at step 0 and at the end: accuracy and bits per byte.
+    assert {"train_loss", "val_loss", "eval/word_order/acc", "eval/held_out/bpb", "eval/core"} <= set(
+        accumulator.Tags()["scalars"])
+    assert [e.step for e in accumulator.Scalars("eval/word_order/acc")] == [0, 3]
 
     checkpoint = next(tmp_path.rglob("*.ckpt"))
     restored = CharGPT.load_from_checkpoint(checkpoint)
