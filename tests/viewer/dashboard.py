@@ -84,9 +84,9 @@ def chromium() -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def open_dashboard(browser, url: str, fragment: str = ""):
+def open_dashboard(browser, url: str, fragment: str = "", ready: str = "main .sample"):
     """TensorBoard's page on the Samples tab (``fragment``: more of the URL's hash); the driver is left inside
-    the dashboard's iframe once its samples are drawn. Returns a `WebDriverWait`."""
+    the dashboard's iframe once the view is drawn (an element matches ``ready``). Returns a `WebDriverWait`."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -94,7 +94,7 @@ def open_dashboard(browser, url: str, fragment: str = ""):
     browser.get(f"{url}/#{PLUGIN_NAME}{fragment}")
     wait = WebDriverWait(browser, WAIT)
     browser.switch_to.frame(wait.until(lambda b: b.find_element(By.TAG_NAME, "iframe")))
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "main .sample"))
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ready))
     return wait
 
 

@@ -135,7 +135,7 @@ def test_a_run_that_grows_is_read_again(logdir):
 def test_the_page_is_served_from_the_package_with_no_network(logdir):
     app = client(logdir)
     assets = {}
-    modules = ("index.js", "views.js", "shown.js", "curve.js")
+    modules = ("index.js", "views.js", "shown.js", "curve.js", "evaluations.js")
     for name, kind in (*((m, "text/javascript") for m in modules), ("style.css", "text/css")):
         response = app.get(f"{PREFIX}/{name}")
         assert response.status_code == 200
