@@ -8,10 +8,8 @@ A torn last line (a run killed mid-write) is skipped with a warning; the rest is
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,33 +17,21 @@ from typing import Any
 
 from lightning_gen.evaluation.metrics import core
 from lightning_gen.text.task_records import TASK_EXAMPLES_FILE, TASK_RECORDS_FILE, flips
+from lightning_gen.viewer.runs import json_lines
 
 __all__ = ["Evaluations", "evaluation_files", "read_evaluations"]
 
 
-def _warn(message: str) -> None:
-    print(f"lightning-gen: warning: {message}", file=sys.stderr)
-
-
 def _lines(path: Path, needed: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON Lines file that have the ``needed`` fields; others skipped with a warning."""
-    objects = []
-    if not path.is_file():
-        return objects
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                missing = [name for name in needed if name not in obj]
-                if missing:
-                    raise KeyError(", ".join(missing))
-            except (ValueError, KeyError, TypeError) as err:
-                _warn(f"{path}:{number}: skipped, not a line of {path.name} ({type(err).__name__}: {err})")
-                continue
-            objects.append(obj)
-    return objects
+    """The JSON objects of a JSON Lines file that have the ``needed`` fields (none where there is no file)."""
+
+    def parse(obj: dict[str, Any]) -> dict[str, Any]:
+        missing = [name for name in needed if name not in obj]
+        if missing:
+            raise KeyError(", ".join(missing))
+        return obj
+
+    return json_lines(path, parse, f"a line of {path.name}") if path.is_file() else []
 
 
 @dataclass(frozen=True)
@@ -110,7 +96,7 @@ def read_evaluations(path: str | os.PathLike[str]) -> Evaluations:
 
     Example::
 
-        >>> import tempfile
+        >>> import json, tempfile
         >>> from lightning_gen.text.task_records import example_result, task_record
         >>> run = Path(tempfile.mkdtemp())
         >>> lines = [task_record(s, "t", "schema", {"acc": a, "centered": 2 * a - 1},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,7 +89,8 @@ def test_what_each_example_is_is_written_once_per_run_beside_the_records(tmp_pat
     """A record says "example 3 flipped"; the run's header says what example 3 is: the question without its
     few-shot prefix, the choices as scored, the gold; a held-out document's name."""
     _, run, _ = _fit(tmp_path, [TaskMonitor(str(task_list), every_n_train_steps=2)])
-    headers = [json.loads(line) for line in open(f"{run.logger.log_dir}/{TASK_EXAMPLES_FILE}")]
+    folder = Path(run.logger.log_dir)
+    headers = [json.loads(line) for line in (folder / TASK_EXAMPLES_FILE).read_text().splitlines()]
     assert [(h["task"], h["type"]) for h in headers] == [  # once, though three rounds were written
         ("choices", "multiple_choice"), ("schema", "schema"), ("ending", "language_modeling"),
         ("held_out", "bits_per_byte")]
@@ -103,7 +105,7 @@ def test_what_each_example_is_is_written_once_per_run_beside_the_records(tmp_pat
     assert header["ending"]["examples"][0] == {"index": 0, "context": SENTENCES[0][:-5],
                                                "continuation": " " + SENTENCES[0][-5:]}
     assert header["held_out"]["examples"] == [{"index": 0, "name": "held_out.txt"}]
-    records = [json.loads(line) for line in open(f"{run.logger.log_dir}/{TASK_RECORDS_FILE}")]
+    records = [json.loads(line) for line in (folder / TASK_RECORDS_FILE).read_text().splitlines()]
     for record in records:  # every index a record names, the header describes
         assert {e["index"] for e in record["examples"]} == {e["index"] for e in header[record["task"]]["examples"]}
 

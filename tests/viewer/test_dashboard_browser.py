@@ -20,16 +20,7 @@ from dashboard import CHROMEDRIVER, CHROMIUM, chromium, open_dashboard, screensh
 
 from lightning_gen.text.records import RECORDS_FILE, sample_record
 from lightning_gen.text.samples import Sample
-from lightning_gen.text.task_records import (
-    TASK_EXAMPLES_FILE,
-    TASK_RECORDS_FILE,
-    document_header,
-    document_result,
-    example_header,
-    example_result,
-    task_header,
-    task_record,
-)
+from lightning_gen.text import task_records as tr
 from lightning_gen.text.visible import visible
 from lightning_gen.viewer.tensorboard.plugin import PLUGIN_NAME
 
@@ -108,37 +99,37 @@ def _evaluations_like(run: Path) -> None:
         return gold if right else (gold + 1) % 4
 
     headers = [
-        task_header("word_order", "multiple_choice", [example_header(
+        tr.task_header("word_order", "multiple_choice", [tr.example_header(
             i, [(f"{i}. {QUESTION}", f" choice {i}.{j}") for j in range(4)], task_type="multiple_choice",
             gold=i % 4) for i in range(20)]),
-        task_header("schema", "schema", [example_header(
+        tr.task_header("schema", "schema", [tr.example_header(
             i, [(f"The cat {i}", " sat down."), (f"A dog {i}", " sat down.")], task_type="schema", gold=0)
             for i in range(6)]),
-        task_header("ending", "language_modeling", [example_header(
+        tr.task_header("ending", "language_modeling", [tr.example_header(
             i, [(f"count to {i}:", f" {i}")], task_type="language_modeling") for i in range(8)]),
-        task_header("held_out", "bits_per_byte", [document_header(i, f"part{i}.txt") for i in range(2)]),
+        tr.task_header("held_out", "bits_per_byte", [tr.document_header(i, f"part{i}.txt") for i in range(2)]),
     ]
     lines = []
     for n, step in enumerate(EVALUATED):
         right = [n == 5 if i == 5 else n > i % 6 for i in range(20)]
-        word_order = [example_result(i, correct=ok, prediction=pick(i % 4, ok), gold=i % 4, correct_norm=ok,
+        word_order = [tr.example_result(i, correct=ok, prediction=pick(i % 4, ok), gold=i % 4, correct_norm=ok,
                                      loglikelihoods=[-9.0 + (j == pick(i % 4, ok)) for j in range(4)])
                       for i, ok in enumerate(right)]
-        schema = [example_result(i, correct=(i + n) % 3 != 0, prediction=int((i + n) % 3 == 0), gold=0,
+        schema = [tr.example_result(i, correct=(i + n) % 3 != 0, prediction=int((i + n) % 3 == 0), gold=0,
                                  correct_norm=True, loglikelihoods=[-3.0, -4.0]) for i in range(6)]
-        ending = [example_result(i, correct=n > i, loglikelihoods=[-1.0]) for i in range(8)]
+        ending = [tr.example_result(i, correct=n > i, loglikelihoods=[-1.0]) for i in range(8)]
         for name, kind, examples, baseline in (("word_order", "multiple_choice", word_order, 0.25),
                                                ("schema", "schema", schema, 0.5),
                                                ("ending", "language_modeling", ending, 0.0)):
             acc = sum(e["correct"] for e in examples) / len(examples)
             second = {"loss": 3.0 - acc} if kind == "language_modeling" else {"acc_norm": acc}
-            lines.append(task_record(step, name, kind, {"acc": acc, **second,
+            lines.append(tr.task_record(step, name, kind, {"acc": acc, **second,
                                                          "centered": (acc - baseline) / (1 - baseline)}, examples))
-        documents = [document_result(i, f"part{i}.txt", 5.0 - 0.4 * n + 0.3 * i) for i in range(2)]
-        lines.append(task_record(step, "held_out", "bits_per_byte", {"bpb": 5.15 - 0.4 * n}, documents))
+        documents = [tr.document_result(i, f"part{i}.txt", 5.0 - 0.4 * n + 0.3 * i) for i in range(2)]
+        lines.append(tr.task_record(step, "held_out", "bits_per_byte", {"bpb": 5.15 - 0.4 * n}, documents))
     run.mkdir(parents=True, exist_ok=True)
-    (run / TASK_RECORDS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
-    (run / TASK_EXAMPLES_FILE).write_text("".join(json.dumps(header) + "\n" for header in headers))
+    (run / tr.TASK_RECORDS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (run / tr.TASK_EXAMPLES_FILE).write_text("".join(json.dumps(header) + "\n" for header in headers))
 
 
 @pytest.fixture(scope="module")
@@ -456,7 +447,7 @@ def test_evaluations_show_each_tasks_curves_and_the_examples_that_flipped(browse
     assert not browser.find_elements(By.CSS_SELECTOR, "main b, main script")  # the question's <b> is text
     ending = browser.find_element(By.CSS_SELECTOR, '.task-row[data-task="ending"] .learned .example')
     assert ending.find_element(By.CSS_SELECTOR, ".continuation").get_attribute("textContent") == " 5"
-    documents = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in
+    documents = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in
                  browser.find_elements(By.CSS_SELECTOR, '.task-row[data-task="held_out"] table.documents tbody tr')]
     assert documents == [["part0.txt", "3", "2.6", "-0.4"], ["part1.txt", "3.3", "2.9", "-0.4"]]
     screenshot(browser, shots / "evaluations.png")
