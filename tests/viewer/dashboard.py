@@ -111,8 +111,9 @@ def screenshot(browser, path: Path) -> Path:
 
 
 def docs_screenshots(logdir: Path, out: Path, *, run: str) -> None:
-    """The docs' two pictures from a real run of the example (``run`` under ``logdir``): the grid at its last
-    step, and two late steps compared, the greedy completions diffed."""
+    """The docs' pictures from a real run of the example (``run`` under ``logdir``): the grid at its last step,
+    two late steps compared, the greedy completions diffed, and (where it has a TaskMonitor's records) its
+    evaluations: each task's curves, and what flipped between its last two evaluations."""
     from selenium.webdriver.common.by import By
 
     steps = sorted({json.loads(line)["step"] for line in (logdir / run / "samples.jsonl").open()})
@@ -124,8 +125,14 @@ def docs_screenshots(logdir: Path, out: Path, *, run: str) -> None:
         open_dashboard(browser, url, fragment)
         assert browser.find_elements(By.CSS_SELECTOR, "table.compare .ins"), "the compare view has no diff"
         screenshot(browser, out / "dashboard-compare.png")
+        written = ["dashboard-grid.png", "dashboard-compare.png"]
+        if (logdir / run / "evaluations.jsonl").is_file():
+            open_dashboard(browser, url, f"&p.{PLUGIN_NAME}.run={run}&p.{PLUGIN_NAME}.view=evaluations",
+                           ready=".task-row .example")
+            screenshot(browser, out / "dashboard-evaluations.png")
+            written.append("dashboard-evaluations.png")
     (out / "tensorboard.log").unlink()
-    print(f"wrote {out / 'dashboard-grid.png'} and {out / 'dashboard-compare.png'} from {logdir / run}")
+    print(f"wrote {', '.join(written)} to {out} from {logdir / run}")
 
 
 if __name__ == "__main__":  # python tests/viewer/dashboard.py LOGDIR RUN OUT

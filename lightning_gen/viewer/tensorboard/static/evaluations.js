@@ -88,7 +88,7 @@ function flipColumn(kind, flipped, older, newer) {
   head.append(el('span', 'count', `${kind} ${examples.length}`),
     el('span', 'label', `right at step ${right}, wrong at ${wrong}`));
   column.appendChild(head);
-  const list = column.appendChild(el('div', 'examples'));
+  const list = column.appendChild(el('div', 'examples compact')); // newline marks inline: one block per option
   for (const example of examples) list.appendChild(exampleCard(example, flipped.type, kind, older, newer));
   if (!examples.length) list.appendChild(el('span', 'missing', 'none'));
   return column;
