@@ -491,3 +491,10 @@ def test_a_run_without_evaluations_says_how_to_add_them_and_one_without_samples_
     assert browser.find_element(By.CSS_SELECTOR, ".views button.active").get_attribute("data-view") == "evaluations"
     browser.find_element(By.CSS_SELECTOR, 'button[data-view="grid"]').click()
     wait.until(lambda b: "GenerationMonitor" in b.find_element(By.CSS_SELECTOR, "main p.hint").text)
+
+
+def test_the_first_evaluation_compared_with_itself_says_so(browser, url):
+    open_dashboard(browser, url, at("example", view="evaluations", step=0), ready=".task-row .missing")
+    assert (chosen(browser, "old"), chosen(browser, "new")) == ("0", "0")
+    notes = [n.text for n in browser.find_elements(By.CSS_SELECTOR, ".task-row .missing")]
+    assert notes == ["step 0 compared with itself: choose another step to see what changed"] * 4

@@ -7,7 +7,7 @@ page as text, never as HTML.
 
 Routes (``run`` is a run's directory relative to the logdir; ``tag`` defaults to ``samples``):
 
-- ``/runs``: the runs that have a records file.
+- ``/runs``: the runs that have a records file (``samples.jsonl``, or ``evaluations.jsonl``).
 - ``/tags?run=``: the run's tags.
 - ``/prompts?run=&tag=``: index, prompt and reference of each prompt (and both made visible).
 - ``/steps?run=&tag=``: the sampled steps.

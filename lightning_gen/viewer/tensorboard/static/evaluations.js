@@ -145,7 +145,10 @@ export async function evaluationsView(state, act) {
   const [older, newer] = [olderStep(state), state.step];
   const params = {run: state.run, old: older, new: newer};
   if (state.task !== null) params.task = state.task;
-  const flips = await act.getJson('flips', params);
+  // One step compared with itself (the first evaluation, by default): nothing flipped, say why.
+  const same = {missing: `step ${newer} compared with itself: choose another step to see what changed`};
+  const flips = older === newer ? state.evals.tasks.map((t) => ({task: t.task, ...same}))
+    : await act.getJson('flips', params);
   if (state.task === null && state.evals.core.length) {
     const row = section.appendChild(el('div', 'task-row core'));
     row.dataset.task = 'core';
