@@ -43,7 +43,9 @@ from lightning_gen.viewer.show_evaluations import load_evaluations, render_evalu
 __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightning-gen", description="Read back the samples GenerationMonitor logged (and TaskMonitor's evaluations).")
+    parser = argparse.ArgumentParser(
+        prog="lightning-gen",
+        description="Read back the samples GenerationMonitor logged (and TaskMonitor's evaluations).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{show,export}")
 
     def common(sub: argparse.ArgumentParser) -> None:

@@ -4,8 +4,9 @@ Chromium at 1600×1000, on loopback only.
 What a user sees, read from the page, one view at a time: the grid's selected step always beside the prompt
 column, a prompt's history newest first on one screen, two steps with the greedy completions diffed, every
 prompt across runs at matched steps, each task's evaluations with the examples that flipped, the curves that open
-a step, the view kept in the URL, ←/→, and hostile text shown as text. Each test saves a screenshot of the page (into ``$DASHBOARD_SCREENSHOTS`` if set, else a
-temporary folder). Skipped where Chromium, its driver or Selenium is missing (CI installs them: ``.ci/run``).
+a step, the view kept in the URL, ←/→, and hostile text shown as text. Each test saves a screenshot of the page
+(into ``$DASHBOARD_SCREENSHOTS`` if set, else a temporary folder). Skipped where Chromium, its driver or Selenium
+is missing (CI installs them: ``.ci/run``).
 """
 
 from __future__ import annotations

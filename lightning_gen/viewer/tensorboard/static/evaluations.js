@@ -26,7 +26,8 @@ function info(title, type, points, state, act, older) {
   const node = el('div', 'task-info');
   const head = el('div', 'task-head');
   head.append(el('span', 'task-name', title), el('span', 'task-type', type));
-  node.append(head, curves(points, {step: state.step, older, onPick: act.pick, metrics: [...METRICS, 'core'], ...SIZE}));
+  const options = {step: state.step, older, onPick: act.pick, metrics: [...METRICS, 'core'], ...SIZE};
+  node.append(head, curves(points, options));
   return node;
 }
 
@@ -120,7 +121,8 @@ function documentsTable(flipped, older, newer) {
 function taskRow(task, flipped, state, act, older, newer) {
   const row = el('div', 'task-row');
   row.dataset.task = task.task;
-  const type = `${task.type.replace(/_/g, ' ')} · ${task.examples} ${task.type === 'bits_per_byte' ? 'document' : 'example'}(s)`;
+  const noun = task.type === 'bits_per_byte' ? 'document' : 'example';
+  const type = `${task.type.replace(/_/g, ' ')} · ${task.examples} ${noun}(s)`;
   const about = info(task.task, type, task.points, state, act, older);
   if (!task.described && task.type !== 'bits_per_byte') {
     about.appendChild(el('div', 'label', 'examples by index only: this run wrote no evaluation_examples.jsonl'));

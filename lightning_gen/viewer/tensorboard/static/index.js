@@ -141,7 +141,8 @@ function buildControls() {
   }
   ui.prompt = select('prompt', (value) => show({prompt: Number(value)}));
   ui.promptControl = control('prompt', ui.prompt);
-  ui.old = select('old', (value) => show(state.view === 'evaluations' ? {evalOld: Number(value)} : {old: Number(value)}));
+  ui.old = select('old', (value) => show(state.view === 'evaluations' ? {evalOld: Number(value)}
+    : {old: Number(value)}));
   ui.new = select('new', (value) => show({step: Number(value)}));
   ui.compareControl = el('span', 'control');
   ui.compareControl.append(control('compare step', ui.old), control('with step', ui.new));
