@@ -12,13 +12,26 @@ from typing_extensions import override
 
 from lightning_gen.decoding.adapters import ModelAdapter
 from lightning_gen.evaluation.specs import TaskSpec, load_task_specs
-from lightning_gen.evaluation.tasks import ScoredTask, evaluation_metrics, load_tasks, merge_scores, score_tasks
+from lightning_gen.evaluation.tasks import (
+    ScoredTask,
+    Task,
+    evaluation_metrics,
+    load_tasks,
+    merge_scores,
+    score_tasks,
+)
 from lightning_gen.monitor.base import ScheduledMonitor
 from lightning_gen.monitor.console import ConsoleMode
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
 from lightning_gen.monitor.forward_checks import ProbeError, first_forward, longest_accepted, tiled
 from lightning_gen.monitor.sinks import run_log_dir
-from lightning_gen.text.task_records import TASK_RECORDS_FILE
+from lightning_gen.text.task_records import (
+    TASK_EXAMPLES_FILE,
+    TASK_RECORDS_FILE,
+    document_header,
+    example_header,
+    task_header,
+)
 from lightning_gen.text.tokenization import TextTokenizer
 
 __all__ = ["TaskMonitor"]
@@ -39,7 +52,8 @@ class TaskMonitor(ScheduledMonitor):
     above chance, ``(acc - b) / (1 - b)``), ``{tag}/<task>/loss`` (language modelling: nats per continuation
     token), ``{tag}/<task>/bpb`` (held-out text: bits per byte, bytes counted from the text), ``{tag}/core`` (the
     mean centred accuracy, as nanochat's CORE) and ``{tag}/seconds``. Per example, what was right goes to the run's
-    ``evaluations.jsonl``, so two steps can be compared example by example (the Samples dashboard shows the flips).
+    ``evaluations.jsonl``, so two steps can be compared example by example (the Samples dashboard shows the flips),
+    and once per run what each example is (its question, choices and gold) to ``evaluation_examples.jsonl``.
 
     Args:
         tasks: A YAML file (``tasks:`` a list; paths relative to it) or a list of mappings, each with ``name``,
@@ -127,6 +141,7 @@ class TaskMonitor(ScheduledMonitor):
             on_error=on_error, distributed=distributed, empty_cache=empty_cache, console=console)
         self._loaded: list[ScoredTask] = []
         self._records_dir: str | None = None
+        self._headers_written_to: str | None = None
 
     # ----------------------------------------------------------------- setup: the tasks, read and tokenized once
     @override
@@ -194,10 +209,35 @@ class TaskMonitor(ScheduledMonitor):
         records = [task.record(step, scores.get(task.name, {})) for task in self._loaded]
         if self._records_dir is not None:
             os.makedirs(self._records_dir, exist_ok=True)
-            with open(os.path.join(self._records_dir, TASK_RECORDS_FILE), "a", encoding="utf-8") as f:
-                f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            if self._headers_written_to != self._records_dir:  # once per run: what each example is
+                _append_lines(os.path.join(self._records_dir, TASK_EXAMPLES_FILE), _headers(self._loaded))
+                self._headers_written_to = self._records_dir
+            _append_lines(os.path.join(self._records_dir, TASK_RECORDS_FILE), records)
         self._say(_round_line(step, metrics, seconds), trainer)
         return records
+
+
+def _append_lines(path: str, objects: list[dict[str, Any]]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(json.dumps(obj, ensure_ascii=False) + "\n" for obj in objects)
+
+
+def _headers(tasks: list[ScoredTask]) -> list[dict[str, Any]]:
+    """Each task's header (`~lightning_gen.text.task_records.task_header`): its examples' texts, or its documents'
+    names; a task of another harness, which has no `Task.sources`, has none."""
+    headers = []
+    for task in tasks:
+        if not isinstance(task, Task):
+            continue
+        spec = task.spec
+        if spec.type == "bits_per_byte":
+            entries = [document_header(document.index, document.name) for document in task.sources]
+        else:
+            entries = [example_header(example.index, example.requests, task_type=spec.type, gold=example.gold,
+                                      num_fewshot=spec.num_fewshot, fewshot_delimiter=spec.fewshot_delimiter)
+                       for example in task.sources]
+        headers.append(task_header(task.name, spec.type, entries, num_fewshot=spec.num_fewshot))
+    return headers
 
 
 def _round_line(step: int, metrics: dict[str, float], seconds: float) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from lightning_gen.text.records import RECORDS_FILE, parse_prompt_tag, prompt_tag, tag_width
 from lightning_gen.text.rendering import parse_sample_markdown
@@ -19,6 +20,7 @@ __all__ = [
     "eos_text",
     "group_records",
     "group_title",
+    "json_lines",
     "load_records",
     "read_run",
     "records_files",
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 _EVENTS_GLOB = "events.out.tfevents.*"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,29 +65,44 @@ def _run_name(directory: Path, root: Path) -> str:
     return directory.relative_to(root).as_posix() if directory != root else "."
 
 
-def _read_jsonl(path: Path, run: str, tag: str | None) -> list[Record]:
-    """The records of ``tag`` in one records file (None: of every tag; a record without one is ``samples``)."""
-    records = []
-    with path.open(encoding="utf-8") as lines:
+def json_lines(path: str | os.PathLike[str], parse: Callable[[Any], T | None], what: str) -> list[T]:
+    """``parse`` of each JSON object of a JSON Lines file, those it returns None for left out.
+
+    A line that is not JSON, or that ``parse`` refuses (`ValueError`, `KeyError`, `TypeError`, `AttributeError`),
+    is skipped with a warning that names it as not ``what``: a run killed mid-write leaves a torn last line, and
+    one bad line should not hide the rest.
+    """
+    out = []
+    with Path(path).open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-                if tag is not None and obj.get("tag", tag) != tag:
-                    continue
-                records.append(Record(
-                    run=run, tag=str(obj.get("tag", tag or "samples")), index=int(obj["index"]), step=int(obj["step"]),
-                    prompt=str(obj["prompt"]), completion=str(obj["completion"]),
-                    greedy=obj.get("greedy"), reference=obj.get("reference"),
-                    prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
-                    metrics=dict(obj.get("metrics") or {}), token_logprobs=obj.get("token_logprobs"),
-                    tokens=obj.get("tokens"), eos=obj.get("eos"),
-                ))
+                parsed = parse(json.loads(line))
             except (ValueError, KeyError, TypeError, AttributeError) as err:
-                # A run killed mid-write leaves a torn last line; one bad line should not hide the rest.
-                _warn(f"{path}:{number}: skipped, not a sample record ({type(err).__name__}: {err})")
-    return records
+                _warn(f"{path}:{number}: skipped, not {what} ({type(err).__name__}: {err})")
+                continue
+            if parsed is not None:
+                out.append(parsed)
+    return out
+
+
+def _read_jsonl(path: Path, run: str, tag: str | None) -> list[Record]:
+    """The records of ``tag`` in one records file (None: of every tag; a record without one is ``samples``)."""
+
+    def parse(obj: dict[str, Any]) -> Record | None:
+        if tag is not None and obj.get("tag", tag) != tag:
+            return None
+        return Record(
+            run=run, tag=str(obj.get("tag", tag or "samples")), index=int(obj["index"]), step=int(obj["step"]),
+            prompt=str(obj["prompt"]), completion=str(obj["completion"]),
+            greedy=obj.get("greedy"), reference=obj.get("reference"),
+            prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
+            metrics=dict(obj.get("metrics") or {}), token_logprobs=obj.get("token_logprobs"),
+            tokens=obj.get("tokens"), eos=obj.get("eos"),
+        )
+
+    return json_lines(path, parse, "a sample record")
 
 
 def _read_events(directory: Path, run: str, tag: str) -> tuple[list[Record], set[str]]:

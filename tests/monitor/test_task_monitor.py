@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from tiny import SYMBOLS, GPT, Chars, Module, trainer
 from lightning_gen import GenerationMonitor, TaskMonitor
 from lightning_gen.evaluation.tasks import evaluation_metrics, load_tasks, score_tasks
 from lightning_gen.monitor.probe import ProbeError
-from lightning_gen.text.task_records import TASK_RECORDS_FILE
+from lightning_gen.text.task_records import TASK_EXAMPLES_FILE, TASK_RECORDS_FILE
 
 SENTENCES = ["the cat sat on the mat.", "a dog ran in the park.", "we read a good book.", "it is cold out today.",
              "she sang a short song.", "he made a cup of tea.", "they ate some bread.", "you won the first game."]
@@ -82,6 +83,31 @@ def test_metrics_are_logged_at_every_scheduled_step_and_each_example_is_recorded
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TaskMonitor")]
     assert "context 64 (found by probing)" in lines[0] and "tasks choices (8), schema (8)" in lines[0]
     assert lines[-1].startswith("TaskMonitor: step 4: choices acc ")
+
+
+def test_what_each_example_is_is_written_once_per_run_beside_the_records(tmp_path, task_list):
+    """A record says "example 3 flipped"; the run's header says what example 3 is: the question without its
+    few-shot prefix, the choices as scored, the gold; a held-out document's name."""
+    _, run, _ = _fit(tmp_path, [TaskMonitor(str(task_list), every_n_train_steps=2)])
+    folder = Path(run.logger.log_dir)
+    headers = [json.loads(line) for line in (folder / TASK_EXAMPLES_FILE).read_text().splitlines()]
+    assert [(h["task"], h["type"]) for h in headers] == [  # once, though three rounds were written
+        ("choices", "multiple_choice"), ("schema", "schema"), ("ending", "language_modeling"),
+        ("held_out", "bits_per_byte")]
+    header = {h["task"]: h for h in headers}
+    rows = [json.loads(line) for line in (task_list.parent / "choices.jsonl").read_text().splitlines()]
+    assert header["choices"]["num_fewshot"] == 1
+    assert header["choices"]["examples"] == [
+        {"index": i, "context": row["query"], "choices": [" " + c for c in row["choices"]], "gold": row["gold"]}
+        for i, row in enumerate(rows)]
+    assert header["schema"]["examples"][3] == {"index": 3, "contexts": [SENTENCES[3][:8], SENTENCES[6][:8]],
+                                               "continuation": " " + SENTENCES[3][8:], "gold": 0}
+    assert header["ending"]["examples"][0] == {"index": 0, "context": SENTENCES[0][:-5],
+                                               "continuation": " " + SENTENCES[0][-5:]}
+    assert header["held_out"]["examples"] == [{"index": 0, "name": "held_out.txt"}]
+    records = [json.loads(line) for line in (folder / TASK_RECORDS_FILE).read_text().splitlines()]
+    for record in records:  # every index a record names, the header describes
+        assert {e["index"] for e in record["examples"]} == {e["index"] for e in header[record["task"]]["examples"]}
 
 
 def test_a_round_measures_the_model_as_it_is_at_that_step(tmp_path, task_list):

@@ -87,9 +87,9 @@ def chromium() -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def open_dashboard(browser, url: str, fragment: str = ""):
+def open_dashboard(browser, url: str, fragment: str = "", ready: str = "main .sample"):
     """TensorBoard's page on the Samples tab (``fragment``: more of the URL's hash); the driver is left inside
-    the dashboard's iframe once its samples are drawn. Returns a `WebDriverWait`."""
+    the dashboard's iframe once the view is drawn (an element matches ``ready``). Returns a `WebDriverWait`."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -97,7 +97,7 @@ def open_dashboard(browser, url: str, fragment: str = ""):
     browser.get(f"{url}/#{PLUGIN_NAME}{fragment}")
     wait = WebDriverWait(browser, WAIT)
     browser.switch_to.frame(wait.until(lambda b: b.find_element(By.TAG_NAME, "iframe")))
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "main .sample"))
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ready))
     return wait
 
 
@@ -114,8 +114,9 @@ def screenshot(browser, path: Path) -> Path:
 
 
 def docs_screenshots(logdir: Path, out: Path, *, run: str) -> None:
-    """The docs' two pictures from a real run of the example (``run`` under ``logdir``): the grid at its last
-    step, and two late steps compared, the greedy completions diffed."""
+    """The docs' pictures from a real run of the example (``run`` under ``logdir``): the grid at its last step,
+    two late steps compared, the greedy completions diffed, and (where it has a TaskMonitor's records) its
+    evaluations: each task's curves, and what flipped between its last two evaluations."""
     from selenium.webdriver.common.by import By
 
     steps = sorted({json.loads(line)["step"] for line in (logdir / run / "samples.jsonl").open()})
@@ -127,8 +128,14 @@ def docs_screenshots(logdir: Path, out: Path, *, run: str) -> None:
         open_dashboard(browser, url, fragment)
         assert browser.find_elements(By.CSS_SELECTOR, "table.compare .ins"), "the compare view has no diff"
         screenshot(browser, out / "dashboard-compare.png")
+        written = ["dashboard-grid.png", "dashboard-compare.png"]
+        if (logdir / run / "evaluations.jsonl").is_file():
+            open_dashboard(browser, url, f"&p.{PLUGIN_NAME}.run={run}&p.{PLUGIN_NAME}.view=evaluations",
+                           ready=".task-row .example")
+            screenshot(browser, out / "dashboard-evaluations.png")
+            written.append("dashboard-evaluations.png")
     (out / "tensorboard.log").unlink()
-    print(f"wrote {out / 'dashboard-grid.png'} and {out / 'dashboard-compare.png'} from {logdir / run}")
+    print(f"wrote {', '.join(written)} to {out} from {logdir / run}")
 
 
 if __name__ == "__main__":  # python tests/viewer/dashboard.py LOGDIR RUN [OUT]

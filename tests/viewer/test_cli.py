@@ -266,3 +266,56 @@ def test_show_reads_a_real_runs_event_files(tmp_path, capsys):
     assert [(r["index"], r["step"]) for r in rows] == [(0, 0), (0, 2), (0, 4), (1, 0), (1, 2), (1, 4)]
     assert rows[0]["run"] == "tb/version_0" and rows[0]["completion_ids"] is None
     assert rows[0]["completion"] == parse_sample_markdown(events["samples/prompt_00"][0]).completion
+
+
+# ----------------------------------------------------------------- TaskMonitor's evaluations
+def test_show_evaluations_prints_core_and_a_table_per_task(logdir, capsys):
+    from lightning_gen.text.task_records import TASK_RECORDS_FILE, document_result, example_result, task_record
+
+    def choices(step, right):
+        examples = [example_result(i, correct=ok, prediction=0 if ok else 1, gold=0, correct_norm=ok,
+                                   loglikelihoods=[-1.0, -2.0]) for i, ok in enumerate(right)]
+        acc = sum(right) / len(right)
+        return task_record(step, "mc", "multiple_choice", {"acc": acc, "acc_norm": acc, "centered": 2 * acc - 1},
+                           examples)
+
+    lines = [choices(0, [False, False, True, False]), task_record(0, "docs", "bits_per_byte", {"bpb": 4.0},
+                                                                  [document_result(0, "a.txt", 4.0)]),
+             choices(100, [True, True, False, False]), task_record(100, "docs", "bits_per_byte", {"bpb": 3.25},
+                                                                   [document_result(0, "a.txt", 3.25)])]
+    (logdir / "tb" / "version_0" / TASK_RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    code, out, _ = show(capsys, logdir, "--evaluations")
+    assert code == 0
+    assert out.splitlines() == [
+        "── run tb/version_0: 2 tasks, 2 steps (0–100) ──────────────",
+        "",
+        "core (the mean centred accuracy)",
+        "step   core",
+        "───────────",
+        "   0   -0.5",
+        " 100      0",
+        "",
+        "mc (multiple choice, 4 examples)",
+        "step    acc   acc_norm   centered   learned   forgotten",
+        "─" * 55,
+        "   0   0.25       0.25       -0.5",
+        " 100    0.5        0.5          0        +2          −1",  # 0 and 1 learned, 2 forgotten
+        "",
+        "docs (bits per byte, 1 document)",
+        "step    bpb",
+        "───────────",
+        "   0      4",
+        " 100   3.25",
+    ]
+    _, later, _ = show(capsys, logdir, "--evaluations", "--steps", 100)
+    assert "run tb/version_0: 2 tasks, 1 step (100)" in later
+    assert [line.split()[0] for line in later.splitlines() if line[:4].strip().isdigit()] == ["100"] * 3
+    _, beside, _ = show(capsys, logdir / "tb" / "version_0" / "samples.jsonl", "--evaluations")
+    assert beside.splitlines()[1:] == out.splitlines()[1:]  # a run's samples.jsonl: its evaluations beside it
+    (logdir / "sampled_only").mkdir()
+    (logdir / "sampled_only" / "samples.jsonl").write_text(json.dumps(record(0, 0, "Hi", " a")) + "\n")
+    code, _, err = show(capsys, logdir / "sampled_only", "--evaluations")
+    assert code == 1 and "no evaluations under" in err and "a TaskMonitor writes one" in err
+    with pytest.raises(SystemExit) as exit_:
+        show(capsys, logdir, "--evaluations", "--diff")
+    assert exit_.value.code == 2 and "--evaluations shows tasks, not prompts" in capsys.readouterr().err

@@ -3,9 +3,10 @@ Chromium at 1600×1000, on loopback only.
 
 What a user sees, read from the page, one view at a time: the grid's selected step always beside the prompt
 column, a prompt's history newest first on one screen, two steps with the greedy completions diffed, every
-prompt across runs at matched steps, the curves that open a step, the view kept in the URL, ←/→, and hostile
-text shown as text. Each test saves a screenshot of the page (into ``$DASHBOARD_SCREENSHOTS`` if set, else a
-temporary folder). Skipped where Chromium, its driver or Selenium is missing (CI installs them: ``.ci/run``).
+prompt across runs at matched steps, each task's evaluations with the examples that flipped, the curves that open
+a step, the view kept in the URL, ←/→, and hostile text shown as text. Each test saves a screenshot of the page
+(into ``$DASHBOARD_SCREENSHOTS`` if set, else a temporary folder). Skipped where Chromium, its driver or Selenium
+is missing (CI installs them: ``.ci/run``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dashboard import CHROMEDRIVER, CHROMIUM, chromium, open_dashboard, screensh
 
 from lightning_gen.text.records import RECORDS_FILE, sample_record
 from lightning_gen.text.samples import Sample
+from lightning_gen.text import task_records as tr
 from lightning_gen.text.visible import visible
 from lightning_gen.viewer.tensorboard.plugin import PLUGIN_NAME
 
@@ -36,6 +38,8 @@ pytestmark = [
 
 HOSTILE = '<script>alert(1)</script> <b>x</b> &amp; **x** <img src=x onerror="window.__pwned=1">'
 EXAMPLE_STEPS = list(range(0, 650, 50))  # the example's 13 rounds
+EVALUATED = list(range(0, 650, 100))  # and its 7 evaluations
+QUESTION = 'Which comes next?\n<b>not bold</b> & "quoted"'
 PROSE = ('The "for" statement is used to iterate over the elements of a sequence\n    (such as a string, tuple '
          'or list) or other iterable object.  An object is a __del__() and\n')
 
@@ -88,6 +92,47 @@ def _example_like(run: Path) -> None:
     _write(run, samples)
 
 
+def _evaluations_like(run: Path) -> None:
+    """TaskMonitor's records over the example's 7 evaluations, each kind of task, flips known in advance: word_order
+    example i is right from round i % 6 + 1 on (its wrong pick the choice after the gold), except example 5, right
+    at step 500 only; so from 500 to 600 word_order learned 11 and 17 and forgot 5."""
+    def pick(gold, right):
+        return gold if right else (gold + 1) % 4
+
+    headers = [
+        tr.task_header("word_order", "multiple_choice", [tr.example_header(
+            i, [(f"{i}. {QUESTION}", f" choice {i}.{j}") for j in range(4)], task_type="multiple_choice",
+            gold=i % 4) for i in range(20)]),
+        tr.task_header("schema", "schema", [tr.example_header(
+            i, [(f"The cat {i}", " sat down."), (f"A dog {i}", " sat down.")], task_type="schema", gold=0)
+            for i in range(6)]),
+        tr.task_header("ending", "language_modeling", [tr.example_header(
+            i, [(f"count to {i}:", f" {i}")], task_type="language_modeling") for i in range(8)]),
+        tr.task_header("held_out", "bits_per_byte", [tr.document_header(i, f"part{i}.txt") for i in range(2)]),
+    ]
+    lines = []
+    for n, step in enumerate(EVALUATED):
+        right = [n == 5 if i == 5 else n > i % 6 for i in range(20)]
+        word_order = [tr.example_result(i, correct=ok, prediction=pick(i % 4, ok), gold=i % 4, correct_norm=ok,
+                                     loglikelihoods=[-9.0 + (j == pick(i % 4, ok)) for j in range(4)])
+                      for i, ok in enumerate(right)]
+        schema = [tr.example_result(i, correct=(i + n) % 3 != 0, prediction=int((i + n) % 3 == 0), gold=0,
+                                 correct_norm=True, loglikelihoods=[-3.0, -4.0]) for i in range(6)]
+        ending = [tr.example_result(i, correct=n > i, loglikelihoods=[-1.0]) for i in range(8)]
+        for name, kind, examples, baseline in (("word_order", "multiple_choice", word_order, 0.25),
+                                               ("schema", "schema", schema, 0.5),
+                                               ("ending", "language_modeling", ending, 0.0)):
+            acc = sum(e["correct"] for e in examples) / len(examples)
+            second = {"loss": 3.0 - acc} if kind == "language_modeling" else {"acc_norm": acc}
+            lines.append(tr.task_record(step, name, kind, {"acc": acc, **second,
+                                                         "centered": (acc - baseline) / (1 - baseline)}, examples))
+        documents = [tr.document_result(i, f"part{i}.txt", 5.0 - 0.4 * n + 0.3 * i) for i in range(2)]
+        lines.append(tr.task_record(step, "held_out", "bits_per_byte", {"bpb": 5.15 - 0.4 * n}, documents))
+    run.mkdir(parents=True, exist_ok=True)
+    (run / tr.TASK_RECORDS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (run / tr.TASK_EXAMPLES_FILE).write_text("".join(json.dumps(header) + "\n" for header in headers))
+
+
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard")
@@ -108,6 +153,8 @@ def logdir(tmp_path_factory):
         for i, greedy in enumerate(greedies)])
     _write(root / "long", [(step, 0, Sample("p", f" at step {step}", [1], [2])) for step in range(0, 600, 10)])
     _example_like(root / "example")
+    _evaluations_like(root / "example")
+    _evaluations_like(root / "evaluated_only")  # a run with a TaskMonitor and no GenerationMonitor
     return root, records
 
 
@@ -355,3 +402,100 @@ def test_the_per_token_view_colours_each_token_by_its_log_prob(browser, url, log
         "ok", " done", "EOS"]
     assert "log-prob -0.500" in ended.find_element(By.CSS_SELECTOR, ".eos").get_attribute("title")
     screenshot(browser, shots / "tokens.png")
+
+
+# ----------------------------------------------------------------- evaluations
+# Read in one script each: a redraw between finding an element and reading it would leave a stale reference.
+def chosen(browser, select_id: str) -> str:
+    return browser.execute_script("return document.getElementById(arguments[0]).value", select_id)
+
+
+def flipped(browser, task: str, kind: str) -> list[int]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((e) => Number(e.dataset.index))",
+        f'.task-row[data-task="{task}"] .flips.{kind} .example')
+
+
+def test_evaluations_show_each_tasks_curves_and_the_examples_that_flipped(browser, url, shots):
+    open_dashboard(browser, url, at("example", view="evaluations"), ready=".task-row .example")
+    rows = browser.find_elements(By.CSS_SELECTOR, "section.evaluations .task-row")
+    assert [r.get_attribute("data-task") for r in rows] == ["core", "word_order", "schema", "ending", "held_out"]
+    curves = {(r.get_attribute("data-task"), c.get_attribute("data-metric")):
+              [int(p.get_attribute("data-step")) for p in c.find_elements(By.CSS_SELECTOR, ".point")]
+              for r in rows for c in r.find_elements(By.CSS_SELECTOR, ".curve")}
+    assert set(curves) == {("core", "core"), ("held_out", "bpb"), ("ending", "acc"), ("ending", "loss"),
+                           ("ending", "centered"), *((task, metric) for task in ("word_order", "schema")
+                                                     for metric in ("acc", "acc_norm", "centered"))}
+    assert all(steps == EVALUATED for steps in curves.values())
+    acc = browser.find_element(By.CSS_SELECTOR, '.task-row[data-task="word_order"] .curve[data-metric="acc"]')
+    # The two steps compared, on every curve: the selected point, the older one ringed, and the change between.
+    assert [p.get_attribute("data-step") for p in acc.find_elements(By.CSS_SELECTOR, ".point.current, .point.older")
+            ] == ["500", "600"]
+    assert (acc.find_element(By.CSS_SELECTOR, ".value").text, acc.find_element(By.CSS_SELECTOR, ".delta").text) == (
+        "0.95", "+0.05")
+    # The two steps from lists: by default the selected (the last) and the evaluated step before it.
+    options = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#old option")]
+    assert options == [str(s) for s in EVALUATED] and (chosen(browser, "old"), chosen(browser, "new")) == ("500", "600")
+    assert flipped(browser, "word_order", "learned") == [11, 17] and flipped(browser, "word_order", "forgotten") == [5]
+    forgotten = browser.find_element(By.CSS_SELECTOR, '.task-row[data-task="word_order"] .forgotten .example')
+    assert forgotten.find_element(By.CSS_SELECTOR, ".question").get_attribute("textContent") == shown(f"5. {QUESTION}")
+    assert forgotten.find_element(By.CSS_SELECTOR, ".question .mark.newline")  # the samples' marks
+    options = forgotten.find_elements(By.CSS_SELECTOR, ".option")
+    assert [o.find_element(By.CSS_SELECTOR, ".verbatim").get_attribute("textContent") for o in options] == [
+        f" choice 5.{j}" for j in range(4)]  # as scored: the delimiter, then the choice
+    badges = [[b.text for b in o.find_elements(By.CSS_SELECTOR, ".badge")] for o in options]
+    assert badges == [[], ["gold", "step 500"], ["step 600"], []]  # right at 500 (the gold), the next one at 600
+    assert not browser.find_elements(By.CSS_SELECTOR, "main b, main script")  # the question's <b> is text
+    ending = browser.find_element(By.CSS_SELECTOR, '.task-row[data-task="ending"] .learned .example')
+    assert ending.find_element(By.CSS_SELECTOR, ".continuation").get_attribute("textContent") == " 5"
+    documents = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in
+                 browser.find_elements(By.CSS_SELECTOR, '.task-row[data-task="held_out"] table.documents tbody tr')]
+    assert documents == [["part0.txt", "3", "2.6", "-0.4"], ["part1.txt", "3.3", "2.9", "-0.4"]]
+    screenshot(browser, shots / "evaluations.png")
+
+
+def test_evaluations_steps_move_by_keys_by_curve_points_and_lists_and_stay_in_the_url(browser, url, shots):
+    wait = open_dashboard(browser, url, at("example", view="evaluations"), ready=".task-row .example")
+    browser.find_element(By.TAG_NAME, "main").send_keys(Keys.ARROW_LEFT)
+    wait.until(lambda b: (chosen(b, "old"), chosen(b, "new")) == ("400", "500"))
+    wait.until(lambda b: flipped(b, "word_order", "learned") == [4, 5, 10, 16])
+    # A point of a task's curve selects its step; the older step follows, the one before.
+    browser.find_element(By.CSS_SELECTOR, '.task-row[data-task="word_order"] .curve[data-metric="acc"] '
+                                          '.point[data-step="100"]').click()
+    wait.until(lambda b: (chosen(b, "old"), chosen(b, "new")) == ("0", "100"))
+    wait.until(lambda b: flipped(b, "word_order", "learned") == [0, 6, 12, 18])
+    Select(browser.find_element(By.ID, "new")).select_by_value("300")
+    Select(browser.find_element(By.ID, "old")).select_by_value("100")
+    wait.until(lambda b: flipped(b, "word_order", "learned") == [1, 2, 7, 8, 13, 14, 19])
+    Select(browser.find_element(By.ID, "task")).select_by_value("word_order")
+    wait.until(lambda b: b.execute_script(
+        "return [...document.querySelectorAll('.task-row')].map((r) => r.dataset.task)") == ["word_order"])
+    browser.switch_to.default_content()
+    shared = browser.current_url
+    for entry in ("view=evaluations", "step=300", "old=100", "task=word_order"):
+        assert f"p.{PLUGIN_NAME}.{entry}" in shared
+    browser.get("about:blank")
+    browser.get(shared)
+    browser.switch_to.frame(wait.until(lambda b: b.find_element(By.TAG_NAME, "iframe")))
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".task-row .example"))
+    assert (chosen(browser, "old"), chosen(browser, "new"), chosen(browser, "task")) == ("100", "300", "word_order")
+    assert flipped(browser, "word_order", "learned") == [1, 2, 7, 8, 13, 14, 19]
+    screenshot(browser, shots / "evaluations-reloaded.png")
+
+
+def test_a_run_without_evaluations_says_how_to_add_them_and_one_without_samples_opens_on_them(browser, url, shots):
+    open_dashboard(browser, url, at("hostile", view="evaluations"), ready="main p.hint")
+    hint = browser.find_element(By.CSS_SELECTOR, "main p.hint").text
+    assert "no evaluations.jsonl" in hint and "TaskMonitor" in hint
+    screenshot(browser, shots / "evaluations-none.png")
+    wait = open_dashboard(browser, url, at("evaluated_only"), ready=".task-row .example")
+    assert browser.find_element(By.CSS_SELECTOR, ".views button.active").get_attribute("data-view") == "evaluations"
+    browser.find_element(By.CSS_SELECTOR, 'button[data-view="grid"]').click()
+    wait.until(lambda b: "GenerationMonitor" in b.find_element(By.CSS_SELECTOR, "main p.hint").text)
+
+
+def test_the_first_evaluation_compared_with_itself_says_so(browser, url):
+    open_dashboard(browser, url, at("example", view="evaluations", step=0), ready=".task-row .missing")
+    assert (chosen(browser, "old"), chosen(browser, "new")) == ("0", "0")
+    notes = [n.text for n in browser.find_elements(By.CSS_SELECTOR, ".task-row .missing")]
+    assert notes == ["step 0 compared with itself: choose another step to see what changed"] * 4

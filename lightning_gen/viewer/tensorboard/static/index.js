@@ -1,9 +1,10 @@
 // Samples for TensorBoard: the dashboard's page. TensorBoard loads this module in an iframe whose base URL is
-// the plugin's route prefix and calls `render()`. Four views of the records (views.js) share one set of
-// controls. The view lives in TensorBoard's URL (`#lightning_gen_samples&p.lightning_gen_samples.run=…`, the
-// hash keys TensorBoard keeps for a plugin), so a reload or a shared link opens the same run, view, prompt and
-// steps; ←/→ move between steps.
+// the plugin's route prefix and calls `render()`. Four views of the samples (views.js) and one of the
+// evaluations (evaluations.js) share one set of controls. The view lives in TensorBoard's URL
+// (`#lightning_gen_samples&p.lightning_gen_samples.run=…`, the hash keys TensorBoard keeps for a plugin), so a
+// reload or a shared link opens the same run, view, prompt, task and steps; ←/→ move between steps.
 
+import {evaluationsView, olderStep} from './evaluations.js';
 import {el, logprobColour} from './shown.js';
 import {gridView, historyView, runsView, stepsView} from './views.js';
 
@@ -13,12 +14,17 @@ const VIEWS = [
   ['history', 'Prompt history', historyView],
   ['steps', 'Compare steps', stepsView],
   ['runs', 'Compare runs', runsView],
+  ['evaluations', 'Evaluations', evaluationsView],
 ];
+const NO_EVALUATIONS = {steps: [], core: [], tasks: []};
+const NO_SAMPLES = 'No samples in this run (no samples.jsonl): add lightning_gen.GenerationMonitor(prompts, ' +
+  'every_n_train_steps=100) to the Trainer\'s callbacks to sample while it trains.';
 
 const state = {
   runs: [], run: null, tags: [], tag: 'samples', view: 'grid',
   records: [], steps: [], prompts: [], prompt: 0, step: null, old: null, oldestFirst: false,
   shownRuns: null, runSteps: [], tokens: false,
+  evals: NO_EVALUATIONS, evalOld: null, task: null, // evalOld null: the evaluated step before the selected one
   find(index, step) {
     return this.records.find((r) => r.index === index && r.step === step);
   },
@@ -64,6 +70,8 @@ function readUrl() {
   state.prompt = number(values.prompt) ?? state.prompt;
   state.step = number(values.step);
   state.old = number(values.old);
+  if (state.view === 'evaluations') state.evalOld = state.old;
+  state.task = values.task || null;
   state.oldestFirst = values.order === 'oldest';
   state.tokens = values.tokens === '1';
   if (values.runs !== undefined) state.shownRuns = values.runs.split(',').filter(Boolean).map(decodeURIComponent);
@@ -74,6 +82,7 @@ function writeUrl() {
   const prefix = `p.${PLUGIN}.`;
   const ours = {run: state.run, tag: state.tag, view: state.view, prompt: state.prompt, step: state.step};
   if (state.view === 'steps') ours.old = state.old;
+  if (state.view === 'evaluations') Object.assign(ours, {old: state.evalOld, task: state.task});
   if (state.view === 'runs') ours.runs = state.shownRuns.map(encodeURIComponent).join(',');
   if (state.oldestFirst) ours.order = 'oldest';
   if (state.tokens) ours.tokens = '1';
@@ -132,7 +141,8 @@ function buildControls() {
   }
   ui.prompt = select('prompt', (value) => show({prompt: Number(value)}));
   ui.promptControl = control('prompt', ui.prompt);
-  ui.old = select('old', (value) => show({old: Number(value)}));
+  ui.old = select('old', (value) => show(state.view === 'evaluations' ? {evalOld: Number(value)}
+    : {old: Number(value)}));
   ui.new = select('new', (value) => show({step: Number(value)}));
   ui.compareControl = el('span', 'control');
   ui.compareControl.append(control('compare step', ui.old), control('with step', ui.new));
@@ -144,6 +154,8 @@ function buildControls() {
   ui.stepLabel = el('output', 'step-label');
   ui.sliderControl = control('step', ui.slider);
   ui.sliderControl.appendChild(ui.stepLabel);
+  ui.task = select('task', (value) => show({task: value || null}));
+  ui.taskControl = control('task', ui.task);
   ui.order = checkbox('oldest-first', (checked) => show({oldestFirst: checked}));
   ui.orderControl = control('oldest first', ui.order);
   ui.tokens = checkbox('tokens', (checked) => {
@@ -163,7 +175,7 @@ function buildControls() {
   ui.tokensControl.appendChild(ui.legend);
   const reload = el('button', 'reload', 'Reload');
   reload.addEventListener('click', () => loadRuns());
-  bar.append(control('run', ui.run), ui.tagControl, ui.views, ui.promptControl, ui.compareControl,
+  bar.append(control('run', ui.run), ui.tagControl, ui.views, ui.promptControl, ui.taskControl, ui.compareControl,
     ui.sliderControl, ui.orderControl, ui.tokensControl, reload);
   return bar;
 }
@@ -172,7 +184,7 @@ function buildControls() {
 async function loadRuns() {
   state.runs = await getJson('runs');
   if (!state.runs.length) {
-    ui.status.textContent = 'No run under this logdir has a samples.jsonl yet.';
+    ui.status.textContent = 'No run under this logdir has a samples.jsonl or an evaluations.jsonl yet.';
     return;
   }
   const run = state.runs.includes(state.run) ? state.run : state.runs[0];
@@ -186,25 +198,37 @@ async function loadRun(run, tag) {
   state.tag = state.tags.includes(tag) ? tag : state.tags.includes('samples') ? 'samples' : state.tags[0];
   setOptions(ui.tag, state.tags.map((t) => [t, t]), state.tag);
   ui.tagControl.hidden = state.tags.length < 2;
-  [state.records, state.prompts] = state.tags.length
-    ? await Promise.all([getJson('samples', {run, tag: state.tag, tokens: state.tokens ? 1 : 0}),
-      getJson('prompts', {run, tag: state.tag})])
-    : [[], []];
-  if (!state.records.length) {
-    ui.status.textContent = `${run}: no samples yet`;
+  [state.records, state.prompts, state.evals] = await Promise.all([
+    state.tags.length ? getJson('samples', {run, tag: state.tag, tokens: state.tokens ? 1 : 0}) : [],
+    state.tags.length ? getJson('prompts', {run, tag: state.tag}) : [],
+    getJson('evaluations', {run})]);
+  const evaluated = state.evals.steps;
+  if (!state.records.length && !evaluated.length) {
+    ui.status.textContent = `${run}: no samples or evaluations yet`;
     ui.main.replaceChildren();
     return;
   }
+  if (!state.records.length) state.view = 'evaluations'; // a run with a TaskMonitor only: nothing else to show
   state.steps = [...new Set(state.records.map((r) => r.step))].sort((a, b) => a - b);
-  const last = state.steps[state.steps.length - 1];
-  if (!state.prompts.some((p) => p.index === state.prompt)) state.prompt = state.prompts[0].index;
-  if (!state.steps.includes(state.old)) state.old = state.steps[0];
-  setOptions(ui.prompt, state.prompts.map((p) => [p.index, `${p.index}: ${oneLine(p.prompt)}`]), state.prompt);
+  if (!state.evals.tasks.some((t) => t.task === state.task)) state.task = null;
+  setOptions(ui.task, [['', 'all tasks'], ...state.evals.tasks.map((t) => [t.task, t.task])], state.task ?? '');
+  const status = [];
+  if (state.records.length) {
+    if (!state.prompts.some((p) => p.index === state.prompt)) state.prompt = state.prompts[0].index;
+    if (!state.steps.includes(state.old)) state.old = state.steps[0];
+    setOptions(ui.prompt, state.prompts.map((p) => [p.index, `${p.index}: ${oneLine(p.prompt)}`]), state.prompt);
+    status.push(`${state.prompts.length} prompt(s), ${state.steps.length} sampled step(s) ` +
+      `(${state.steps[0]} … ${state.steps[state.steps.length - 1]}), tag ${state.tag}`);
+  }
+  if (evaluated.length) {
+    status.push(`${state.evals.tasks.length} task(s) evaluated at ${evaluated.length} step(s) ` +
+      `(${evaluated[0]} … ${evaluated[evaluated.length - 1]})`);
+  }
   state.shownRuns = state.shownRuns ? state.shownRuns.filter((r) => state.runs.includes(r)) : [...state.runs];
   await loadRunSteps();
-  state.step = nearest(viewSteps(), state.step ?? last);
-  ui.status.textContent = `${state.run}: ${state.prompts.length} prompt(s), ${state.steps.length} sampled ` +
-    `step(s) (${state.steps[0]} … ${last}), tag ${state.tag}`;
+  const steps = viewSteps();
+  state.step = nearest(steps, state.step ?? steps[steps.length - 1]);
+  ui.status.textContent = `${state.run}: ${status.join('; ')}`;
   await draw();
 }
 
@@ -221,6 +245,7 @@ function oneLine(text) {
 
 // ----------------------------------------------------------------- drawing
 function viewSteps() {
+  if (state.view === 'evaluations') return state.evals.steps.length ? state.evals.steps : state.steps;
   return state.view === 'runs' && state.runSteps.length ? state.runSteps : state.steps;
 }
 
@@ -255,26 +280,31 @@ function step(by) {
 let drawing = 0;
 
 async function draw() {
-  if (!state.records.length) return;
+  const evaluations = state.view === 'evaluations';
+  if (!state.records.length && !state.evals.steps.length) return;
   const ticket = ++drawing;
   const steps = viewSteps();
   ui.slider.max = String(steps.length - 1);
   ui.slider.value = String(steps.indexOf(state.step));
   ui.stepLabel.textContent = `${state.step}`;
-  setOptions(ui.old, state.steps.map((s) => [s, `${s}`]), state.old);
-  setOptions(ui.new, state.steps.map((s) => [s, `${s}`]), state.step);
+  const older = evaluations ? (state.evals.steps.length ? olderStep(state) : null) : state.old;
+  setOptions(ui.old, steps.map((s) => [s, `${s}`]), older);
+  setOptions(ui.new, steps.map((s) => [s, `${s}`]), state.step);
   for (const button of ui.views.children) button.classList.toggle('active', button.dataset.view === state.view);
   ui.prompt.value = String(state.prompt);
   ui.promptControl.hidden = state.view !== 'history';
   ui.orderControl.hidden = state.view !== 'history';
   ui.order.checked = state.oldestFirst;
-  ui.compareControl.hidden = state.view !== 'steps';
-  ui.sliderControl.hidden = state.view === 'steps';
-  ui.tokensControl.hidden = !state.records.some((r) => Array.isArray(r.token_logprobs));
+  ui.compareControl.hidden = state.view !== 'steps' && !(evaluations && state.evals.steps.length);
+  ui.sliderControl.hidden = state.view === 'steps' || evaluations || !steps.length;
+  ui.taskControl.hidden = !evaluations || state.evals.tasks.length < 2;
+  ui.task.value = state.task ?? '';
+  ui.tokensControl.hidden = evaluations || !state.records.some((r) => Array.isArray(r.token_logprobs));
   ui.tokens.checked = state.tokens;
   ui.legend.hidden = !state.tokens;
   const view = VIEWS.find(([name]) => name === state.view)[2];
-  const {node, reveal} = await view(state, act);
+  const {node, reveal} = state.records.length || evaluations
+    ? await view(state, act) : {node: el('p', 'hint', NO_SAMPLES), reveal: () => {}};
   if (ticket !== drawing) return; // a later draw started while this one waited for its data
   ui.main.className = `view-${state.view}`;
   ui.main.replaceChildren(node);
