@@ -19,7 +19,8 @@ def check_int(name: str, value: Any, *, low: int = 1, allow_none: bool = False) 
     """Raise unless ``value`` is an integer >= ``low`` (or None, when allowed).
 
     Raises:
-        ValueError: Naming the argument, the constraint and the value.
+        TypeError: ``value`` is not an integer (``"5"`` from a config file, ``1.5``, ``True``), naming the argument.
+        ValueError: ``value`` is an integer below ``low``, naming the argument, the constraint and the value.
 
     Example::
 
@@ -27,12 +28,18 @@ def check_int(name: str, value: Any, *, low: int = 1, allow_none: bool = False) 
         Traceback (most recent call last):
         ...
         ValueError: `batch_size` must be a positive integer or None, got 0
+        >>> check_int("every_n_train_steps", "5")
+        Traceback (most recent call last):
+        ...
+        TypeError: `every_n_train_steps` must be a positive integer, got '5' (str)
     """
     if value is None and allow_none:
         return
-    if not (is_int(value) and value >= low):
-        constraint = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ValueError(f"`{name}` must be {constraint}{' or None' if allow_none else ''}, got {value!r}")
+    constraint = ("a positive integer" if low == 1 else f"an integer >= {low}") + (" or None" if allow_none else "")
+    if not is_int(value):
+        raise TypeError(f"`{name}` must be {constraint}, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"`{name}` must be {constraint}, got {value!r}")
 
 
 def check_bool(name: str, value: Any) -> None:

@@ -369,8 +369,11 @@ class _TuneLayer(nn.Module):
                      decoder_max_seq_len: int) -> None:
         self.attn.setup_cache(batch_size, dtype, max_seq_len=decoder_max_seq_len)
 
-    def caches_are_enabled(self) -> bool:
-        return self.attn.kv_cache is not None and self.attn.cache_enabled
+    def caches_are_setup(self) -> bool:
+        return self.attn.kv_cache is not None
+
+    def caches_are_enabled(self) -> bool:  # torchtune 0.6.1's: the flag alone, set up or not
+        return self.attn.cache_enabled
 
     def reset_cache(self) -> None:
         self.attn.kv_cache.reset()
@@ -402,6 +405,9 @@ class TorchtuneDecoder(nn.Module):
         for layer in self.layers:
             layer.setup_caches(batch_size, dtype, encoder_max_seq_len=encoder_max_seq_len,
                                decoder_max_seq_len=self.decoder_max_cache_seq_len)
+
+    def caches_are_setup(self) -> bool:
+        return self.layers[0].caches_are_setup()
 
     def caches_are_enabled(self) -> bool:
         return self.layers[0].caches_are_enabled()

@@ -79,7 +79,7 @@ def test_gpt_rejects_bad_lengths():
 
 def test_the_monitor_samples_the_network_in_self_model_with_its_cache():
     from lightning_gen.decoding.adapters import LitGPTAdapter, resolve_adapter
-    from lightning_gen.monitor.discovery import find_network
+    from lightning_gen.monitor.network import find_network
 
     module = CharGPT(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=16).eval()
     network = find_network(module)
@@ -165,7 +165,10 @@ def test_cli_fit_writes_tensorboard_events_and_a_resumable_checkpoint(tmp_path, 
     assert events, f"no TensorBoard event files under {tmp_path}"
     accumulator = EventAccumulator(str(events[0].parent))
     accumulator.Reload()
-    assert {"train_loss", "val_loss"} <= set(accumulator.Tags()["scalars"])
+    # The TaskMonitor's tasks (examples/tasks/tasks.yaml) at step 0 and at the end: accuracy and bits per byte.
+    assert {"train_loss", "val_loss", "eval/word_order/acc", "eval/held_out/bpb", "eval/core"} <= set(
+        accumulator.Tags()["scalars"])
+    assert [e.step for e in accumulator.Scalars("eval/word_order/acc")] == [0, 3]
 
     checkpoint = next(tmp_path.rglob("*.ckpt"))
     restored = CharGPT.load_from_checkpoint(checkpoint)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import CharTokenizer, TinyCacheLM, TinyLM, text_events, trainer
-from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+from tiny import CharTokenizer, TinyCacheLM, TinyLM, plan_for, text_events, trainer
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from lightning_gen import GenerationMonitor, generate
 from lightning_gen.decoding import _draws as draws, _sampler
-from lightning_gen.monitor.prompts import encode_prompts
+from lightning_gen.monitor.tokenized_prompts import encode_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.text.samples import Prompt
 from lightning_gen.text.tokenization import load_tokenizer
@@ -31,13 +31,13 @@ def test_generate_on_cuda_matches_hf_generate():
 def test_no_cuda_memory_growth_over_100_rounds():
     model = TinyCacheLM().cuda()
     tokenizer = load_tokenizer(CharTokenizer())
-    encoded = encode_prompts([Prompt("ab"), Prompt("hello")], tokenizer, vocab_size=37, max_prompt_tokens=None)
-    config = GenerationConfig(max_new_tokens=8, do_sample=True)
-    sample_round(model, encoded, tokenizer, config, seed=0)
+    encoded = encode_prompts([Prompt("ab"), Prompt("hello")], tokenizer, max_prompt_tokens=None)
+    plan = plan_for(model, tokenizer, dict(max_new_tokens=8, do_sample=True))
+    sample_round(model, encoded, tokenizer, plan, seed=0)
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     for _ in range(100):
-        sample_round(model, encoded, tokenizer, config, seed=0)
+        sample_round(model, encoded, tokenizer, plan, seed=0)
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == before
     assert model.kv_cache is None

@@ -1,8 +1,8 @@
 """The layers of the package, as the tree shows them: no layer imports one above it.
 
-decoding (torch, transformers) <- text <- monitor (Lightning); the viewer stands beside the monitor and reads
-what it wrote, without torch. Each import runs in a fresh interpreter, so nothing imported by another test can
-hide a violation.
+decoding (torch, transformers) <- text <- evaluation <- monitor (Lightning); the viewer stands beside the monitor
+and reads what it wrote, without torch. Each import runs in a fresh interpreter, so nothing imported by another test
+can hide a violation.
 """
 
 from __future__ import annotations
@@ -27,8 +27,16 @@ def _imported_after(statement: str) -> set[str]:
         ("import lightning_gen.decoding.generation, lightning_gen.decoding.batching, lightning_gen.decoding.scoring",
          {"lightning", "pytorch_lightning"}),
         ("import lightning_gen.text.tokenization, lightning_gen.text.prompts", {"lightning", "pytorch_lightning"}),
+        ("import lightning_gen.decoding.likelihood", {"lightning", "pytorch_lightning"}),
+        # The evaluation layer scores with the decoding layer and reads text; never Lightning, never the monitor.
+        ("import lightning_gen.evaluation.loglikelihood, lightning_gen.evaluation.tasks",
+         {"lightning", "pytorch_lightning", "lm_eval"}),
+        ("from lightning_gen import loglikelihood", {"lightning", "pytorch_lightning", "lm_eval"}),
+        ("import lightning_gen.evaluation.metrics, lightning_gen.evaluation.specs, lightning_gen.evaluation.formats, "
+         "lightning_gen.text.task_records", {"torch", "transformers", "lightning"}),
         ("import lightning_gen.text.rendering, lightning_gen.text.records, lightning_gen.text.tables, "
-         "lightning_gen.text.quality, lightning_gen.text.samples", {"torch", "transformers", "lightning"}),
+         "lightning_gen.text.quality, lightning_gen.text.samples, lightning_gen.text.visible, lightning_gen.text.diff, "
+         "lightning_gen.text.json_lines", {"torch", "transformers", "lightning"}),
         ("import lightning_gen.viewer.cli, lightning_gen.viewer.show, lightning_gen.viewer.export",
          {"torch", "transformers", "lightning"}),
         ("import lightning_gen", {"torch", "transformers", "lightning"}),

@@ -1,13 +1,16 @@
-"""Tiny real models and data for callback tests: a char tokenizer and a LightningModule that trains in ms."""
+"""Tiny real models and data for callback tests: char tokenizers, LightningModules that train in ms, a user's own
+GPT kept in ``self.model`` as users write it."""
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+import torch.nn.functional as F
 from torch import nn
 
 VOCAB = "abcdefghijklmnopqrstuvwxyz .,<>|#*`_\n"
@@ -111,3 +114,98 @@ class TinyCacheLM(TinyLM):
             mask = torch.arange(keys.shape[1], device=ids.device)[None, :] <= input_pos[:, None]  # (T, S)
         att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.mlp(x + att)  # (B, T, V)
+
+
+def byte_tiktoken(merges: Sequence[bytes] = (b"th", b"he", b"in", b"the")):
+    """A tiktoken ``Encoding`` built offline: GPT-2's split pattern over the 256 bytes and a few merges, then
+    ``<|endoftext|>`` as the last id (``n_vocab`` = 256 + merges + 1), as nanoGPT's GPT-2 tokenizer is shaped."""
+    import tiktoken
+
+    ranks = {bytes([i]): i for i in range(256)}
+    for piece in merges:  # each merge joins pieces that already have ranks
+        ranks[piece] = len(ranks)
+    pattern = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+    return tiktoken.Encoding("byte-tiny", pat_str=pattern, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": len(ranks)})
+
+
+def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = False, also_greedy: bool = False,
+             vocab: int | None = None):
+    """The plan a monitor would settle for ``model`` (called as it is) before its probe: for rounds run by hand."""
+    from dataclasses import replace
+
+    from lightning_gen.monitor.network import Network
+    from lightning_gen.monitor.plan import settle_plan, settle_target
+
+    network = Network(model, model, "model", "model")
+    target = settle_target(model, network, adapter=None, use_cache=True, context_length=None)
+    plan = settle_plan(model, target, tokenizer, generation, also_greedy=also_greedy)
+    vocab = vocab if vocab is not None else tokenizer.vocab_size
+    plan.adapter.vocab_size = vocab
+    return replace(plan, vocab=vocab, score=score)
+
+
+# ------------------------------------------------------------------------------------------------ a user's own
+SYMBOLS = string.ascii_letters + string.digits + " .,!\n"  # 67 characters
+
+
+class GPT(nn.Module):
+    """A user's own 30-line GPT: its context is ``self.block`` (a name no library knows), 64 learned positions."""
+
+    def __init__(self, vocab: int = len(SYMBOLS), block: int = 64, width: int = 32) -> None:
+        super().__init__()
+        self.block = block
+        self.tok, self.pos = nn.Embedding(vocab, width), nn.Embedding(block, width)
+        layer = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0, batch_first=True)
+        self.blocks = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        length = idx.shape[1]
+        x = self.tok(idx) + self.pos(torch.arange(length, device=idx.device))  # (B, T, C)
+        mask = nn.Transformer.generate_square_subsequent_mask(length, device=idx.device)
+        return self.head(self.blocks(x, mask=mask, is_causal=True))  # (B, T, V)
+
+
+class Chars:
+    """A char tokenizer that says how many ids it has; a newline ends a text."""
+
+    vocab_size = len(SYMBOLS)
+    eos_token_id = SYMBOLS.index("\n")
+
+    def encode(self, text: str) -> list[int]:
+        return [SYMBOLS.index(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(SYMBOLS[i] for i in ids)
+
+
+def meta_pkl_tokenizer():
+    """nanoGPT's char tokenizer as `sample.py` builds it from ``meta.pkl``: two lambdas, no size."""
+    stoi = {c: i for i, c in enumerate(SYMBOLS)}
+    itos = dict(enumerate(SYMBOLS))
+    return type("Meta", (), {"encode": staticmethod(lambda s: [stoi[c] for c in s]),
+                             "decode": staticmethod(lambda ids: "".join(itos[i] for i in ids))})()
+
+
+class Module(pl.LightningModule):
+    """The usual LightningModule: the network in ``self.model``, no ``forward`` of its own."""
+
+    def __init__(self, network: nn.Module | None = None, tokenizer=None, vocab: int = len(SYMBOLS)) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.model = network if network is not None else GPT(vocab)
+        self.tokenizer = tokenizer if tokenizer is not None else Chars()
+        self.vocab = vocab
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        logits = self.model(x[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    def train_dataloader(self):
+        data = torch.randint(0, len(SYMBOLS), (16, 33), generator=torch.Generator().manual_seed(0))
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=4)

@@ -20,7 +20,8 @@ from transformers.generation.configuration_utils import GenerationMode
 
 from lightning_gen._checks import check_int, is_int
 
-__all__ = ["ResolvedConfig", "eos_id_set", "generation_fields", "merge_config", "resolve_config", "validate_generation_kwargs"]
+__all__ = ["ResolvedConfig", "SettledConfig", "eos_id_set", "for_prompt", "generation_fields", "merge_config",
+           "resolve_config", "settle_config", "unknown_field_error", "validate_generation_kwargs"]
 
 # `GenerationConfig` stores bookkeeping attributes that are not generation options.
 _NOT_FIELDS = {"transformers_version"}
@@ -39,7 +40,8 @@ def generation_fields() -> frozenset[str]:
     return frozenset(k for k in vars(GenerationConfig()) if not k.startswith("_") and k not in _NOT_FIELDS)
 
 
-def _unknown_field_error(key: str, argument: str) -> ValueError:
+def unknown_field_error(key: str, argument: str) -> ValueError:
+    """The error for a key that is not a `GenerationConfig` field, naming ``argument`` and the closest fields."""
     close = difflib.get_close_matches(key, sorted(generation_fields()), n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return ValueError(f"`{argument}` got an unknown GenerationConfig field {key!r}{hint}")
@@ -60,16 +62,17 @@ def _check_token_ids(name: str, value: Any) -> None:
            "a non-negative token id or a non-empty list of them")
 
 
-def _validate_values(cfg: GenerationConfig) -> None:
-    """Range checks for every field our decoding reads (HF checks a few of these only when sampling)."""
+def _validate_values(cfg: GenerationConfig, prefix: str = "") -> None:
+    """Range checks for every field our decoding reads (HF checks a few of these only when sampling); errors name
+    the field as ``{prefix}{field}`` (``generation.top_p`` for the monitor's argument)."""
     for name, low in (("max_new_tokens", 1), ("max_length", 1), ("min_new_tokens", 0), ("min_length", 0),
                       ("num_return_sequences", 1), ("num_beams", 1), ("no_repeat_ngram_size", 0),
                       ("encoder_no_repeat_ngram_size", 0), ("top_k", 0)):
         value = getattr(cfg, name)
         if value is not None:
-            check_int(name, value, low=low)
+            check_int(f"{prefix}{name}", value, low=low)
     if cfg.temperature is not None:
-        _check("temperature", cfg.temperature, _is_number(cfg.temperature) and cfg.temperature > 0
+        _check(f"{prefix}temperature", cfg.temperature, _is_number(cfg.temperature) and cfg.temperature > 0
                and math.isfinite(cfg.temperature), "a finite number > 0")
     for name, constraint, test in (
         ("top_p", "in (0, 1]", lambda v: 0 < v <= 1),
@@ -84,19 +87,19 @@ def _validate_values(cfg: GenerationConfig) -> None:
     ):
         value = getattr(cfg, name)
         if value is not None:
-            _check(name, value, _is_number(value) and test(value), constraint)
+            _check(f"{prefix}{name}", value, _is_number(value) and test(value), constraint)
     for name in ("eos_token_id", "pad_token_id", "bos_token_id", "forced_bos_token_id", "forced_eos_token_id"):
         value = getattr(cfg, name)
         if value is not None and not isinstance(value, torch.Tensor):
-            _check_token_ids(name, value)
+            _check_token_ids(f"{prefix}{name}", value)
     if cfg.stop_strings is not None:
         strings = [cfg.stop_strings] if isinstance(cfg.stop_strings, str) else cfg.stop_strings
-        _check("stop_strings", cfg.stop_strings,
+        _check(f"{prefix}stop_strings", cfg.stop_strings,
                isinstance(strings, (list, tuple)) and len(strings) > 0 and all(isinstance(s, str) and s for s in strings),
                "a non-empty string or list of non-empty strings")
     for name, value in vars(cfg).items():
         if name in _UNSUPPORTED and value is not None:
-            raise NotImplementedError(f"`{name}`={value!r}: {_UNSUPPORTED[name]}")
+            raise NotImplementedError(f"`{prefix}{name}`={value!r}: {_UNSUPPORTED[name]}")
     mode = cfg.get_generation_mode()
     if mode not in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE):
         raise NotImplementedError(
@@ -131,14 +134,14 @@ def validate_generation_kwargs(fields: dict[str, Any], *, argument: str = "gener
     known = generation_fields()
     for key in fields:
         if key not in known:
-            raise _unknown_field_error(key, argument)
+            raise unknown_field_error(key, argument)
     cfg = GenerationConfig()
     try:
         cfg.update(**fields)
     except (TypeError, ValueError) as err:
         raise ValueError(f"`{argument}` = {fields!r} is not a valid GenerationConfig: {err}") from err
     cfg.update(**GenerationConfig._get_default_generation_params(), defaults_only=True)
-    _validate_values(cfg)
+    _validate_values(cfg, prefix=f"{argument}.")
     return cfg
 
 
@@ -162,7 +165,7 @@ def merge_config(
     known = generation_fields()
     for key in kwargs:
         if key not in known:
-            raise _unknown_field_error(key, "generate")
+            raise unknown_field_error(key, "generate")
     cfg = copy.deepcopy(generation_config) if generation_config is not None else GenerationConfig()
     if model_generation_config is not None:
         cfg.update(**model_generation_config.to_dict(), defaults_only=True, allow_custom_entries=True)
@@ -188,6 +191,69 @@ def eos_id_set(eos_token_id: Any) -> frozenset[int]:
     return frozenset([int(eos_token_id)])
 
 
+@dataclass(frozen=True)
+class SettledConfig:
+    """A configuration merged and validated once, for any number of calls (every batch of a round, every round).
+
+    Attributes:
+        config: The merged configuration (a private copy; lengths still relative to no prompt).
+        default_max_length: Whether ``max_length`` is HF's implicit default (20, counted after the prompt).
+        eos: The end-of-sequence ids in configuration order (empty when there is none).
+        pad_id: The id written after a sequence has ended and used for left padding: ``pad_token_id``, else the
+            first EOS id (HF's rule), else None.
+    """
+
+    config: GenerationConfig
+    default_max_length: bool
+    eos: tuple[int, ...]
+    pad_id: int | None
+
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        """The EOS ids as a set (completions are cut after the first of them)."""
+        return frozenset(self.eos)
+
+
+def settle_config(
+    generation_config: GenerationConfig | None,
+    kwargs: dict[str, Any],
+    *,
+    model_generation_config: GenerationConfig | None = None,
+) -> SettledConfig:
+    """Merge (HF's precedence, `merge_config`) and validate a configuration once, for any number of calls.
+
+    Raises:
+        TypeError: ``generation_config`` is not a `GenerationConfig`.
+        ValueError: An unknown field or a value out of range.
+        NotImplementedError: Beam search and other search modes.
+
+    Example::
+
+        >>> settled = settle_config(None, {"eos_token_id": [5, 2], "max_new_tokens": 4})
+        >>> settled.eos, settled.pad_id, settled.config.max_new_tokens
+        ((5, 2), 5, 4)
+    """
+    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+        raise TypeError(
+            f"`generation_config` must be a transformers.GenerationConfig or None, got {type(generation_config).__name__}"
+        )
+    # HF decides whether `max_length` is its implicit default before any defaults are merged.
+    default_max_length = (
+        kwargs.get("max_length") is None
+        and (generation_config is None or generation_config.max_length is None)
+        and (model_generation_config is None or model_generation_config.max_length is None)
+    )
+    cfg = merge_config(generation_config, kwargs, model_generation_config=model_generation_config)
+    _validate_values(cfg)
+    eos = cfg.eos_token_id
+    eos_ids = tuple(int(i) for i in (eos.reshape(-1).tolist() if isinstance(eos, torch.Tensor) else
+                                     eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]))
+    pad = cfg.pad_token_id
+    pad_id = int(pad.reshape(-1)[0]) if isinstance(pad, torch.Tensor) else pad if pad is not None else (
+        eos_ids[0] if eos_ids else None)
+    return SettledConfig(config=cfg, default_max_length=default_max_length, eos=eos_ids, pad_id=pad_id)
+
+
 @dataclass
 class ResolvedConfig:
     """A `GenerationConfig` with lengths and special tokens settled for one call of `generate`.
@@ -203,41 +269,18 @@ class ResolvedConfig:
     pad: torch.Tensor | None
 
 
-def resolve_config(
-    generation_config: GenerationConfig | None,
-    kwargs: dict[str, Any],
-    *,
-    model_generation_config: GenerationConfig | None,
-    prompt_length: int,
-    max_position_embeddings: int | None,
-    device: torch.device,
+def for_prompt(
+    settled: SettledConfig, *, prompt_length: int, max_position_embeddings: int | None, device: torch.device
 ) -> ResolvedConfig:
-    """Merge and validate the configuration for one `generate` call, as HF's `generate` does.
+    """The lengths and special-token tensors of one call, from a configuration settled once (as HF's ``generate``).
 
-    Args:
-        generation_config: The base configuration passed by the caller, or None.
-        kwargs: Field overrides passed as keyword arguments.
-        model_generation_config: The model's own defaults (``model.generation_config`` of a transformers model).
-        prompt_length: Length of the (padded) prompt, to turn ``max_new_tokens`` into ``max_length``.
-        max_position_embeddings: HF caps the implicit ``max_length=20`` default by this value.
-        device: Where the special-token tensors live.
+    Raises:
+        ValueError: ``max_length`` leaves no room after the prompt.
     """
-    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
-        raise TypeError(
-            f"`generation_config` must be a transformers.GenerationConfig or None, got {type(generation_config).__name__}"
-        )
-    # HF decides whether `max_length` is its implicit default before any defaults are merged.
-    has_default_max_length = (
-        kwargs.get("max_length") is None
-        and (generation_config is None or generation_config.max_length is None)
-        and (model_generation_config is None or model_generation_config.max_length is None)
-    )
-    cfg = merge_config(generation_config, kwargs, model_generation_config=model_generation_config)
-    _validate_values(cfg)
-
+    cfg = copy.copy(settled.config)  # the lengths are this call's; every other field is shared, never written
     if cfg.max_new_tokens is not None:
         cfg.max_length = cfg.max_new_tokens + prompt_length
-    elif has_default_max_length:
+    elif settled.default_max_length:
         cfg.max_length = cfg.max_length + prompt_length
         if max_position_embeddings is not None:
             cfg.max_length = min(cfg.max_length, max_position_embeddings)
@@ -248,13 +291,31 @@ def resolve_config(
             f"`max_length` must be larger than the prompt length {prompt_length}, got {cfg.max_length}; "
             "set `max_new_tokens` instead"
         )
-
-    eos = None
-    if cfg.eos_token_id is not None:
-        eos = torch.as_tensor(cfg.eos_token_id, dtype=torch.long, device=device).reshape(-1)
-    pad = None
-    if cfg.pad_token_id is not None:
-        pad = torch.as_tensor(cfg.pad_token_id, dtype=torch.long, device=device)
-    elif eos is not None:
-        pad = eos[0]
+    eos = torch.tensor(settled.eos, dtype=torch.long, device=device) if settled.eos else None
+    pad = torch.tensor(settled.pad_id, dtype=torch.long, device=device) if settled.pad_id is not None else None
     return ResolvedConfig(config=cfg, eos=eos, pad=pad)
+
+
+def resolve_config(
+    generation_config: GenerationConfig | None,
+    kwargs: dict[str, Any],
+    *,
+    model_generation_config: GenerationConfig | None,
+    prompt_length: int,
+    max_position_embeddings: int | None,
+    device: torch.device,
+) -> ResolvedConfig:
+    """Merge and validate the configuration for one `generate` call, as HF's `generate` does: `settle_config`, then
+    `for_prompt`.
+
+    Args:
+        generation_config: The base configuration passed by the caller, or None.
+        kwargs: Field overrides passed as keyword arguments.
+        model_generation_config: The model's own defaults (``model.generation_config`` of a transformers model).
+        prompt_length: Length of the (padded) prompt, to turn ``max_new_tokens`` into ``max_length``.
+        max_position_embeddings: HF caps the implicit ``max_length=20`` default by this value.
+        device: Where the special-token tensors live.
+    """
+    settled = settle_config(generation_config, kwargs, model_generation_config=model_generation_config)
+    return for_prompt(settled, prompt_length=prompt_length, max_position_embeddings=max_position_embeddings,
+                      device=device)

@@ -22,10 +22,10 @@ from lightning_gen.decoding.adapters import (
     require_compilable,
     resolve_adapter,
 )
-from lightning_gen.decoding.config import resolve_config
+from lightning_gen.decoding.config import SettledConfig, for_prompt, settle_config
 from lightning_gen.decoding.processors import build_logits_processors, build_stopping_criteria
 
-__all__ = ["eval_mode", "generate"]
+__all__ = ["eval_mode", "generate", "generate_settled"]
 
 
 @contextmanager
@@ -99,8 +99,8 @@ def generate(
         stopping_criteria: Extra stopping criteria, merged as HF merges them.
         generator: The only source of randomness for sampling (on the model's device). When None, a private
             generator seeded from the operating system is used: the global RNG is never touched.
-        adapter: How to call the model: ``"auto"`` (default: detect), ``"plain"``, ``"litgpt"``, ``"gpt-fast"``,
-            ``"hf"``, or your own `ModelAdapter`.
+        adapter: How to call the model: None or ``"auto"`` detects its protocol; ``"plain"``, ``"litgpt"``,
+            ``"gpt-fast"``, ``"torchtune"``, ``"hf"``, a `ModelAdapter` subclass or its import path, or an instance.
         tokenizer: A Hugging Face tokenizer, needed for ``stop_strings``.
         vocab_size: Keep only the first ``vocab_size`` logits (models whose vocabulary is padded, e.g. 50304);
             by default the model's ``vocab_size`` / ``config.vocab_size`` when it has one.
@@ -109,7 +109,8 @@ def generate(
             that receives whether this process is done and returns whether every process is (an all-reduce).
             A process that is done keeps calling the model, as HF's ``synced_gpus``, so all make the same
             number of forwards.
-        compile: Run the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol) through
+        compile: Run the one-token decode step of a KV-cache model (litgpt / gpt-fast protocol, or a transformers
+            model whose forward compiles as one graph, over a static cache) through
             `torch.compile`, with static shapes, inputs at fixed addresses and cloned outputs, as gpt-fast does:
             ``True`` uses ``mode="reduce-overhead"`` (CUDA graphs) on CUDA and the default mode elsewhere; a
             mapping gives `torch.compile`'s keyword arguments. The prompt runs eagerly. The first call compiles
@@ -143,9 +144,35 @@ def generate(
         >>> out.shape
         torch.Size([1, 8])
     """
-    if isinstance(adapter, ModelAdapter) and vocab_size is None:
-        vocab_size = adapter.vocab_size  # the sampling vocabulary a caller (the monitor) settled on
-    vocab = _infer_vocab_size(model, vocab_size)
+    gen_defaults = getattr(model, "generation_config", None)
+    settled = settle_config(generation_config, kwargs,
+                            model_generation_config=gen_defaults if isinstance(gen_defaults, GenerationConfig) else None)
+    runner = resolve_adapter(model, adapter, use_cache=bool(settled.config.use_cache), context_length=context_length)
+    return generate_settled(model, input_ids, settled, runner, attention_mask=attention_mask,
+                            logits_processor=logits_processor, stopping_criteria=stopping_criteria,
+                            generator=generator, tokenizer=tokenizer, vocab_size=vocab_size, all_finished=all_finished,
+                            compile=compile)
+
+
+def generate_settled(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    settled: SettledConfig,
+    runner: ModelAdapter,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    logits_processor: Sequence[Any] | None = None,
+    stopping_criteria: Sequence[Any] | None = None,
+    generator: torch.Generator | None = None,
+    tokenizer: Any = None,
+    vocab_size: int | None = None,
+    all_finished: Callable[[bool], bool] | None = None,
+    compile: bool | Mapping[str, Any] = False,  # noqa: A002
+) -> torch.LongTensor:
+    """`generate` with its configuration and adapter decided once for many calls (`generate_completions` and the
+    monitor's rounds): no merging or validation per call, only the prompt's lengths. Arguments as for `generate`;
+    ``vocab_size`` defaults to the adapter's, then the model's."""
+    vocab = _infer_vocab_size(model, vocab_size if vocab_size is not None else runner.vocab_size)
     _check_input_ids(input_ids, vocab)
     device = model_device(model, input_ids.device)
     ids = input_ids.to(device=device, dtype=torch.long)
@@ -157,14 +184,8 @@ def generate(
 
     model_config = getattr(model, "config", None)
     max_positions = getattr(model_config, "max_position_embeddings", None) if model_config is not None else None
-    gen_defaults = getattr(model, "generation_config", None)
-    resolved = resolve_config(
-        generation_config, kwargs,
-        model_generation_config=gen_defaults if isinstance(gen_defaults, GenerationConfig) else None,
-        prompt_length=ids.shape[1], max_position_embeddings=max_positions, device=device,
-    )
+    resolved = for_prompt(settled, prompt_length=ids.shape[1], max_position_embeddings=max_positions, device=device)
     cfg, eos, pad = resolved.config, resolved.eos, resolved.pad
-    runner = resolve_adapter(model, adapter, use_cache=bool(cfg.use_cache), context_length=context_length)
     runner.configure(cfg)
     recording = _recording(cfg, runner)
     if not runner.supports_attention_mask and has_padding(attention_mask):
@@ -203,7 +224,7 @@ def generate(
         # HF would draw from the global RNG; a private generator seeded from the OS leaves it untouched.
         generator = torch.Generator(device=device)
         generator.seed()
-    # The model leaves as it came: modes, and every buffer, submodule and cache size the adapter touched.
+    # The model leaves as it came: modes, and every attribute, buffer and submodule the adapter touched.
     with torch.no_grad(), eval_mode(model), runner.kept():
         sequences = _decode_loop(
             recording or runner, ids, attention_mask, processors, criteria,

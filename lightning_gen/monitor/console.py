@@ -1,21 +1,26 @@
 """What the monitor says on the console: one line per round, and where the samples are when training ends.
 
-Lines go through Lightning's own logging on global rank 0 (`rank_zero_info`, the channel of ModelCheckpoint's
-and EarlyStopping's messages), so they show where Lightning's do and a logging level silences both. The texts
-are built by pure functions, tested as they are.
+While a progress bar is on the screen, lines go through it (`ProgressBar.print`: TQDM's ``tqdm.write``, Rich's
+live console), which prints them above the bar instead of glued to its end. Otherwise they go through
+Lightning's own logging on global rank 0 (`rank_zero_info`, the channel of ModelCheckpoint's and EarlyStopping's
+messages), so they show where Lightning's do and a logging level silences both. The texts are built by pure
+functions, tested as they are; samples are made visible by `lightning_gen.text.visible`, the viewers' rule.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import unicodedata
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_gen.monitor.sinks import CSV_FILENAME
 from lightning_gen.text.records import RECORDS_FILE
 from lightning_gen.text.samples import Sample
+from lightning_gen.text.visible import one_line, split_eos
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 __all__ = ["ConsoleMode", "end_lines", "round_line", "say"]
 
@@ -27,18 +32,34 @@ _TENSORBOARD_TEXT_KEPT = 100
 _SAMPLE_CHARS = 120
 
 
-def say(message: str) -> None:
-    """One line on the console, from global rank 0, through Lightning's logging."""
+def _bar_on_screen(bar: Any) -> bool:
+    """Whether ``bar.print`` shows a line now. TQDM's writes only while one of its bars is open (not before the
+    first, as at the round of step 0, nor after the last), so a line it would drop goes to the log instead."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    if not bar.is_enabled:
+        return False
+    if not isinstance(bar, TQDMProgressBar):
+        return True
+    for name in ("train_progress_bar", "val_progress_bar", "test_progress_bar", "predict_progress_bar"):
+        try:
+            if not getattr(bar, name).disable:
+                return True
+        except TypeError:  # that bar was never opened
+            continue
+    return False
+
+
+def say(message: str, trainer: pl.Trainer | None = None) -> None:
+    """One line on the console, from global rank 0: above ``trainer``'s progress bar while one is on the screen,
+    else through Lightning's logging."""
     from lightning.pytorch.utilities import rank_zero_info
 
-    rank_zero_info(message)
-
-
-def _oneline(text: str, limit: int = _SAMPLE_CHARS) -> str:
-    """``text`` on one line: newlines ⏎, tabs ⇥, other control characters as ``\\xNN``; cut to ``limit`` with …."""
-    pictures = {"\n": "⏎", "\t": "⇥"}
-    shown = "".join(pictures.get(c) or (f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c) for c in text)
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+    bar = getattr(trainer, "progress_bar_callback", None)
+    if bar is not None and trainer.is_global_zero and _bar_on_screen(bar):
+        bar.print(message)
+    else:
+        rank_zero_info(message)
 
 
 def _number(value: float) -> str:
@@ -66,7 +87,8 @@ def round_line(step: int, samples: Sequence[Sample], seconds: float, *, first_sa
     line = f"GenerationMonitor: step {step}: {count}, {_number(seconds)} s{rate}"
     if first_sample and samples:
         first = samples[0]
-        line += f"\n  '{_oneline(first.prompt, 40)}' → '{_oneline(first.completion)}'"
+        completion, eos_text = split_eos(first.completion, eos=first.eos, tokens=first.tokens)
+        line += f"\n  '{one_line(first.prompt, 40)}' → '{one_line(completion, _SAMPLE_CHARS, eos_text=eos_text)}'"
     return line
 
 

@@ -134,7 +134,8 @@ class MLflowSink:
         client, run_id = self.logger.experiment, self.logger.run_id
         stem = f"{tag}/step_{step:08d}"
         heading = f"# {tag} at step {step}\n\n"
-        client.log_text(run_id=run_id, text=heading + sample_table(samples, markdown_escape) + "\n", artifact_file=f"{stem}.md")
+        client.log_text(run_id=run_id, text=heading + sample_table(samples, markdown_escape) + "\n",
+                        artifact_file=f"{stem}.md")
         client.log_text(run_id=run_id, text=_jsonl(step, samples, tag), artifact_file=f"{stem}.jsonl")
         if self._table:
             self._log_table(client, run_id, step, samples, tag)

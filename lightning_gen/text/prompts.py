@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightning_gen.text.json_lines import read_json_lines
 from lightning_gen.text.samples import Prompt
 
 __all__ = ["load_prompts"]
@@ -14,20 +15,13 @@ __all__ = ["load_prompts"]
 
 def _from_jsonl(path: Path) -> list[Prompt]:
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"`prompts` file {str(path)!r} line {number} is not valid JSON: {err}") from err
+    for number, record in read_json_lines(path, named="`prompts` file"):
         if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-            raise ValueError(
-                f"`prompts` file {str(path)!r} line {number} must be an object with a string 'prompt', got {line[:80]!r}"
-            )
+            raise ValueError(f"`prompts` file '{path}' line {number} must be an object with a string 'prompt', got "
+                             f"{json.dumps(record)[:80]!r}")
         reference = record.get("reference")
         if reference is not None and not isinstance(reference, str):
-            raise ValueError(f"`prompts` file {str(path)!r} line {number}: 'reference' must be a string, got {reference!r}")
+            raise ValueError(f"`prompts` file '{path}' line {number}: 'reference' must be a string, got {reference!r}")
         prompts.append(Prompt(record["prompt"], reference))
     return prompts
 

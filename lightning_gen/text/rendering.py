@@ -17,6 +17,7 @@ from lightning_gen.text.tables import sample_table
 
 __all__ = [
     "escape",
+    "markdown_code",
     "markdown_escape",
     "overview_table",
     "parse_sample_markdown",
@@ -158,3 +159,26 @@ def markdown_escape(text: str) -> str:
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = re.sub(r"(?m)^ | (?= )", "&nbsp;", text)  # leading spaces and all but the last of a run would collapse
     return text.replace("\n", "<br>")
+
+
+_BACKTICKS = re.compile(r"`+")
+
+
+def markdown_code(text: str, *, in_table: bool = False) -> str:
+    """``text`` (one line) as a markdown code span, which any CommonMark/GFM renderer shows exactly as written.
+
+    Nothing inside needs escaping but a table's ``|`` (GFM splits cells before it reads code spans): the span's
+    backtick fence is longer than any run of backticks in the text, and a text that starts or ends with a
+    backtick or a space is padded with one space on each side, which the renderer takes off again.
+
+    Example::
+
+        >>> print(markdown_code("*a* <b>"), markdown_code("x `y`"), markdown_code("a|b", in_table=True))
+        `*a* <b>` `` x `y` `` `a\\|b`
+    """
+    fence = "`" * (1 + max((len(run) for run in _BACKTICKS.findall(text)), default=0))
+    if text[:1] in ("`", " ") or text[-1:] in ("`", " "):
+        text = f" {text} "
+    if in_table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{text}{fence}"

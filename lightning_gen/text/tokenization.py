@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-__all__ = ["LoadedTokenizer", "TextTokenizer", "load_tokenizer"]
+__all__ = ["LoadedTokenizer", "TextTokenizer", "decodable_ids", "load_tokenizer"]
 
 _ACCEPTED_PATHS = (
     "a tokenizer.json (any *.json) file, a sentencepiece *.model file, or a local Hugging Face "
@@ -79,8 +79,10 @@ def load_tokenizer(tokenizer: object, *, argument: str = "tokenizer") -> LoadedT
             a sentencepiece ``*.model`` or a local Hugging Face tokenizer folder; a Hugging Face
             ``PreTrainedTokenizerBase``; a ``tokenizers.Tokenizer``; a
             ``sentencepiece.SentencePieceProcessor``; a `LoadedTokenizer` (returned as is); or any
-            object with callable ``encode(text)`` and ``decode(ids)``, whose optional
-            ``eos_token_id``, ``pad_token_id`` and ``vocab_size`` (or ``__len__``) are read.
+            object with callable ``encode(text)`` and ``decode(ids)`` (a tiktoken ``Encoding``, nanoGPT's
+            char tokenizer ...), whose size is read from ``vocab_size``, ``n_vocab`` (tiktoken), ``len()`` or
+            ``get_vocab()``, and whose optional ``eos_token_id`` (else tiktoken's ``eot_token``) and
+            ``pad_token_id`` are read. Where none gives the size, `decodable_ids` finds it by asking ``decode``.
         argument: Name used for ``tokenizer`` in error messages, e.g. ``"tokenizer"``.
 
     Returns:
@@ -196,12 +198,10 @@ def _wrap_custom(obj: Any, argument: str) -> LoadedTokenizer:
             f"which lacks "
             f"{' and '.join(f'`{name}`' for name in missing)}"
         )
-    vocab_size = getattr(obj, "vocab_size", None)
-    if callable(vocab_size):  # some tokenizers expose it as a method
-        vocab_size = vocab_size()
-    if vocab_size is None and hasattr(obj, "__len__"):
-        vocab_size = len(obj)
+    vocab_size = _declared_size(obj)
     eos = getattr(obj, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(obj, "eot_token", None)  # tiktoken's <|endoftext|>
     pad = getattr(obj, "pad_token_id", None)
     return LoadedTokenizer(
         encode_fn=lambda text: _as_ids(obj.encode(text), f"{argument}.encode(text)"),
@@ -210,6 +210,60 @@ def _wrap_custom(obj: Any, argument: str) -> LoadedTokenizer:
         pad_token_id=None if pad is None else _as_id(pad, f"{argument}.pad_token_id"),
         vocab_size=None if vocab_size is None else _as_id(vocab_size, f"{argument}.vocab_size"),
     )
+
+
+def _declared_size(obj: Any) -> int | None:
+    """How many ids a tokenizer says it has: ``vocab_size`` (an attribute or a method), ``n_vocab`` (tiktoken),
+    ``len()``, or one more than the largest id of ``get_vocab()``; None when it says nothing."""
+    for name in ("vocab_size", "n_vocab"):
+        size = getattr(obj, name, None)
+        size = size() if callable(size) else size
+        if size is not None:
+            return size
+    if callable(getattr(obj, "__len__", None)):
+        return len(obj)
+    get_vocab = getattr(obj, "get_vocab", None)
+    if callable(get_vocab):
+        ids = list(get_vocab().values())
+        return max(ids) + 1 if ids else None
+    return None
+
+
+def decodable_ids(tokenizer: LoadedTokenizer, below: int) -> int:
+    """How many ids ``tokenizer`` decodes, counted from 0 and at most ``below``: its declared size, else found by
+    asking its ``decode`` (a binary search for the first id it refuses; a tokenizer decodes ids ``[0, n)``).
+
+    For a tokenizer that says nothing of its size (nanoGPT's char tokenizer: ``decode`` a lambda over ``itos``), on a
+    model with more logits (a padded vocabulary): the ids a round may sample.
+
+    Raises:
+        ValueError: ``decode`` refuses id 0, so no id can be sampled.
+
+    Example::
+
+        >>> itos = {0: "a", 1: "b", 2: "c"}
+        >>> chars = LoadedTokenizer(encode_fn=list, decode_fn=lambda ids: "".join(itos[i] for i in ids))
+        >>> decodable_ids(chars, below=64)
+        3
+    """
+    if tokenizer.vocab_size is not None:
+        return min(tokenizer.vocab_size, below)
+
+    def decodes(i: int) -> bool:
+        try:
+            tokenizer.decode([i])
+        except Exception:  # noqa: BLE001 - what a decode raises for an id it lacks is its own (KeyError, IndexError)
+            return False
+        return True
+
+    if not decodes(0):
+        raise ValueError("`tokenizer.decode` refuses id 0; pass a tokenizer that decodes the model's ids, or "
+                         "`vocab_size`")
+    low, high = 1, below  # decodes(low - 1); the answer is in [low, high]
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if decodes(middle) else (low, middle)
+    return low
 
 
 def _optional_ids(value: object, name: str) -> int | list[int] | None:

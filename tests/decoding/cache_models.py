@@ -179,9 +179,13 @@ class LitStyleLM(_TinyTransformer):
         self.max_seq_length = block_size
         self.mask_cache: torch.Tensor | None = None
         self.fail_on_call = fail_on_call
-        self.calls = 0
-        self.cleared = 0
+        # What the test reads afterwards, kept in containers: a call puts the model's attributes back as they were.
+        self.counts = {"calls": 0, "cleared": 0}
         self.allocated: list[tuple[int, int]] = []
+
+    @property
+    def cleared(self) -> int:
+        return self.counts["cleared"]
 
     def set_kv_cache(self, batch_size: int, max_seq_length: int | None = None, device=None, dtype=None) -> None:
         max_seq_length = max_seq_length or self.max_seq_length
@@ -191,14 +195,14 @@ class LitStyleLM(_TinyTransformer):
         self.mask_cache = torch.tril(torch.ones(max_seq_length, max_seq_length, dtype=torch.bool, device=device))
 
     def clear_kv_cache(self) -> None:
-        self.cleared += 1
+        self.counts["cleared"] += 1
         self.mask_cache = None
         for block in self.blocks:
             block.kv_cache = None
 
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == self.fail_on_call:
+        self.counts["calls"] += 1
+        if self.counts["calls"] == self.fail_on_call:
             raise RuntimeError("CUDA out of memory (simulated)")
         if idx.shape[1] > self.max_seq_length:
             raise ValueError(f"Cannot forward sequence of length {idx.shape[1]}, max is {self.max_seq_length}")

@@ -445,23 +445,37 @@ def test_hf_cached_and_uncached_agree():
     assert torch.equal(cached, greedy_reference(lambda ids: model(ids).logits, PROMPT, 10))
 
 
-def test_kept_state_puts_back_what_a_call_rebinds_adds_or_resizes_and_leaves_other_values():
-    from lightning_gen.decoding.adapters.base import kept_state
+def test_kept_state_puts_back_every_attribute_a_call_rebinds_or_adds():
+    from lightning_gen.decoding.adapters import kept_state
 
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
     first, inner, last = model
-    mask, weight = torch.ones(2), inner.weight
+    mask, weight, settings = torch.ones(2), inner.weight, {"a": 1}
     first.mask = mask
-    inner.max_batch_size, inner.note = 4, "kept"
+    inner.max_batch_size, inner.note, inner.cache_enabled, inner.settings = 4, "kept", False, settings
     last.register_buffer("table", torch.zeros(1), persistent=False)
-    with kept_state(model, "max_batch_size"):
+    with kept_state(model):
         first.mask = torch.zeros(3)  # only rebound: no attribute appears on this module
         inner.cache = torch.zeros(5)  # appeared
-        inner.max_batch_size = 8  # resized
-        inner.note = "changed"  # a plain value the protocol does not own
+        inner.max_batch_size, inner.note, inner.cache_enabled = 8, "changed", True  # ints, strings, flags
+        inner.settings = {"a": 2}  # any object
+        inner.decoder_max_cache_seq_len = 64  # a plain value that appeared
         inner.register_buffer("kv", torch.zeros(2))  # a buffer that appeared
         last.table = torch.ones(1)  # a buffer rebound
-    assert first.mask is mask and not hasattr(inner, "cache") and inner.max_batch_size == 4
-    assert inner.note == "changed" and inner.weight is weight
+    assert first.mask is mask and not hasattr(inner, "cache") and not hasattr(inner, "decoder_max_cache_seq_len")
+    assert (inner.max_batch_size, inner.note, inner.cache_enabled) == (4, "kept", False)
+    assert inner.settings is settings and inner.weight is weight
     assert sorted(model.state_dict()) == [f"{i}.{p}" for i in range(3) for p in ("bias", "weight")]
     assert float(last.table) == 0.0 and last._non_persistent_buffers_set == {"table"}
+
+
+def test_watched_state_puts_back_values_written_into_buffers_and_names_them():
+    from lightning_gen.decoding.adapters import watched_state
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    model[0].register_buffer("cache", torch.zeros(3))
+    with watched_state(model) as changes:
+        model[0].cache[1] = 5.0  # written in place: the same tensor, new values
+        model[0].flag = True
+    assert changes.written == ["0.cache"] and model[0].cache.tolist() == [0.0, 0.0, 0.0]
+    assert not hasattr(model[0], "flag")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import warnings
 from contextlib import contextmanager
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+                          PreTrainedModel)
 
 from lightning_gen import generate, generate_completions
 from lightning_gen.decoding.batching import plan_batches
@@ -61,21 +63,22 @@ MIXED = [[3, 4, 5], [6, 7], [8, 9, 10], [11], [12, 13], [14, 15, 16]]  # lengths
 
 
 # ---------------------------------------------------------------------------------------- plan_batches
-@pytest.mark.parametrize(("lengths", "batch_size", "pad", "expected"), [
-    ([3, 5, 3, 5, 4], 8, False, [[0, 2], [1, 3], [4]]),
-    ([3, 5, 3, 5, 4], 8, True, [[0, 1, 2, 3, 4]]),
-    ([3, 5, 3, 5, 4], 2, True, [[0, 1], [2, 3], [4]]),
-    ([3, 3, 3, 5], 2, False, [[0, 1], [2], [3]]),
-    ([7, 7, 7], 1, False, [[0], [1], [2]]),
-    ([4], 3, True, [[0]]),
+@pytest.mark.parametrize(("lengths", "batch_size", "policy", "expected"), [
+    ([3, 5, 3, 5, 4], 8, "group", [[0, 2], [1, 3], [4]]),
+    ([3, 5, 3, 5, 4], 8, "pad", [[0, 1, 2, 3, 4]]),
+    ([3, 5, 3, 5, 4], 2, "pad", [[0, 1], [2, 3], [4]]),
+    ([3, 3, 3, 5], 2, "group", [[0, 1], [2], [3]]),
+    ([7, 7, 7], 1, "group", [[0], [1], [2]]),
+    ([7, 7, 5], 8, "single", [[0], [1], [2]]),
+    ([4], 3, "pad", [[0]]),
 ])
-def test_plan_batches(lengths, batch_size, pad, expected):
-    assert plan_batches(lengths, batch_size=batch_size, pad=pad) == expected
+def test_plan_batches(lengths, batch_size, policy, expected):
+    assert plan_batches(lengths, batch_size=batch_size, policy=policy) == expected
 
 
 def test_plan_batches_never_mixes_lengths_without_padding():
     lengths = [5, 1, 5, 2, 1, 5, 2, 2, 5]
-    plan = plan_batches(lengths, batch_size=2, pad=False)
+    plan = plan_batches(lengths, batch_size=2, policy="group")
     assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
     assert all(len({lengths[i] for i in batch}) == 1 and len(batch) <= 2 for batch in plan)
 
@@ -83,6 +86,8 @@ def test_plan_batches_never_mixes_lengths_without_padding():
 # ---------------------------------------------------------------------------------------- plain models
 def test_plain_model_is_never_shown_padding():
     model = CumMeanLM()
+    generate_completions(model, MIXED, max_new_tokens=2)  # the first call also asks the model how to batch
+    model.batch_shapes.clear()
     generate_completions(model, MIXED, max_new_tokens=2)
     prefills = model.batch_shapes[::2]
     assert prefills == [(3, 3), (2, 2), (1, 1)]  # one call per length, in order of first appearance
@@ -160,11 +165,13 @@ def test_context_length_is_passed_to_the_adapter():
     ([[3, 4], []], {}, "`prompts[1]` is empty"),
     ([[3, 4]], {"batch_size": 0}, "`batch_size` must be a positive integer or None, got 0"),
     ([[3, 4]], {"batch_size": -2}, "got -2"),
-    ([[3, 4]], {"batch_size": 1.5}, "got 1.5"),
+    ([[3, 4]], {"batch_size": 1.5}, "got 1.5 (float)"),
+    ([[3, 4]], {"top_pp": 0.5}, "`generate_completions` got an unknown GenerationConfig field 'top_pp'; did you mean "
+                                "'top_p'"),
 ])
 def test_bad_arguments_are_refused(prompts, kwargs, fragment):
     model = CumMeanLM()
-    with pytest.raises(ValueError) as err:
+    with pytest.raises((ValueError, TypeError)) as err:
         generate_completions(model, prompts, max_new_tokens=2, **kwargs)
     assert fragment in str(err.value)
     assert model.batch_shapes == []
@@ -206,7 +213,8 @@ def test_hf_prompts_are_left_padded_into_one_batch(hf_model):
         generate_completions(hf_model, _prompts(), max_new_tokens=3)
     finally:
         handle.remove()
-    assert shapes[0] == (6, 7)  # all six prompts in one left-padded prefill
+    assert (6, 7) in shapes  # all six prompts in one left-padded prefill
+    assert all(shape[0] in (1, 2, 6) for shape in shapes)  # and the few calls that asked how to batch
 
 
 @pytest.mark.parametrize("batch_size", [None, 4])
@@ -218,3 +226,46 @@ def test_hf_greedy_left_padded_batch_equals_each_prompt_alone(hf_model, batch_si
     alone = [a[: a.tolist().index(eos) + 1].tolist() if eos in a.tolist() else a.tolist() for a in alone]
     assert batched == alone
     assert any(len(c) < 10 for c in batched) or len({tuple(c) for c in batched}) > 1  # not a degenerate model
+
+
+# ---------------------------------------------------------------------------------------- how to batch, asked
+def _tiny(name: str) -> PreTrainedModel:
+    from hf_tiny_configs import tiny_config
+
+    with seeded(0), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForCausalLM.from_config(tiny_config(name)).eval()
+
+
+@pytest.mark.parametrize(("name", "policy"), [
+    ("rwkv", "single"),  # its step-by-step state at batch > 1 differs from one prompt's (transformers 5.25)
+    ("xlstm", "group"),  # takes a mask, but pad tokens enter its recurrent state
+    ("mamba", "pad"), ("falcon_mamba", "pad"), ("gpt2", "pad"),
+])
+def test_a_recurrent_model_completes_each_prompt_as_model_generate_does_alone(name, policy):
+    from lightning_gen.decoding.adapters import resolve_adapter
+    from lightning_gen.decoding.batching import batching_policy
+
+    model = _tiny(name)
+    prompts = [[5, 6, 7, 8], [9, 10, 11, 12, 13, 14], [20, 21, 22, 23, 24, 25], [30, 31]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = [model.generate(torch.tensor([p]), max_new_tokens=8, do_sample=False, pad_token_id=0,
+                                eos_token_id=1)[0, len(p):].tolist() for p in prompts]
+        ours = generate_completions(model, prompts, max_new_tokens=8, pad_token_id=0, eos_token_id=1)
+    assert ours == [a[: a.index(1) + 1] if 1 in a else a for a in alone]
+    rows = [torch.tensor(p) for p in prompts]
+    assert batching_policy(model, resolve_adapter(model), rows) == policy
+
+
+def test_a_plain_model_whose_rows_mix_in_a_batch_gets_one_prompt_per_call():
+    class MixesRows(CumMeanLM):
+        def forward(self, ids):
+            return super().forward(ids) + super().forward(ids).mean(0, keepdim=True)  # every row sees the others
+
+    model = MixesRows()
+    out = generate_completions(model, MIXED, max_new_tokens=3)
+    assert out == [generate_completions(model, [p], max_new_tokens=3)[0] for p in MIXED]
+    model.batch_shapes.clear()
+    generate_completions(model, MIXED, max_new_tokens=3)
+    assert {shape[0] for shape in model.batch_shapes} == {1}

@@ -55,19 +55,20 @@ def test_validate_rejects_non_dict():
         validate_generation_kwargs([("top_k", 3)], argument="sampling")
 
 
-@pytest.mark.parametrize(("fields", "fragment"), [
-    ({"do_sample": True, "top_p": 1.5}, "`top_p` must be in (0, 1], got 1.5"),
-    ({"do_sample": True, "temperature": float("inf")}, "`temperature` must be a finite number > 0, got inf"),
-    ({"max_new_tokens": 2.5}, "max_new_tokens"),
-    ({"top_k": True}, "`top_k` must be an integer >= 0, got True"),
-    ({"eos_token_id": [1, -2]},
-     "`eos_token_id` must be a non-negative token id or a non-empty list of them, got [1, -2]"),
-    ({"pad_token_id": 1.5}, "`pad_token_id`"),
-    ({"stop_strings": ["ok", ""]}, "`stop_strings`"),
-    ({"epsilon_cutoff": 1.0}, "`epsilon_cutoff` must be in [0, 1), got 1.0"),
+@pytest.mark.parametrize(("fields", "error", "fragment"), [
+    ({"do_sample": True, "top_p": 1.5}, ValueError, "`generation.top_p` must be in (0, 1], got 1.5"),
+    ({"do_sample": True, "temperature": float("inf")}, ValueError,
+     "`generation.temperature` must be a finite number > 0, got inf"),
+    ({"max_new_tokens": 2.5}, TypeError, "`generation.max_new_tokens` must be a positive integer, got 2.5 (float)"),
+    ({"top_k": True}, TypeError, "`generation.top_k` must be an integer >= 0, got True (bool)"),
+    ({"eos_token_id": [1, -2]}, ValueError,
+     "`generation.eos_token_id` must be a non-negative token id or a non-empty list of them, got [1, -2]"),
+    ({"pad_token_id": 1.5}, ValueError, "`generation.pad_token_id`"),
+    ({"stop_strings": ["ok", ""]}, ValueError, "`generation.stop_strings`"),
+    ({"epsilon_cutoff": 1.0}, ValueError, "`generation.epsilon_cutoff` must be in [0, 1), got 1.0"),
 ])
-def test_validate_range_errors_quote_field_and_value(fields, fragment):
-    with pytest.raises(ValueError) as err:
+def test_validate_range_errors_quote_field_and_value(fields, error, fragment):
+    with pytest.raises(error) as err:
         validate_generation_kwargs(fields)
     assert fragment in str(err.value)
 

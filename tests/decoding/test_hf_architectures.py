@@ -50,6 +50,27 @@ def _batch(padded: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     return ids, mask
 
 
+class TransformersFails(Exception):
+    """transformers' own ``generate`` raised (the cause): a case it cannot run, not a failure of ours."""
+
+
+def _theirs_and_ours(model, case: str, padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.generate`` and our `generate` on the same batch, options and seed (ours never drawing from the global
+    RNG)."""
+    ids, mask = _batch(padded)
+    options = dict(CASES[case], max_new_tokens=NEW_TOKENS, pad_token_id=PAD, eos_token_id=EOS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(7)
+        try:
+            expected = model.generate(ids, attention_mask=mask, **options)
+        except Exception as err:  # noqa: BLE001 - transformers itself cannot run this case
+            raise TransformersFails from err
+        torch.manual_seed(123)
+        ours = generate(model, ids, attention_mask=mask, generator=torch.Generator().manual_seed(7), **options)
+    return expected, ours
+
+
 CASES = {
     "greedy": dict(do_sample=False),
     "sampling": dict(do_sample=True, temperature=1.3, top_k=0),
@@ -65,21 +86,15 @@ def test_token_identical_to_model_generate(name: str, case: str, padded: bool) -
     if name.split("-")[0] not in CONFIG_MAPPING and name not in CONFIG_MAPPING:
         pytest.skip(f"transformers {__version__} does not have {name}")
     model = tiny_model(name)
-    ids, mask = _batch(padded)
-    options = dict(CASES[case], max_new_tokens=NEW_TOKENS, pad_token_id=PAD, eos_token_id=EOS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.manual_seed(7)
-        try:
-            expected = model.generate(ids, attention_mask=mask, **options)
-        except Exception as err:  # noqa: BLE001 - transformers itself cannot run this case
-            if __version__ == TABLES_VERSION:  # the tables were made to run here: a failure is a config bug
-                raise AssertionError(f"transformers' own generate fails for {name}: move it to NOT_TESTED with "
-                                     f"this reason, or fix its tiny config") from err
-            pytest.skip(f"transformers' own generate fails for {name} ({case}, {'padded' if padded else 'batch'}) on "
-                        f"the CPU: {type(err).__name__}: {err}")
-        torch.manual_seed(123)  # ours must not draw from the global RNG
-        ours = generate(model, ids, attention_mask=mask, generator=torch.Generator().manual_seed(7), **options)
+    try:
+        expected, ours = _theirs_and_ours(model, case, padded)
+    except TransformersFails as failure:
+        err = failure.__cause__
+        if __version__ == TABLES_VERSION:  # the tables were made to run here: a failure is a config bug
+            raise AssertionError(f"transformers' own generate fails for {name}: move it to NOT_TESTED with "
+                                 f"this reason, or fix its tiny config") from err
+        pytest.skip(f"transformers' own generate fails for {name} ({case}, {'padded' if padded else 'batch'}) on "
+                    f"the CPU: {type(err).__name__}: {err}")
     assert torch.equal(ours, expected)
 
 
@@ -139,17 +154,12 @@ def test_an_architecture_the_tables_do_not_know_is_tried_with_the_generic_tiny_c
         pytest.skip(f"{name} (new in transformers {__version__}) does not build from the generic tiny config: "
                     f"{type(err).__name__}: {err}")
     for case, padded in (("greedy", False), ("sampling", False), ("greedy", True)):
-        ids, mask = _batch(padded)
-        options = dict(CASES[case], max_new_tokens=NEW_TOKENS, pad_token_id=PAD, eos_token_id=EOS)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.manual_seed(7)
-            try:
-                expected = model.generate(ids, attention_mask=mask, **options)
-            except Exception as err:  # noqa: BLE001
-                pytest.skip(f"transformers' own generate fails for {name} (new in {__version__}): "
-                            f"{type(err).__name__}: {err}")
-            ours = generate(model, ids, attention_mask=mask, generator=torch.Generator().manual_seed(7), **options)
+        try:
+            expected, ours = _theirs_and_ours(model, case, padded)
+        except TransformersFails as failure:
+            err = failure.__cause__
+            pytest.skip(f"transformers' own generate fails for {name} (new in {__version__}): "
+                        f"{type(err).__name__}: {err}")
         if not torch.equal(ours, expected):
             pytest.xfail(f"{name} (new in transformers {__version__}, not claimed) differs from model.generate "
                          f"({case}{', padded' if padded else ''}): give it a tiny config in ARCHITECTURES and fix")

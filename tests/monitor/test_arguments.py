@@ -91,11 +91,11 @@ BAD = [
     # schedules
     ({"every_n_train_steps": 0}, ValueError, "`every_n_train_steps`"),
     ({"every_n_train_steps": -1}, ValueError, "`every_n_train_steps`"),
-    ({"every_n_train_steps": 1.5}, ValueError, "`every_n_train_steps`"),
-    ({"every_n_train_steps": "2"}, ValueError, "`every_n_train_steps`"),
-    ({"every_n_train_steps": True}, ValueError, "`every_n_train_steps`"),
+    ({"every_n_train_steps": 1.5}, TypeError, "`every_n_train_steps`"),
+    ({"every_n_train_steps": "2"}, TypeError, "`every_n_train_steps`"),
+    ({"every_n_train_steps": True}, TypeError, "`every_n_train_steps`"),
     ({"every_n_epochs": 0}, ValueError, "`every_n_epochs`"),
-    ({"train_time_interval": 5}, ValueError, "`train_time_interval`"),
+    ({"train_time_interval": 5}, TypeError, "`train_time_interval`"),
     ({"train_time_interval": timedelta(0)}, ValueError, "`train_time_interval`"),
     ({"every_n_train_steps": 2, "every_n_epochs": 1}, ValueError, "every_n_epochs"),
     # booleans given as strings or numbers
@@ -129,14 +129,14 @@ BAD = [
     # seed
     ({"seed": 2**70}, ValueError, "`seed`"),
     ({"seed": -(2**70)}, ValueError, "`seed`"),
-    ({"seed": "0"}, ValueError, "`seed`"),
-    ({"seed": 1.5}, ValueError, "`seed`"),
+    ({"seed": "0"}, TypeError, "`seed`"),
+    ({"seed": 1.5}, TypeError, "`seed`"),
     # model, batching and naming
     ({"model_attr": ""}, ValueError, "`model_attr`"),
     ({"model_attr": "a..b"}, ValueError, "`model_attr`"),
     ({"model_attr": "decoder"}, ValueError, "`model_attr`"),
     ({"batch_size": 0}, ValueError, "`batch_size`"),
-    ({"batch_size": "4"}, ValueError, "`batch_size`"),
+    ({"batch_size": "4"}, TypeError, "`batch_size`"),
     ({"context_length": 0}, ValueError, "`context_length`"),
     ({"vocab_size": -5}, ValueError, "`vocab_size`"),
     ({"tag": ""}, ValueError, "`tag`"),
@@ -152,9 +152,10 @@ BAD = [
     ({"model": Returns4D}, ProbeError, "logits of shape (1, 1, 2, 37)"),
     ({"model": ReturnsDictWithoutLogits}, ProbeError, "a mapping without 'logits' (keys ['hidden'])"),
     ({"model": NeedsTwoTokens, "prompts": ["ab", "x"]}, ProbeError,
-     "`prompts[1]` 'x', the shortest prompt at 1 tokens, completed by 2 tokens as a round runs) failed with "
-     "ValueError: needs at least 2 tokens"),
-    ({"tokenizer": WideTokenizer()}, ValueError, "`prompts[0]` 'ab' encodes to ids"),
+     "`prompts[1]` 'x', the shortest prompt, 1 tokens completed by 4 as a round runs, the plain protocol) failed "
+     "with ValueError: needs at least 2 tokens"),
+    ({"tokenizer": WideTokenizer()}, ProbeError, "it takes ids below 37 (found by probing) and the input holds "
+     "ids [40, 41]"),
     ({"generation": {"forced_eos_token_id": 99}}, ProbeError, "`generation.forced_eos_token_id` holds ids [99]"),
     ({"generation": {"bad_words_ids": [[3], [120]]}}, ProbeError, "`generation.bad_words_ids` holds ids [120]"),
     ({"generation": {"sequence_bias": [[[200], -1.0]]}}, ProbeError, "`generation.sequence_bias` holds ids [200]"),
@@ -189,7 +190,7 @@ def test_generation_may_be_a_generation_config_and_one_processor_is_wrapped(tmp_
     assert monitor.generation == {"max_new_tokens": 3, "do_sample": True}
     assert monitor.logits_processors == [processor] and isinstance(processor, LogitsProcessor)
     trainer(tmp_path, [monitor], max_steps=1).fit(TinyLM())
-    assert monitor.last_sampled_step == 1
+    assert monitor.last_round_step == 1
 
 
 def test_max_length_without_max_new_tokens_on_a_cache_model_is_valid(tmp_path):
@@ -198,4 +199,4 @@ def test_max_length_without_max_new_tokens_on_a_cache_model_is_valid(tmp_path):
     model = TinyCacheLM()
     model.tokenizer = CharTokenizer()
     trainer(tmp_path, [monitor], max_steps=1).fit(model)
-    assert monitor.last_sampled_step == 1
+    assert monitor.last_round_step == 1

@@ -79,7 +79,7 @@ def test_training_is_bit_identical_with_and_without_monitor(tmp_path):
     without = _weights_after_training(tmp_path / "a", [])
     monitor = GenerationMonitor(["ab", "cd"], every_n_train_steps=2, generation={**GEN, "top_k": 5})
     with_monitor = _weights_after_training(tmp_path / "b", [monitor])
-    assert monitor.last_sampled_step == 8
+    assert monitor.last_round_step == 8
     assert all(torch.equal(a, b) for a, b in zip(without, with_monitor, strict=True))
 
 
@@ -96,8 +96,9 @@ def test_eval_during_sampling_and_every_module_mode_restored(tmp_path):
     monitor = GenerationMonitor(["ab"], generation=GEN, sample_on_train_end=False, log_metrics=False)
     trainer(tmp_path, [monitor], max_steps=2).fit(model)
     sampling = [modes for modes in model.modes_seen if not any(modes)]
-    # the probe's 2 tokens at the start of fit, then one forward per new token; all in eval mode
-    assert len(sampling) == 2 + GEN["max_new_tokens"]
+    # every forward is a training step's (2) or a sampling one, all of whose modules are in eval mode: the probe's at
+    # the start of fit, then the round at step 0's (one per new token)
+    assert len(model.modes_seen) - len(sampling) == 2 and len(sampling) > GEN["max_new_tokens"]
     assert model.training and not model.mlp[1].training and model.mlp[0].training
 
 
@@ -160,7 +161,7 @@ def test_resume_from_checkpoint_continues_schedule(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=2)
     first = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN, sample_on_train_end=False)
     trainer(tmp_path, [first, ckpt], max_steps=4, enable_checkpointing=True).fit(TinyLM())
-    assert first.last_sampled_step == 4
+    assert first.last_round_step == 4
     resumed = GenerationMonitor(["ab"], every_n_train_steps=2, generation=GEN)
     t = trainer(tmp_path, [resumed], max_steps=6, logger=trainer(tmp_path).logger)
     t.fit(TinyLM(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
@@ -187,7 +188,7 @@ def test_tokenizer_from_datamodule_and_explicit_eos(tmp_path):
     del model.tokenizer
     monitor = GenerationMonitor(["ab"], generation={"max_new_tokens": 30, "do_sample": True})
     trainer(tmp_path, [monitor], max_steps=1).fit(model, datamodule=Data())
-    assert monitor._config.eos_token_id == VOCAB.index("\n")
+    assert monitor._plan.settled.config.eos_token_id == VOCAB.index("\n")
 
 
 class DoubleEverything(LogitsProcessor):
@@ -205,10 +206,10 @@ class DoubleEverything(LogitsProcessor):
         ({"prompts": ["a"], "every_n_train_steps": 2, "every_n_epochs": 1}, ValueError, "at most one of"),
         ({"prompts": ["a"], "train_time_interval": timedelta(0)}, ValueError, "`train_time_interval`"),
         ({"prompts": ["a"], "generation": {"top_kk": 3}}, ValueError, "'top_kk'.*'top_k'"),
-        ({"prompts": ["a"], "generation": {"top_p": 1.5}}, ValueError, r"`top_p` must be in \(0, 1\], got 1.5"),
+        ({"prompts": ["a"], "generation": {"top_p": 1.5}}, ValueError, r"`generation.top_p` must be in \(0, 1\], got 1.5"),
         ({"prompts": ["a"], "generation": {"num_beams": 2}}, NotImplementedError, "num_beams=2"),
         ({"prompts": ["a"], "generation": {"max_new_tokens": 0}}, ValueError, "max_new_tokens"),
-        ({"prompts": ["a"], "on_error": "ignore"}, ValueError, "`on_error` must be 'warn' or 'raise', got 'ignore'"),
+        ({"prompts": ["a"], "on_error": "ignore"}, ValueError, "`on_error` must be one of 'warn', 'raise', got 'ignore'"),
         ({"prompts": ["a"], "logits_processors": [lambda ids, s: s]}, TypeError, r"`logits_processors\[0\]`"),
         ({"prompts": ["a"], "tokenizer": "no/such/tokenizer.json"}, FileNotFoundError, "no/such/tokenizer.json"),
         ({"prompts": ["a"], "tokenizer": object()}, TypeError, "`tokenizer`"),
@@ -262,7 +263,7 @@ def test_ids_outside_model_vocab_fail_in_setup(tmp_path):
     model = TinyLM()
     model.tokenizer = Wide()
     model.vocab_size = len(VOCAB)
-    with pytest.raises(ValueError, match=r"outside the model's vocabulary \[0, 37\)"):
+    with pytest.raises(ValueError, match=r"encodes to ids \[100\] outside the vocabulary \[0, 37\) \(`vocab_size` of "):
         trainer(tmp_path, [GenerationMonitor(["a"])], max_steps=1).fit(model)
 
 
@@ -308,5 +309,5 @@ def test_the_probe_decides_scoring_with_the_adapter_the_rounds_use(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer(tmp_path, [monitor], max_steps=1).fit(LastOnlyLM())
-    assert monitor._score is True
+    assert monitor._plan.score is True
     assert not [w for w in caught if "not scored" in str(w.message)]

@@ -362,3 +362,30 @@ def test_the_exchange_raises_the_original_where_it_happened(world_of_one):
 
     assert run_everywhere(world_of_one, "lockstep", decodes, is_global_zero=True) == ["sample"]
     assert votes == [False, True]
+
+
+@pytest.mark.parametrize(("scenario", "mode"), [("tasks_ddp", "shard"), ("tasks_fsdp2", "gather"),
+                                              ("tasks_fsdp2_lockstep", "lockstep")])
+def test_task_monitor_scores_each_item_once_over_the_processes_and_logs_each_task_once_per_step(runs, scenario,
+                                                                                                 mode):
+    from lightning_gen.evaluation.tasks import load_tasks
+
+    zero, one = ranks(runs, scenario)
+    assert zero["mode"] == one["mode"] == mode
+    assert zero["global_step"] == one["global_step"] == 4 and not zero["warnings"] and not one["warnings"]
+    tasks = {task.name: len(task) for task in load_tasks(monitor_runs.TASKS, tokenizer=monitor_runs.CharTokenizer(eos=True),
+                                                         context_length=16)}
+    for step in ("0", "2", "4"):
+        shares = [rank["rounds"][step]["scored"] for rank in (zero, one)]
+        for name, count in tasks.items():
+            if mode == "lockstep":  # every process scores every item, in step (its forwards are collectives)
+                assert shares[0][name] == shares[1][name] == list(range(count))
+            else:  # strided: disjoint shares that cover every item
+                assert sorted(shares[0][name] + shares[1][name]) == list(range(count))
+                assert shares[0][name] and shares[1][name]
+        records = zero["rounds"][step]["records"]
+        assert sorted(r["task"] for r in records) == sorted(tasks) and not one["rounds"][step]["records"]
+        choices = next(r for r in records if r["task"] == "choices")
+        assert [e["index"] for e in choices["examples"]] == list(range(tasks["choices"]))
+    lines = (runs / scenario / "tb" / "version_0" / "evaluations.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * len(tasks)  # each task once per step, written by rank 0 only

@@ -1,10 +1,12 @@
 """The monitor on model code as users write it: each real protocol inside a LightningModule as ``self.model``.
 
-For nanoGPT, gpt-fast (also under ``bf16-mixed``), torchtune, the real litgpt package, a recurrent-state model
-and a transformers Llama (with its config's own EOS and rotary buffers), with default monitor arguments (but the
-schedule and 16 new tokens): every round samples without a warning, training is bit-identical with and without
-the monitor, a round leaves ``state_dict()`` keys and every buffer as they were, and the run's checkpoint loads.
-Beside that, greedy `generate` equals each protocol's own greedy loop, and cached equals uncached.
+For nanoGPT, gpt-fast (also under ``bf16-mixed``), torchtune (the real package from PyPI, and the re-creation the
+other tests use, checked against it), the real litgpt package, a recurrent-state model and a transformers Llama
+(with its config's own EOS and rotary buffers), with default monitor arguments (but the schedule and 16 new
+tokens): every round samples without a warning, training is bit-identical with and without the monitor, a round
+leaves ``state_dict()`` keys and every buffer as they were, the package's own generation and a training step work
+after a round, and the run's checkpoint loads. Beside that, greedy `generate` equals each protocol's own greedy
+loop, and cached equals uncached.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ SYMBOLS = (string.ascii_letters + string.digits + " .,!")[:65]  # a 65-symbol ch
 BLOCK = 48  # room for a prompt plus 16 new tokens, and a prompt cropped to fit
 TRAIN_BATCH, TRAIN_LENGTH = 4, 16
 PROMPTS = ["The cat sat", "a"]  # a one-token prompt too
-KINDS = ["nanogpt", "gpt-fast", "torchtune", "litgpt", "recurrent", "transformers"]
+KINDS = ["nanogpt", "gpt-fast", "torchtune", "torchtune-real", "litgpt", "recurrent", "transformers"]
+REAL_PACKAGES = ("torchtune-real", "litgpt", "transformers")  # installed from PyPI, not re-created
 
 
 class Chars:
@@ -76,6 +79,12 @@ def _construct(kind: str) -> torch.nn.Module:
         model = GptFast(ModelArgs(block_size=BLOCK, vocab_size=len(SYMBOLS)))
     elif kind == "torchtune":
         model = TorchtuneDecoder(vocab_size=len(SYMBOLS), max_seq_len=BLOCK)
+    elif kind == "torchtune-real":
+        pytest.importorskip("torchtune", reason="torchtune is not installed (.ci/run installs it)")
+        from torchtune.models.llama3 import llama3
+
+        model = llama3(vocab_size=len(SYMBOLS), num_layers=1, num_heads=2, num_kv_heads=1, embed_dim=32,
+                       max_seq_len=BLOCK, intermediate_dim=64)
     elif kind == "litgpt":
         pytest.importorskip("litgpt.model", reason="litgpt is not installed (.ci/run installs it)")
         from litgpt.config import Config
@@ -172,7 +181,7 @@ def test_every_round_samples_without_a_warning(runs):
     for i in range(len(PROMPTS)):
         assert sorted(events[f"samples/prompt_{i:02d}"]) == [0, 2, 4]  # start, every 2 steps, end (= step 4)
     monitor = next(c for c in run.callbacks if isinstance(c, GenerationMonitor))
-    assert monitor._model is module.model  # found through `self.model`, not the LightningModule
+    assert monitor._target.network.called is module.model  # found through `self.model`, not the LightningModule
 
 
 def test_training_is_bit_identical_with_and_without_the_monitor(runs):
@@ -190,6 +199,24 @@ def test_a_round_leaves_state_dict_keys_and_every_buffer_as_they_were(runs):
     assert all(max(s.completion_ids) < len(SYMBOLS) for s in samples)  # padded ids are never sampled
     assert _same(before, _state(module))
     assert {name: getattr(module.model, name, None) for name in attributes} == attributes
+
+
+def test_the_packages_own_generation_works_after_a_round_and_agrees_with_ours(runs):
+    """A round must leave nothing that changes how the model's own code runs (torchtune's `cache_enabled` flag made
+    its generate and the next training step fail)."""
+    kind, (module, run, _), _ = runs
+    if kind not in REAL_PACKAGES:
+        pytest.skip(f"{kind} is a re-creation: its own loop is checked against `generate` below")
+    monitor = next(c for c in run.callbacks if isinstance(c, GenerationMonitor))
+    monitor.sample_now(run, step=100)
+    model = module.model.eval()
+    own = _own_greedy(kind, model, PROMPT, 6)
+    vocab = {"litgpt": 72}.get(kind)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.precision == "bf16-mixed"):
+        assert torch.equal(generate(model, PROMPT, max_new_tokens=6, vocab_size=vocab), own)
+    module.train()
+    (x,) = next(iter(module.train_dataloader()))
+    assert torch.isfinite(module.training_step((x,), 0))  # and a training step runs after it
 
 
 def test_the_runs_checkpoint_loads(runs, tmp_path):
@@ -212,6 +239,10 @@ def _own_greedy(kind: str, model: torch.nn.Module, ids: torch.Tensor, steps: int
         return gpt_fast_generate(model, ids, steps)
     if kind == "torchtune":
         return torchtune_generate(model, ids, steps)
+    if kind == "torchtune-real":
+        from torchtune.generation import generate as torchtune_own
+
+        return torchtune_own(model, ids, max_generated_tokens=steps, top_k=1)[0]
     if kind == "recurrent":
         return recurrent_generate(model, ids, steps)
     if kind == "transformers":
@@ -242,6 +273,7 @@ def test_greedy_equals_the_protocols_own_loop_and_cached_equals_uncached(kind):
 
 @pytest.mark.parametrize(("kind", "expected"), [
     ("nanogpt", PlainAdapter), ("gpt-fast", GptFastAdapter), ("torchtune", TorchtuneAdapter),
+    ("torchtune-real", TorchtuneAdapter),
     ("litgpt", LitGPTAdapter), ("recurrent", PlainAdapter), ("transformers", HFAdapter),
 ])
 def test_each_protocol_is_detected_by_signature(kind, expected):
@@ -278,3 +310,24 @@ def test_a_gpt_fast_model_keeps_the_caches_its_user_set_up():
     assert model.causal_mask is mask and model.freqs_cis is freqs and (model.max_batch_size, model.max_seq_length) == (2, 40)
     assert not any(c.k_cache.any() or c.v_cache.any() for c in caches)  # never written into
     assert torch.equal(out, generate(build("gpt-fast", seed=1).eval(), PROMPT, max_new_tokens=6))
+
+
+def _cache_trace(model: torch.nn.Module) -> list:
+    """What torchtune's protocol shows, step by step: set up and enabled before and after `generate`, after the
+    user's own `setup_caches`, and whether a forward without a mask is refused while caches are enabled."""
+    trace = [(model.caches_are_setup(), model.caches_are_enabled())]
+    generate(model, PROMPT, max_new_tokens=4)
+    trace.append((model.caches_are_setup(), model.caches_are_enabled()))
+    model.setup_caches(2, torch.float32, decoder_max_seq_len=40)
+    trace.append((model.caches_are_setup(), model.caches_are_enabled(), model.decoder_max_cache_seq_len))
+    generate(model, PROMPT, max_new_tokens=4)
+    trace.append((model.caches_are_setup(), model.caches_are_enabled(), model.decoder_max_cache_seq_len))
+    with pytest.raises(ValueError, match="causal masks must be provided"):
+        model(PROMPT)
+    return trace
+
+
+def test_the_torchtune_recreation_behaves_as_torchtune_from_pypi():
+    real = build("torchtune-real", seed=1).eval()
+    assert _cache_trace(build("torchtune", seed=1).eval()) == _cache_trace(real) == [
+        (False, False), (False, False), (True, True, 40), (True, True, 40)]

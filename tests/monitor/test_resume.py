@@ -21,9 +21,9 @@ class Recording(GenerationMonitor):
         super().__init__(["ab"], generation=GEN, console="off", *args, **kwargs)
         self.steps: list[int] = []
 
-    def sample_now(self, trainer, step):
+    def run_now(self, trainer, step):
         self.steps.append(step)
-        return super().sample_now(trainer, step)
+        return super().run_now(trainer, step)
 
 
 class CrashesAt(TinyLM):

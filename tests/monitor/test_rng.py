@@ -43,7 +43,7 @@ def test_training_is_bit_identical_with_a_model_that_draws_from_the_global_rng(t
     without, streams_without = _train(tmp_path / "a", [])
     monitor = GenerationMonitor(["ab", "cd"], every_n_train_steps=2, generation={"max_new_tokens": 6, "do_sample": True})
     with_monitor, streams_with = _train(tmp_path / "b", [monitor])
-    assert monitor.last_sampled_step == 6  # rounds (and the probe, and scoring) ran
+    assert monitor.last_round_step == 6  # rounds (and the probe, and scoring) ran
     assert all(torch.equal(a, b) for a, b in zip(without, with_monitor, strict=True))
     assert streams_with == streams_without  # every stream is where it would have been
 

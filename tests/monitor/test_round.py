@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from tiny import VOCAB, CharTokenizer, TinyLM
-from transformers import GenerationConfig
+from tiny import VOCAB, CharTokenizer, TinyLM, plan_for
 
-from lightning_gen.monitor.prompts import encode_prompts
+from lightning_gen.monitor.tokenized_prompts import encode_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.text.samples import Prompt
 from lightning_gen.text.tokenization import load_tokenizer
@@ -18,10 +17,10 @@ def test_a_scored_round_gives_each_tokens_text_and_log_prob_and_says_which_ended
     torch.manual_seed(0)
     model = TinyLM(dropout=0.0, block_size=48)
     tokenizer = load_tokenizer(CharTokenizer(eos=True))
-    encoded = encode_prompts([Prompt(p) for p in ("ab", "hello", "x", "yz", "c d", "e.")], tokenizer, vocab_size=len(VOCAB),
-                             max_prompt_tokens=None)
-    config = GenerationConfig(max_new_tokens=30, do_sample=True, eos_token_id=EOS, pad_token_id=EOS)
-    samples = [s for _, s in sample_round(model, encoded, tokenizer, config, seed=0, score=True)]
+    encoded = encode_prompts([Prompt(p) for p in ("ab", "hello", "x", "yz", "c d", "e.")], tokenizer, max_prompt_tokens=None)
+    config = dict(max_new_tokens=30, do_sample=True, eos_token_id=EOS, pad_token_id=EOS)
+    samples = [s for _, s in sample_round(model, encoded, tokenizer, plan_for(model, tokenizer, config, score=True),
+                                          seed=0)]
     ended = [s.eos for s in samples]
     assert ended == [bool(s.completion_ids) and s.completion_ids[-1] == EOS for s in samples]
     assert True in ended and False in ended  # both kinds occur with this seed, so the flag is tested both ways
@@ -29,7 +28,7 @@ def test_a_scored_round_gives_each_tokens_text_and_log_prob_and_says_which_ended
         assert s.tokens == [VOCAB[i] for i in s.completion_ids]
         assert "".join(s.tokens) == s.completion
         assert len(s.token_logprobs) == len(s.completion_ids)
-    unscored = [s for _, s in sample_round(model, encoded, tokenizer, config, seed=0)]
+    unscored = [s for _, s in sample_round(model, encoded, tokenizer, plan_for(model, tokenizer, config), seed=0)]
     assert all(s.tokens is None and s.token_logprobs is None for s in unscored)
 
 
@@ -37,12 +36,12 @@ def test_copies_of_a_prompt_share_its_reference_loss_computed_by_one_forward():
     torch.manual_seed(0)
     model = TinyLM(dropout=0.0, block_size=48)
     tokenizer = load_tokenizer(CharTokenizer())
-    encoded = encode_prompts([Prompt("hello", reference=" world, ok")], tokenizer, vocab_size=len(VOCAB),
-                             max_prompt_tokens=None)
-    config = GenerationConfig(max_new_tokens=6, do_sample=True, num_return_sequences=4)
+    encoded = encode_prompts([Prompt("hello", reference=" world, ok")], tokenizer, max_prompt_tokens=None)
+    config = dict(max_new_tokens=6, do_sample=True, num_return_sequences=4)
     calls = []
     model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
-    samples = [s for _, s in sample_round(model, encoded, tokenizer, config, seed=0, score=True)]
+    samples = [s for _, s in sample_round(model, encoded, tokenizer, plan_for(model, tokenizer, config, score=True),
+                                          seed=0)]
     losses = {s.metrics["reference_loss"] for s in samples}
     assert len(samples) == 4 and len(losses) == 1
     teacher_forced = len("hello world, ok") - 1  # the samples' own scoring forwards are 5 + 6 - 1 long

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from test_sinks import mlflow_logger, offline_run_dir, wandb_env, wandb_tables  # noqa: F401  (fixtures)
 from tiny import TinyLM, trainer
 
 from lightning_gen import GenerationMonitor
 from lightning_gen.viewer.cli import main
-from lightning_gen.viewer.records import load_records
+from lightning_gen.viewer.runs import load_records
 
 GEN = {"max_new_tokens": 4, "do_sample": True}
 PROMPTS = ["ab", "cd"]

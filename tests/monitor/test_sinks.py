@@ -128,7 +128,7 @@ def test_no_log_directory_no_records_file(tmp_path, options):
     monitor = GenerationMonitor(PROMPTS, every_n_train_steps=1, generation=GEN)
     with pytest.warns(UserWarning, match="no attached logger can show text"):
         trainer(tmp_path, [monitor], **options).fit(TinyLM())
-    assert monitor.last_sampled_step is not None and monitor._records_dir is None
+    assert monitor.last_round_step is not None and monitor._records_dir is None
     assert list(tmp_path.rglob("samples.*")) == []
 
 

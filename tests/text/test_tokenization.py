@@ -223,3 +223,38 @@ def test_object_without_decode() -> None:
         load_tokenizer(EncodeOnly(), argument="my_tok")
     with pytest.raises(TypeError, match="int, which lacks `encode` and `decode`"):
         load_tokenizer(3)
+
+
+def test_a_tiktoken_encoding_gives_its_size_and_end_of_text() -> None:
+    from tiny import byte_tiktoken
+
+    pytest.importorskip("tiktoken")
+    enc = byte_tiktoken()
+    tok = load_tokenizer(enc)
+    assert (tok.vocab_size, tok.eos_token_id) == (enc.n_vocab, enc.eot_token) == (261, 260)
+    assert tok.decode(tok.encode("the cat")) == "the cat"
+    assert tokenization.decodable_ids(tok, below=50304) == 261  # nanoGPT's padded logits: only the real ids
+
+
+def test_the_size_of_a_tokenizer_with_only_get_vocab_is_its_largest_id_plus_one() -> None:
+    class Vocab(CharTokenizer):
+        __len__ = None  # type: ignore[assignment]
+
+        def get_vocab(self) -> dict[str, int]:
+            return {"a": 0, "b": 7, "c": 3}
+
+    assert load_tokenizer(Vocab()).vocab_size == 8
+
+
+def test_a_tokenizer_that_says_nothing_of_its_size_is_asked_through_decode() -> None:
+    """nanoGPT's char tokenizer from meta.pkl: encode/decode lambdas over stoi/itos."""
+    itos = dict(enumerate("\n !abcdefghij"))
+    stoi = {c: i for i, c in itos.items()}
+    tok = load_tokenizer(type("Meta", (), {"encode": staticmethod(lambda s: [stoi[c] for c in s]),
+                                            "decode": staticmethod(lambda ids: "".join(itos[i] for i in ids))})())
+    assert tok.vocab_size is None
+    assert tokenization.decodable_ids(tok, below=128) == len(itos)
+    assert tokenization.decodable_ids(tok, below=5) == 5
+    refuses_all = LoadedTokenizer(encode_fn=list, decode_fn=lambda ids: "".join(itos[i + 100] for i in ids))
+    with pytest.raises(ValueError, match="refuses id 0"):
+        tokenization.decodable_ids(refuses_all, below=8)

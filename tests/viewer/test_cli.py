@@ -10,8 +10,9 @@ from tiny import TinyLM, text_events, trainer
 from lightning_gen import GenerationMonitor
 from lightning_gen.text.rendering import escape, parse_sample_markdown, sample_markdown, unescape
 from lightning_gen.text.samples import Sample
+from lightning_gen.text.visible import plain, visible
 from lightning_gen.viewer.cli import main
-from lightning_gen.viewer.show import render_show, wrap_segments
+from lightning_gen.viewer.show import render_show
 
 HOSTILE = [
     "",
@@ -121,120 +122,25 @@ def test_show_other_tag(logdir, capsys):
     assert "other/prompt_00" in out and " 100 │ tag" in out
 
 
-def test_show_diff_marks_changes_since_the_previous_step(logdir, capsys):
-    _, out, _ = show(capsys, logdir, "--diff", "--color", "never")
-    rows = [line for line in out.splitlines() if "│" in line and "step" not in line]
-    assert rows == [
-        "   0 │  upon zq",
-        " 100 │  upon [-zq-]{+a time+}",
-        " 200 │  upon a time{+ there+}",
-        "   0 │ ⏎    return x",
-        " 100 │ ⏎    return [-x-]{+y+}",
-        " 200 │ ⏎    return y",
-    ]
-    _, out, _ = show(capsys, logdir, "--diff", "--color", "always", "--prompt", 0)
-    assert " 100 │  upon \x1b[9;31mzq\x1b[0m\x1b[1;32ma time\x1b[0m" in out
-
-
-def test_show_cuts_a_long_completion_to_one_line_with_an_ellipsis(tmp_path, capsys):
-    long = " ".join(["word"] * 30) + "\x1b[31m\ttab"
-    (tmp_path / "samples.jsonl").write_text(json.dumps(record(7, 0, "p", long)) + "\n")
-    _, out, _ = show(capsys, tmp_path)
-    (row,) = [line for line in out.splitlines() if "│" in line][1:]
-    assert row == "   7 │ " + ("word " * 11)[:52] + "…" and len(row) == 60
-
-
-def test_show_wraps_long_text_and_shows_control_characters(tmp_path, capsys):
-    long = " ".join(["word"] * 30) + "\x1b[31m\ttab"
-    (tmp_path / "samples.jsonl").write_text(json.dumps(record(7, 0, "p", long)) + "\n")
-    _, out, _ = show(capsys, tmp_path, "--wrap")
-    rows = [line for line in out.splitlines() if "│" in line][1:]
-    assert rows[0].startswith("   7 │ word word")
-    assert all(row.startswith("     │ ") for row in rows[1:]) and len(rows) == 4
-    assert all(len(row) <= 60 for row in rows)
-    # every word is there, in order; the escape sequence is shown, not obeyed
-    assert "".join(row[7:] for row in rows).replace(" ", "") == ("word" * 30) + "␛[31m⇥tab"
-    assert "\x1b" not in out
-
-
-def test_wrap_splits_a_word_longer_than_the_line():
-    lines = wrap_segments([("abcdefghij", "")], 4)
-    assert ["".join(text for text, _ in line) for line in lines] == ["abcd", "efgh", "ij"]
-
-
-def test_greedy_beside_the_completion_and_the_reference(tmp_path, capsys):
-    rows = [record(s, 0, "p", c, greedy=g, reference="the ref") for s, c, g in ((0, "a", "b"), (5, "c" * 40, "b"))]
-    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _, out, _ = show(capsys, tmp_path)
-    assert "reference: the ref" in out
-    table = out.split("reference: the ref\n")[1].splitlines()[:4]
-    assert table == [
-        "step │ completion                │ greedy",
-        "─────┼───────────────────────────┼" + "─" * 26,
-        "   0 │ a                         │ b",
-        "   5 │ " + "c" * 24 + "… │ b",
-    ]
-    _, out, _ = show(capsys, tmp_path, "--wrap")  # wrapped: the greedy completion on a row of its own
-    assert "   0 │ a\n     │ greedy: b\n   5 │ " + "c" * 40 + "\n     │ greedy: b" in out
-
-
-def test_a_completion_of_spaces_only_is_shown(tmp_path, capsys):
-    rows = [record(0, 0, "p", "   ", greedy="\n  "), record(5, 0, "p", " a  ", greedy="b")]
-    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _, out, _ = show(capsys, tmp_path)
-    assert "   0 │ ␠␠␠" in out and "│ ⏎␠␠" in out  # untrained models write blanks: they must not look like nothing
-    assert "   5 │  a " in out  # spaces among other characters stay spaces
-
-
-def test_one_line_per_step_at_100_columns(tmp_path, capsys):
-    """The example's completions are 96 characters with a greedy one beside: still one line per step."""
-    words = "the corde the con the class any are ordined wording the __del__() and \n"
-    rows = [record(s, i, f"prompt {i}", (words * 2)[s % 7:][:96], greedy=(words * 2)[:96])
-            for s in range(0, 650, 50) for i in range(6)]
-    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert main(["show", str(tmp_path), "--width", "100"]) == 0
-    out = capsys.readouterr().out
-    steps = [line for line in out.splitlines() if line[:4].strip().isdigit()]
-    assert len(steps) == 6 * 13 and all(len(line) <= 100 for line in out.splitlines())
-    # Per prompt: title, prompt, header, rule, 13 steps, a blank line (the last one ends the text).
-    assert len(out.splitlines()) == 6 * (4 + 13 + 1) - 1
-
-
 def on_a_terminal(args, tmp_path, *, rows, pager=True) -> tuple[str, str | None]:
     """``lightning-gen`` run with its stdout on a pseudo-terminal of ``rows`` x 60: what the terminal showed, and
     what the pager got (None if it did not run); the pager is a shell command that keeps what it reads."""
-    import fcntl
     import os
-    import pty
-    import struct
-    import subprocess
     import sys
-    import termios
+
+    from pseudo_terminal import run_on_a_terminal
 
     paged = tmp_path / "paged.txt"
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "LIGHTNING_GEN_PAGER")}
     env["PAGER"] = f"cat > {paged}"
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 60, 0, 0))
     command = [sys.executable, "-m", "lightning_gen.viewer.cli", *args] + ([] if pager else ["--no-pager"])
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    assert process.wait(timeout=120) == 0, process.stderr.read()
-    os.close(master)
+    shown, code, err = run_on_a_terminal(command, rows=rows, columns=60, env=env)
+    assert code == 0, err
     return shown.decode().replace("\r\n", "\n"), paged.read_text() if paged.exists() else None
 
 
 def test_a_pager_when_the_output_is_longer_than_the_screen(logdir, tmp_path, capsys):
-    main(["show", str(logdir), "--width", "60"])
+    main(["show", str(logdir), "--width", "60", "--color", "always"])  # on a terminal, colours (the ⏎ marks dim)
     expected = capsys.readouterr().out
     assert expected.count("\n") == 15
     shown, paged = on_a_terminal(["show", str(logdir)], tmp_path, rows=10)
@@ -252,20 +158,28 @@ def test_export_markdown(logdir, capsys):
         "",
         "## samples/prompt_01",
         "",
-        "**Prompt:** def f(x):",
+        "**Prompt:** `def f(x):`",
         "",
         "| step | completion |",
         "|---:|---|",
-        "| 0 | <br>&nbsp;&nbsp;&nbsp; return x |",
-        "| 100 | <br>&nbsp;&nbsp;&nbsp; return y |",
-        "| 200 | <br>&nbsp;&nbsp;&nbsp; return y |",
+        "| 0 | `⏎    return x` |",
+        "| 100 | `⏎    return y` |",
+        "| 200 | `⏎    return y` |",
     ]
 
 
-def test_export_markdown_escapes_what_markdown_would_eat(tmp_path, capsys):
-    (tmp_path / "samples.jsonl").write_text(json.dumps(record(0, 0, "a|b", "<eos> *x* `y` & \\")) + "\n")
+def test_export_markdown_escapes_only_what_markdown_needs(tmp_path, capsys):
+    """Code spans: markdown characters stay as written; only a table's | is escaped, backticks get a longer fence,
+    and an end of sequence is a mark after the text."""
+    rows = [record(0, 0, "a|b", "<eos> *x* `y` & \\ &nbsp; "),
+            record(5, 0, "a|b", " ok.</s>", eos=True, tokens=[" ok", ".", "</s>"], greedy="the end</s>")]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     main(["export", str(tmp_path), "--format", "md"])
-    assert "| 0 | \\<eos\\> \\*x\\* \\`y\\` \\& \\\\ |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "**Prompt:** `a|b`" in out
+    assert "| 0 | ``<eos> *x* `y` & \\ &nbsp;·`` |  |" in out
+    assert "| 5 | `  ok. ` ⟨EOS⟩ | `the end` ⟨EOS⟩ |" in out
+    assert "&#" not in out and "<br>" not in out
 
 
 def test_export_jsonl_to_a_file(logdir, tmp_path, capsys):
@@ -288,8 +202,8 @@ def test_two_runs_are_told_apart(logdir, capsys):
     assert "── tb/version_0 · samples/prompt_00" in out and "── tb/version_1 · samples/prompt_00" in out
     assert main(["export", str(logdir), "--format", "md", "--prompt", "0"]) == 0
     headings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("#")]
-    assert headings == ["# lightning-gen samples", "## run tb/version\\_0", "### samples/prompt_00",
-                        "## run tb/version\\_1", "### samples/prompt_00"]
+    assert headings == ["# lightning-gen samples", "## run `tb/version_0`", "### samples/prompt_00",
+                        "## run `tb/version_1`", "### samples/prompt_00"]
 
 
 def test_a_torn_line_is_skipped_with_a_warning(tmp_path, capsys):
@@ -311,7 +225,7 @@ def test_errors_name_the_path_and_set_the_exit_code(tmp_path, capsys):
 
 
 def test_render_show_on_records_without_a_cli():
-    from lightning_gen.viewer.records import Record
+    from lightning_gen.viewer.runs import Record
 
     text = render_show([Record(".", "t", 3, 12345, "p", "")], width=30)
     assert "── t/prompt_03" in text and "12345 │" in text
@@ -344,7 +258,7 @@ def test_show_reads_a_real_runs_event_files(tmp_path, capsys):
         for step, stored in sorted(events[f"samples/prompt_{i:02d}"].items()):
             sample = parse_sample_markdown(stored)
             assert sample.prompt == prompt and len(sample.completion) == 6
-            assert f"\n{step:>4} │ {sample.completion.replace(chr(10), '⏎')}".rstrip() in section
+            assert f"\n{step:>4} │ {plain(visible(sample.completion))}" in section
 
     # from the events alone, ids are unknown
     assert main(["export", str(tmp_path), "--format", "jsonl"]) == 0
@@ -352,3 +266,56 @@ def test_show_reads_a_real_runs_event_files(tmp_path, capsys):
     assert [(r["index"], r["step"]) for r in rows] == [(0, 0), (0, 2), (0, 4), (1, 0), (1, 2), (1, 4)]
     assert rows[0]["run"] == "tb/version_0" and rows[0]["completion_ids"] is None
     assert rows[0]["completion"] == parse_sample_markdown(events["samples/prompt_00"][0]).completion
+
+
+# ----------------------------------------------------------------- TaskMonitor's evaluations
+def test_show_evaluations_prints_core_and_a_table_per_task(logdir, capsys):
+    from lightning_gen.text.task_records import TASK_RECORDS_FILE, document_result, example_result, task_record
+
+    def choices(step, right):
+        examples = [example_result(i, correct=ok, prediction=0 if ok else 1, gold=0, correct_norm=ok,
+                                   loglikelihoods=[-1.0, -2.0]) for i, ok in enumerate(right)]
+        acc = sum(right) / len(right)
+        return task_record(step, "mc", "multiple_choice", {"acc": acc, "acc_norm": acc, "centered": 2 * acc - 1},
+                           examples)
+
+    lines = [choices(0, [False, False, True, False]), task_record(0, "docs", "bits_per_byte", {"bpb": 4.0},
+                                                                  [document_result(0, "a.txt", 4.0)]),
+             choices(100, [True, True, False, False]), task_record(100, "docs", "bits_per_byte", {"bpb": 3.25},
+                                                                   [document_result(0, "a.txt", 3.25)])]
+    (logdir / "tb" / "version_0" / TASK_RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    code, out, _ = show(capsys, logdir, "--evaluations")
+    assert code == 0
+    assert out.splitlines() == [
+        "── run tb/version_0: 2 tasks, 2 steps (0–100) ──────────────",
+        "",
+        "core (the mean centred accuracy)",
+        "step   core",
+        "───────────",
+        "   0   -0.5",
+        " 100      0",
+        "",
+        "mc (multiple choice, 4 examples)",
+        "step    acc   acc_norm   centered   learned   forgotten",
+        "─" * 55,
+        "   0   0.25       0.25       -0.5",
+        " 100    0.5        0.5          0        +2          −1",  # 0 and 1 learned, 2 forgotten
+        "",
+        "docs (bits per byte, 1 document)",
+        "step    bpb",
+        "───────────",
+        "   0      4",
+        " 100   3.25",
+    ]
+    _, later, _ = show(capsys, logdir, "--evaluations", "--steps", 100)
+    assert "run tb/version_0: 2 tasks, 1 step (100)" in later
+    assert [line.split()[0] for line in later.splitlines() if line[:4].strip().isdigit()] == ["100"] * 3
+    _, beside, _ = show(capsys, logdir / "tb" / "version_0" / "samples.jsonl", "--evaluations")
+    assert beside.splitlines()[1:] == out.splitlines()[1:]  # a run's samples.jsonl: its evaluations beside it
+    (logdir / "sampled_only").mkdir()
+    (logdir / "sampled_only" / "samples.jsonl").write_text(json.dumps(record(0, 0, "Hi", " a")) + "\n")
+    code, _, err = show(capsys, logdir / "sampled_only", "--evaluations")
+    assert code == 1 and "no evaluations under" in err and "a TaskMonitor writes one" in err
+    with pytest.raises(SystemExit) as exit_:
+        show(capsys, logdir, "--evaluations", "--diff")
+    assert exit_.value.code == 2 and "--evaluations shows tasks, not prompts" in capsys.readouterr().err

@@ -21,24 +21,31 @@ is a subclass with three methods::
 
     generate(model, ids, adapter=MyCacheAdapter(model), max_new_tokens=20)
 
-Modules: `base` (the protocol, logits, kept state), `discovery` (context, vocabulary, device), `plain`,
-`input_pos` (litgpt, gpt-fast, torchtune), `hf`, `resolve` (which one).
+Modules: `base` (the protocol, logits), `state` (what a call leaves as it found), `advertised` (context,
+vocabulary, device), `plain`, `input_pos` (litgpt, gpt-fast, torchtune), `hf`, `resolve` (which one).
 """
 
 from lightning_gen.decoding.adapters.base import (
     ModelAdapter,
     has_padding,
-    kept_state,
     last_logits,
     output_logits,
     require_compilable,
 )
-from lightning_gen.decoding.adapters.discovery import advertises, find_context_length, find_vocab_size, model_device
+from lightning_gen.decoding.adapters.advertised import (
+    advertised_context,
+    advertised_vocab,
+    advertises,
+    find_context_length,
+    find_vocab_size,
+    model_device,
+)
 from lightning_gen.decoding.adapters.hf import HFAdapter
 from lightning_gen.decoding.adapters.input_pos import GptFastAdapter, LitGPTAdapter, TorchtuneAdapter, compute_dtype
 from lightning_gen.decoding.adapters.plain import PlainAdapter
 from lightning_gen.decoding.adapters.recording import Recording
 from lightning_gen.decoding.adapters.resolve import AdapterName, adapter_class, detect_protocol, resolve_adapter
+from lightning_gen.decoding.adapters.state import StateChanges, kept_state, watched_state
 
 __all__ = [
     "AdapterName",
@@ -48,8 +55,11 @@ __all__ = [
     "ModelAdapter",
     "PlainAdapter",
     "Recording",
+    "StateChanges",
     "TorchtuneAdapter",
     "adapter_class",
+    "advertised_context",
+    "advertised_vocab",
     "advertises",
     "compute_dtype",
     "detect_protocol",
@@ -62,4 +72,5 @@ __all__ = [
     "output_logits",
     "require_compilable",
     "resolve_adapter",
+    "watched_state",
 ]

@@ -1,18 +1,17 @@
-"""The adapter protocol, the logits a forward returned, and the model state a round must leave as it found."""
+"""The adapter protocol, and the logits a forward returned."""
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from lightning_gen.decoding.adapters.discovery import find_context_length
+from lightning_gen.decoding.adapters.advertised import find_context_length
+from lightning_gen.decoding.adapters.state import kept_state
 
-__all__ = ["ModelAdapter", "has_padding", "kept_state", "last_logits", "output_logits", "require_compilable"]
+__all__ = ["ModelAdapter", "has_padding", "last_logits", "output_logits", "require_compilable"]
 
 
 def output_logits(output: Any) -> torch.Tensor:
@@ -66,62 +65,6 @@ def has_padding(attention_mask: torch.Tensor | None) -> bool:
     return attention_mask is not None and not bool((attention_mask == 1).all())
 
 
-# A module's own registries: restored in place (hooks and `state_dict` read these very dicts).
-# Parameters are not among them: no protocol adds any, and FSDP2 swaps sharded and unsharded parameters in
-# `_parameters` as it gathers; putting back the ones seen before a call would undo a gather FSDP2 still counts on.
-_REGISTRIES = ("_buffers", "_modules")
-
-
-def _is_state(value: Any) -> bool:
-    # What cache protocols create or replace: tensors, modules, or None where they were or will be.
-    return value is None or isinstance(value, (torch.Tensor, nn.Module))
-
-
-@contextmanager
-def kept_state(model: Any, *attributes: str) -> Iterator[None]:
-    """Leave every submodule of ``model`` with the buffers, submodules and tensor attributes it had before.
-
-    Cache protocols allocate KV caches, masks and rope tables as buffers, submodules or plain attributes, and
-    resize counters such as ``max_batch_size``; a training step after sampling must see none of that, nor may a
-    checkpoint gain cache keys. The registries (``_buffers``, ``_modules``, the set of
-    non-persistent buffers) are put back as they were, as are attributes holding a tensor, a module or None and
-    the named ``attributes`` (ints such as ``max_seq_length``); attributes that appeared are removed. Tensors
-    are restored by reference: an adapter that must not write into a user's caches allocates fresh ones.
-
-    Example::
-
-        >>> layer = nn.Linear(2, 2)
-        >>> with kept_state(layer):
-        ...     layer.register_buffer("cache", torch.zeros(3))
-        >>> sorted(layer.state_dict())
-        ['bias', 'weight']
-    """
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    saved = []
-    for module in model.modules():
-        state = vars(module)
-        registries = {name: dict(state[name]) for name in _REGISTRIES if name in state}
-        saved.append((module, dict(state), registries, set(module._non_persistent_buffers_set)))
-    try:
-        yield
-    finally:
-        for module, before, registries, non_persistent in saved:
-            state = vars(module)
-            for name, registry in registries.items():
-                state[name].clear()
-                state[name].update(registry)
-            module._non_persistent_buffers_set.clear()
-            module._non_persistent_buffers_set.update(non_persistent)
-            if list(state) == list(before) and not any(map(operator.is_not, state.values(), before.values())):
-                continue  # no attribute appeared or was rebound (most modules, most calls): nothing to put back
-            plain = {k: v for k, v in before.items() if k not in _REGISTRIES and (_is_state(v) or k in attributes)}
-            for key in [k for k, v in state.items() if k not in plain and k not in _REGISTRIES and _is_state(v)]:
-                del state[key]
-            state.update(plain)
-
-
 class ModelAdapter:
     """The protocol between `generate` and one kind of model.
 
@@ -136,14 +79,11 @@ class ModelAdapter:
         context_length: The longest sequence the model accepts, or None if unknown.
         vocab_size: Ids that may be sampled, ``[0, vocab_size)``, when fewer than the logits (a padded
             vocabulary); None keeps what `generate` finds.
-        kept_attributes: Plain attributes the protocol resizes (``max_batch_size`` ...), restored after a call
-            together with every buffer, submodule and tensor attribute (see `kept_state`).
     """
 
     supports_attention_mask: bool = False
     #: Whether prompt plus new tokens must fit in `context_length` (cache models); plain models crop instead.
     needs_room_for_new_tokens: bool = True
-    kept_attributes: tuple[str, ...] = ()
 
     def __init__(self, model: nn.Module, *, context_length: int | None = None, vocab_size: int | None = None) -> None:
         self.model = model
@@ -169,8 +109,8 @@ class ModelAdapter:
         return self.model(input_ids)
 
     def kept(self) -> Any:
-        """A context manager that restores the model's state after a call (see `kept_state`)."""
-        return kept_state(self.model, *self.kept_attributes)
+        """A context manager that restores every module's attributes after a call (see `kept_state`)."""
+        return kept_state(self.model)
 
     @property
     def can_compile(self) -> bool:

@@ -125,8 +125,6 @@ class LitGPTAdapter(_InputPosAdapter):
     """litgpt's protocol: ``set_kv_cache(batch_size, max_seq_length, device)``, ``model(idx, input_pos)``,
     ``clear_kv_cache()``. Its forward runs without caches, so scoring is a plain ``model(ids)``."""
 
-    kept_attributes = ("max_seq_length", "_max_seq_length")
-
     def _allocate(self, batch_size: int, max_length: int, device: torch.device) -> None:
         self.model.set_kv_cache(batch_size=batch_size, max_seq_length=max_length, device=device)
 
@@ -146,8 +144,6 @@ class GptFastAdapter(_InputPosAdapter):
     afterwards. Its forward needs the caches, so ``use_cache=False`` recomputes with ``input_pos = arange(T)``.
     The context is ``config.block_size``: gpt-fast overwrites ``max_seq_length`` with the size of its caches.
     """
-
-    kept_attributes = ("max_batch_size", "max_seq_length")
 
     def __init__(self, model: nn.Module, *, context_length: int | None = None, vocab_size: int | None = None,
                  recompute: bool = False) -> None:

@@ -30,7 +30,10 @@ class PlainAdapter(ModelAdapter):
 
     def sequence_logits(self, input_ids: torch.Tensor) -> Any:
         output = self.model(input_ids)
-        logits = output_logits(output)
+        try:
+            logits = output_logits(output)
+        except (TypeError, KeyError):  # not logits at all: the caller says what it got
+            return output
         if input_ids.shape[1] > 1 and logits.dim() == 3 and logits.shape[1] == 1 and _takes_targets(self.model):
             # nanoGPT's forward computes every position's logits only when given targets (the loss is ignored).
             output = self.model(input_ids, targets=input_ids)

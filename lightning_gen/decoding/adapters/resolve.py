@@ -15,7 +15,7 @@ from lightning_gen.decoding.adapters.hf import HFAdapter
 from lightning_gen.decoding.adapters.input_pos import GptFastAdapter, LitGPTAdapter, TorchtuneAdapter
 from lightning_gen.decoding.adapters.plain import PlainAdapter
 
-__all__ = ["AdapterName", "detect_protocol", "resolve_adapter"]
+__all__ = ["AdapterName", "adapter_class", "detect_protocol", "protocol_name", "resolve_adapter"]
 
 AdapterName = Literal["auto", "plain", "litgpt", "gpt-fast", "torchtune", "hf"]
 Protocol = Literal["plain", "litgpt", "gpt-fast", "torchtune", "hf"]
@@ -24,6 +24,17 @@ _BY_NAME: dict[str, type[ModelAdapter]] = {
     "plain": PlainAdapter, "litgpt": LitGPTAdapter, "gpt-fast": GptFastAdapter, "torchtune": TorchtuneAdapter,
     "hf": HFAdapter,
 }
+
+
+def protocol_name(adapter: ModelAdapter) -> str:
+    """The name ``adapter=`` takes for an adapter's protocol (``"hf"``, ``"gpt-fast"`` ...), else its class name.
+
+    Example::
+
+        >>> protocol_name(PlainAdapter(nn.Linear(2, 2)))
+        'plain'
+    """
+    return next((name for name, cls in _BY_NAME.items() if type(adapter) is cls), type(adapter).__name__)
 
 
 def _is_hf_model(model: Any) -> bool:

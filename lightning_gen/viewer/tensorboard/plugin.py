@@ -7,12 +7,22 @@ page as text, never as HTML.
 
 Routes (``run`` is a run's directory relative to the logdir; ``tag`` defaults to ``samples``):
 
-- ``/runs``: the runs that have a records file.
+- ``/runs``: the runs that have a records file (``samples.jsonl``, or ``evaluations.jsonl``).
 - ``/tags?run=``: the run's tags.
-- ``/prompts?run=&tag=``: index, prompt and reference of each prompt.
+- ``/prompts?run=&tag=``: index, prompt and reference of each prompt (and both made visible).
 - ``/steps?run=&tag=``: the sampled steps.
-- ``/samples?run=[&run=...]&tag=[&prompt=][&step=]``: the records, of one prompt and/or one step if asked.
-- ``/index.js``, ``/text.js``, ``/style.css``: the page, served from the package (no network).
+- ``/samples?run=[&run=...]&tag=[&prompt=][&step=[&nearest=1]][&tokens=1]``: the records, of one prompt and/or
+  one step if asked (``nearest``: each run's sampled step nearest to it), their texts made visible (`shown`;
+  ``tokens``: each completion token by token too).
+- ``/compare?run=&tag=&old=&new=``: every prompt at two steps, the greedy completions diffed, their similarity.
+- ``/evaluations?run=``: `TaskMonitor`'s evaluations of the run: the evaluated steps, ``core`` and each task's
+  metrics at each step (none for a run without an ``evaluations.jsonl``).
+- ``/flips?run=&old=&new=[&task=]``: per task, the examples learned and forgotten between two evaluated steps,
+  their texts made visible, the model's picks and the gold (a ``bits_per_byte`` task: its documents' bits per byte).
+- ``/index.js`` and the other modules, ``/style.css``: the page, served from the package (no network).
+
+Texts reach the page already made visible and diffed, by the rule and the diff the terminal uses
+(`lightning_gen.text.visible`, `lightning_gen.text.diff`); the page only lays them out.
 
 Only a logdir on the local file system is read (``--logdir``; not ``--logdir_spec`` or a remote URL).
 """
@@ -37,7 +47,8 @@ PLUGIN_NAME = "lightning_gen_samples"
 TAB_NAME = "Samples"
 
 _STATIC = Path(__file__).parent / "static"
-_ASSETS = {"/index.js": "text/javascript", "/text.js": "text/javascript", "/style.css": "text/css"}
+_ASSETS = {f"/{path.name}": "text/javascript" if path.suffix == ".js" else "text/css"
+           for path in sorted(_STATIC.iterdir()) if path.suffix in (".js", ".css")}
 
 
 def _int_arg(request: Request, name: str) -> int | None:
@@ -50,11 +61,18 @@ def _int_arg(request: Request, name: str) -> int | None:
         raise ValueError(f"`{name}` must be an integer, got {value!r}") from None
 
 
+def _required_int(request: Request, name: str, what: str = "a sampled step (see /steps)") -> int:
+    value = _int_arg(request, name)
+    if value is None:
+        raise ValueError(f"`{name}` is required: {what}")
+    return value
+
+
 class SamplesPlugin(base_plugin.TBPlugin):
     """Samples for TensorBoard: a **Samples** tab showing the prompts' samples of every run under the logdir.
 
-    Active when a records file (``samples.jsonl``) exists under the logdir. Reads the records, not the event
-    files, so every round is shown whatever TensorBoard's ``--samples_per_plugin``.
+    Active when a records file (``samples.jsonl``, or ``evaluations.jsonl``) exists under the logdir. Reads the
+    records, not the event files, so every round is shown whatever TensorBoard's ``--samples_per_plugin``.
 
     Example::
 
@@ -62,7 +80,7 @@ class SamplesPlugin(base_plugin.TBPlugin):
         >>> from tensorboard.plugins import base_plugin
         >>> plugin = SamplesPlugin(base_plugin.TBContext(logdir=tempfile.mkdtemp()))
         >>> plugin.is_active(), sorted(plugin.get_plugin_apps())[:3]
-        (False, ['/index.js', '/prompts', '/runs'])
+        (False, ['/compare', '/curve.js', '/evaluations'])
     """
 
     plugin_name = PLUGIN_NAME
@@ -86,6 +104,10 @@ class SamplesPlugin(base_plugin.TBPlugin):
             "/prompts": self._json(lambda request: self._store.prompts(self._run(request), self._tag(request))),
             "/steps": self._json(lambda request: self._store.steps(self._run(request), self._tag(request))),
             "/samples": self._json(self._samples),
+            "/compare": self._json(lambda request: self._store.compare(
+                self._run(request), self._tag(request), _required_int(request, "old"), _required_int(request, "new"))),
+            "/evaluations": self._json(lambda request: self._store.evaluations(self._run(request))),
+            "/flips": self._json(self._flips),
         }
         apps.update({route: self._asset(route, content_type) for route, content_type in _ASSETS.items()})
         return apps
@@ -104,7 +126,13 @@ class SamplesPlugin(base_plugin.TBPlugin):
     def _samples(self, request: Request) -> list[dict[str, Any]]:
         runs = request.args.getlist("run") or [self._run(request)]
         return self._store.samples(runs, self._tag(request), prompt=_int_arg(request, "prompt"),
-                                   step=_int_arg(request, "step"))
+                                   step=_int_arg(request, "step"), nearest=request.args.get("nearest") == "1",
+                                   tokens=request.args.get("tokens") == "1")
+
+    def _flips(self, request: Request) -> list[dict[str, Any]]:
+        what = "an evaluated step (see /evaluations)"
+        return self._store.flips(self._run(request), _required_int(request, "old", what),
+                                 _required_int(request, "new", what), request.args.get("task"))
 
     @staticmethod
     def _json(answer: Callable[[Request], Any]) -> Callable[..., Any]:

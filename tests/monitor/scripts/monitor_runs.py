@@ -24,7 +24,7 @@ from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStr
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # tests/
 from tiny import VOCAB, CharTokenizer, TinyLM, trainer  # noqa: E402
 
-from lightning_gen import GenerationMonitor  # noqa: E402
+from lightning_gen import GenerationMonitor, TaskMonitor  # noqa: E402
 from lightning_gen.monitor._gather import extra_bytes  # noqa: E402
 from lightning_gen.monitor.distributed import count_collectives  # noqa: E402
 
@@ -59,9 +59,13 @@ class ScenarioLM(TinyLM):
         self.tokenizer = CharTokenizer(eos=True)
         self.bias, self.fail, self.fail_rank, self.fail_step, self.fail_call = bias, fail, fail_rank, fail_step, fail_call
         self.last_only, self.shard = last_only, shard
-        self.sampling_forwards = 0
+        # Kept in containers, filled in place: a round puts every rebound attribute of the model back.
+        self.counts = {"sampling": 0, "calls": 0}
         self.sampled_shapes = set()
-        self._calls = 0
+
+    @property
+    def sampling_forwards(self):
+        return self.counts["sampling"]
 
     def configure_model(self):
         if self.shard:
@@ -74,7 +78,7 @@ class ScenarioLM(TinyLM):
         logits = super().forward(ids)
         if self.training:
             return logits
-        self.sampling_forwards += 1
+        self.counts["sampling"] += 1
         self.sampled_shapes.add(tuple(self.mlp[0].weight.shape))  # sharded or whole, as the forward saw it
         rank, step = self.trainer.global_rank, self.trainer.global_step
         if self.bias is not None:
@@ -85,8 +89,8 @@ class ScenarioLM(TinyLM):
             eos = torch.where(ends, 1e4, -1e4)[:, None]  # (B, 1)
             logits = torch.cat([logits[..., :EOS], logits[..., EOS:EOS + 1] + eos[:, None], logits[..., EOS + 1:]], -1)
         if self.fail is not None and rank == self.fail_rank and step == self.fail_step:
-            self._calls += 1
-            if self._calls == self.fail_call:
+            self.counts["calls"] += 1
+            if self.counts["calls"] == self.fail_call:
                 if self.fail == "shape":
                     raise ShapeError((2, 37), tuple(logits.shape))
                 raise torch.OutOfMemoryError("injected: out of memory while decoding")
@@ -112,12 +116,12 @@ class CountingMonitor(GenerationMonitor):
         self.losses.append(float(outputs["loss"]))  # the training the rounds must leave as it was
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
-    def sample_now(self, trainer, step):
+    def run_now(self, trainer, step):
         model = trainer.lightning_module
         before = model.sampling_forwards
         with count_collectives() as counts:
             try:
-                return super().sample_now(trainer, step)
+                return super().run_now(trainer, step)
             finally:
                 self.rounds[step] = {"collectives": dict(counts), "forwards": model.sampling_forwards - before,
                                      "shape_after": list(model.mlp[0].weight.shape),
@@ -219,7 +223,7 @@ def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
         "rank": t.global_rank,
         "global_step": t.global_step,
         "mode": monitor._mode,
-        "scored": monitor._score,
+        "scored": monitor._plan.score if monitor._plan is not None else None,
         "error": error,
         "rounds": {str(step): r for step, r in monitor.rounds.items()},
         "sampled_shapes": sorted(map(list, model.sampled_shapes)),
@@ -230,7 +234,45 @@ def fit(out_dir, strategy, model, prompts=PROMPTS, devices=2, **monitor_kwargs):
     }
 
 
+TASKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks", "tasks.yaml")
+
+
+class CountingTaskMonitor(TaskMonitor):
+    """TaskMonitor that records, per round, the items this process scored and the records it published."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rounds = {}
+
+    def run_now(self, trainer, step):
+        records = super().run_now(trainer, step)
+        self.rounds[step] = {"records": records, **self.rounds.get(step, {})}
+        return records
+
+    def _round(self, trainer, model, vote, shard):
+        items = super()._round(trainer, model, vote, shard)
+        self.rounds[trainer.global_step] = {"scored": {task: sorted(map(int, scores))
+                                                       for task, scores in items[0].items()}}
+        return items
+
+
+def fit_tasks(out_dir, strategy, model, devices=2, **monitor_kwargs):
+    """Train 4 steps with a TaskMonitor evaluating every 2, and return what this rank saw."""
+    monitor = CountingTaskMonitor(TASKS, every_n_train_steps=2, console="off", **monitor_kwargs)
+    t = trainer(out_dir, [monitor], max_steps=4, strategy=strategy, devices=devices)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t.fit(model)
+    return {"rank": t.global_rank, "global_step": t.global_step, "mode": monitor._mode,
+            "rounds": {str(step): r for step, r in monitor.rounds.items()}, "losses": [],
+            "warnings": [str(w.message) for w in caught if "TaskMonitor" in str(w.message)]}
+
+
 SCENARIOS = {
+    # TaskMonitor: items strided over DDP processes, and FSDP2 gathered once per round, each item scored once.
+    "tasks_ddp": lambda d: fit_tasks(d, ddp(), ScenarioLM()),
+    "tasks_fsdp2": lambda d: fit_tasks(d, fsdp2(), ScenarioLM(shard=True)),
+    "tasks_fsdp2_lockstep": lambda d: fit_tasks(d, fsdp2(), ScenarioLM(shard=True), distributed="lockstep"),
     # DDP, prompts split over the ranks: compared with a single process in the test.
     "shard": lambda d: fit(d, ddp(), ScenarioLM(), distributed="shard"),
     # DDP in lockstep, rank 0's rows end first: both ranks must make the same forwards.

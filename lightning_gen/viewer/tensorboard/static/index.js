@@ -1,19 +1,33 @@
 // Samples for TensorBoard: the dashboard's page. TensorBoard loads this module in an iframe whose base URL is
-// the plugin's route prefix and calls `render()`. Four views of one run's records (the grid of prompts × steps,
-// one prompt's history, two steps side by side, several runs side by side) share one set of controls.
+// the plugin's route prefix and calls `render()`. Four views of the samples (views.js) and one of the
+// evaluations (evaluations.js) share one set of controls. The view lives in TensorBoard's URL
+// (`#lightning_gen_samples&p.lightning_gen_samples.run=…`, the hash keys TensorBoard keeps for a plugin), so a
+// reload or a shared link opens the same run, view, prompt, task and steps; ←/→ move between steps.
 
-import {el, formatMetric, logprobColour, splitEos, tokenView, verbatim, wordDiff} from './text.js';
+import {evaluationsView, olderStep} from './evaluations.js';
+import {el, logprobColour} from './shown.js';
+import {gridView, historyView, runsView, stepsView} from './views.js';
 
+const PLUGIN = 'lightning_gen_samples';
 const VIEWS = [
-  ['grid', 'Grid'],
-  ['history', 'Prompt history'],
-  ['steps', 'Compare steps'],
-  ['runs', 'Compare runs'],
+  ['grid', 'Grid', gridView],
+  ['history', 'Prompt history', historyView],
+  ['steps', 'Compare steps', stepsView],
+  ['runs', 'Compare runs', runsView],
+  ['evaluations', 'Evaluations', evaluationsView],
 ];
+const NO_EVALUATIONS = {steps: [], core: [], tasks: []};
+const NO_SAMPLES = 'No samples in this run (no samples.jsonl): add lightning_gen.GenerationMonitor(prompts, ' +
+  'every_n_train_steps=100) to the Trainer\'s callbacks to sample while it trains.';
 
 const state = {
   runs: [], run: null, tags: [], tag: 'samples', view: 'grid',
-  records: [], steps: [], prompts: [], prompt: 0, step: null, stepA: null, shownRuns: null, tokens: false,
+  records: [], steps: [], prompts: [], prompt: 0, step: null, old: null, oldestFirst: false,
+  shownRuns: null, runSteps: [], tokens: false,
+  evals: NO_EVALUATIONS, evalOld: null, task: null, // evalOld null: the evaluated step before the selected one
+  find(index, step) {
+    return this.records.find((r) => r.index === index && r.step === step);
+  },
 };
 const ui = {};
 
@@ -28,25 +42,63 @@ async function getJson(route, params = {}) {
   return body;
 }
 
-export async function render() {
-  const css = document.createElement('link');
-  css.rel = 'stylesheet';
-  css.href = './style.css';
-  document.head.appendChild(css);
-  document.body.appendChild(buildControls());
-  ui.status = document.body.appendChild(el('p', 'status', 'Loading…'));
-  ui.main = document.body.appendChild(el('main'));
+// ----------------------------------------------------------------- the view in TensorBoard's URL
+function topWindow() {
   try {
-    await loadRuns();
-  } catch (err) {
-    ui.status.textContent = `Could not load the samples: ${err.message}`;
+    void window.parent.location.hash; // TensorBoard's page, same origin; a page opened alone is its own top
+    return window.parent;
+  } catch {
+    return window;
   }
 }
 
+function hashEntries(win) {
+  return win.location.hash.replace(/^#/, '').split('&').filter(Boolean);
+}
+
+function readUrl() {
+  const prefix = `p.${PLUGIN}.`;
+  const values = {};
+  for (const entry of hashEntries(topWindow())) {
+    const [key, value] = entry.split('=').map(decodeURIComponent);
+    if (key.startsWith(prefix) && value !== undefined) values[key.slice(prefix.length)] = value;
+  }
+  const number = (text) => (text === undefined || text === '' || Number.isNaN(Number(text)) ? null : Number(text));
+  if (values.run) state.run = values.run;
+  if (values.tag) state.tag = values.tag;
+  if (VIEWS.some(([view]) => view === values.view)) state.view = values.view;
+  state.prompt = number(values.prompt) ?? state.prompt;
+  state.step = number(values.step);
+  state.old = number(values.old);
+  if (state.view === 'evaluations') state.evalOld = state.old;
+  state.task = values.task || null;
+  state.oldestFirst = values.order === 'oldest';
+  state.tokens = values.tokens === '1';
+  if (values.runs !== undefined) state.shownRuns = values.runs.split(',').filter(Boolean).map(decodeURIComponent);
+}
+
+function writeUrl() {
+  const win = topWindow();
+  const prefix = `p.${PLUGIN}.`;
+  const ours = {run: state.run, tag: state.tag, view: state.view, prompt: state.prompt, step: state.step};
+  if (state.view === 'steps') ours.old = state.old;
+  if (state.view === 'evaluations') Object.assign(ours, {old: state.evalOld, task: state.task});
+  if (state.view === 'runs') ours.runs = state.shownRuns.map(encodeURIComponent).join(',');
+  if (state.oldestFirst) ours.order = 'oldest';
+  if (state.tokens) ours.tokens = '1';
+  const kept = hashEntries(win).filter((entry) => !decodeURIComponent(entry.split('=')[0]).startsWith(prefix));
+  if (!kept.length && win !== window) kept.push(PLUGIN); // TensorBoard's tab: the hash's first, bare entry
+  const added = Object.entries(ours).filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${encodeURIComponent(prefix + k)}=${encodeURIComponent(String(v))}`);
+  const url = new URL(win.location.href);
+  url.hash = [...kept, ...added].join('&');
+  if (url.href !== win.location.href) win.history.replaceState(win.history.state, '', url.href);
+}
+
+// ----------------------------------------------------------------- controls
 function control(labelText, input) {
   const label = el('label', 'control');
-  label.appendChild(el('span', 'label', labelText));
-  label.appendChild(input);
+  label.append(el('span', 'label', labelText), input);
   return label;
 }
 
@@ -55,6 +107,14 @@ function select(id, onChange) {
   node.id = id;
   node.addEventListener('change', () => onChange(node.value));
   return node;
+}
+
+function checkbox(id, onChange) {
+  const box = el('input');
+  box.type = 'checkbox';
+  box.id = id;
+  box.addEventListener('change', () => onChange(box.checked));
+  return box;
 }
 
 function setOptions(node, options, value) {
@@ -69,46 +129,38 @@ function setOptions(node, options, value) {
 function buildControls() {
   const bar = el('header', 'controls');
   bar.appendChild(el('h1', null, 'Samples'));
-  ui.run = select('run', (run) => loadRun(run, null));
+  ui.run = select('run', (run) => loadRun(run, state.tag));
   ui.tag = select('tag', (tag) => loadRun(state.run, tag));
   ui.tagControl = control('tag', ui.tag);
   ui.views = el('span', 'views');
   for (const [view, text] of VIEWS) {
     const button = el('button', null, text);
     button.dataset.view = view;
-    button.addEventListener('click', () => {
-      state.view = view;
-      draw();
-    });
+    button.addEventListener('click', () => show({view}));
     ui.views.appendChild(button);
   }
-  ui.prompt = select('prompt', (value) => {
-    state.prompt = Number(value);
-    draw();
-  });
+  ui.prompt = select('prompt', (value) => show({prompt: Number(value)}));
   ui.promptControl = control('prompt', ui.prompt);
-  ui.stepA = select('step-a', (value) => {
-    state.stepA = Number(value);
-    draw();
-  });
-  ui.stepAControl = control('compare step', ui.stepA);
+  ui.old = select('old', (value) => show(state.view === 'evaluations' ? {evalOld: Number(value)}
+    : {old: Number(value)}));
+  ui.new = select('new', (value) => show({step: Number(value)}));
+  ui.compareControl = el('span', 'control');
+  ui.compareControl.append(control('compare step', ui.old), control('with step', ui.new));
   ui.slider = el('input');
   ui.slider.type = 'range';
   ui.slider.id = 'step';
   ui.slider.min = '0';
-  ui.slider.addEventListener('input', () => {
-    state.step = state.steps[Number(ui.slider.value)];
-    draw();
-  });
+  ui.slider.addEventListener('input', () => show({step: viewSteps()[Number(ui.slider.value)]}));
   ui.stepLabel = el('output', 'step-label');
-  const sliderControl = control('step', ui.slider);
-  sliderControl.appendChild(ui.stepLabel);
-  ui.tokens = el('input');
-  ui.tokens.type = 'checkbox';
-  ui.tokens.id = 'tokens';
-  ui.tokens.addEventListener('change', () => {
-    state.tokens = ui.tokens.checked;
-    draw();
+  ui.sliderControl = control('step', ui.slider);
+  ui.sliderControl.appendChild(ui.stepLabel);
+  ui.task = select('task', (value) => show({task: value || null}));
+  ui.taskControl = control('task', ui.task);
+  ui.order = checkbox('oldest-first', (checked) => show({oldestFirst: checked}));
+  ui.orderControl = control('oldest first', ui.order);
+  ui.tokens = checkbox('tokens', (checked) => {
+    state.tokens = checked;
+    loadRun(state.run, state.tag); // the records again, now with (or without) their tokens
   });
   ui.tokensControl = control('log-prob per token', ui.tokens);
   ui.legend = el('span', 'legend');
@@ -123,15 +175,16 @@ function buildControls() {
   ui.tokensControl.appendChild(ui.legend);
   const reload = el('button', 'reload', 'Reload');
   reload.addEventListener('click', () => loadRuns());
-  bar.append(control('run', ui.run), ui.tagControl, ui.views, ui.promptControl, ui.stepAControl, sliderControl,
-    ui.tokensControl, reload);
+  bar.append(control('run', ui.run), ui.tagControl, ui.views, ui.promptControl, ui.taskControl, ui.compareControl,
+    ui.sliderControl, ui.orderControl, ui.tokensControl, reload);
   return bar;
 }
 
+// ----------------------------------------------------------------- loading
 async function loadRuns() {
   state.runs = await getJson('runs');
   if (!state.runs.length) {
-    ui.status.textContent = 'No run under this logdir has a samples.jsonl yet.';
+    ui.status.textContent = 'No run under this logdir has a samples.jsonl or an evaluations.jsonl yet.';
     return;
   }
   const run = state.runs.includes(state.run) ? state.run : state.runs[0];
@@ -145,25 +198,44 @@ async function loadRun(run, tag) {
   state.tag = state.tags.includes(tag) ? tag : state.tags.includes('samples') ? 'samples' : state.tags[0];
   setOptions(ui.tag, state.tags.map((t) => [t, t]), state.tag);
   ui.tagControl.hidden = state.tags.length < 2;
-  state.records = state.tags.length ? await getJson('samples', {run, tag: state.tag}) : [];
-  if (!state.records.length) {
-    ui.status.textContent = `${run}: no samples yet`;
+  [state.records, state.prompts, state.evals] = await Promise.all([
+    state.tags.length ? getJson('samples', {run, tag: state.tag, tokens: state.tokens ? 1 : 0}) : [],
+    state.tags.length ? getJson('prompts', {run, tag: state.tag}) : [],
+    getJson('evaluations', {run})]);
+  const evaluated = state.evals.steps;
+  if (!state.records.length && !evaluated.length) {
+    ui.status.textContent = `${run}: no samples or evaluations yet`;
     ui.main.replaceChildren();
     return;
   }
+  if (!state.records.length) state.view = 'evaluations'; // a run with a TaskMonitor only: nothing else to show
   state.steps = [...new Set(state.records.map((r) => r.step))].sort((a, b) => a - b);
-  const byIndex = new Map(state.records.map((r) => [r.index, r]));
-  state.prompts = [...byIndex.keys()].sort((a, b) => a - b).map((i) => byIndex.get(i));
-  if (!state.prompts.some((p) => p.index === state.prompt)) state.prompt = state.prompts[0].index;
-  if (!state.steps.includes(state.step)) state.step = state.steps[state.steps.length - 1];
-  if (!state.steps.includes(state.stepA)) state.stepA = state.steps[0];
-  setOptions(ui.prompt, state.prompts.map((p) => [p.index, `${p.index}: ${oneLine(p.prompt)}`]), state.prompt);
-  setOptions(ui.stepA, state.steps.map((s) => [s, `step ${s}`]), state.stepA);
-  ui.slider.max = String(state.steps.length - 1);
+  if (!state.evals.tasks.some((t) => t.task === state.task)) state.task = null;
+  setOptions(ui.task, [['', 'all tasks'], ...state.evals.tasks.map((t) => [t.task, t.task])], state.task ?? '');
+  const status = [];
+  if (state.records.length) {
+    if (!state.prompts.some((p) => p.index === state.prompt)) state.prompt = state.prompts[0].index;
+    if (!state.steps.includes(state.old)) state.old = state.steps[0];
+    setOptions(ui.prompt, state.prompts.map((p) => [p.index, `${p.index}: ${oneLine(p.prompt)}`]), state.prompt);
+    status.push(`${state.prompts.length} prompt(s), ${state.steps.length} sampled step(s) ` +
+      `(${state.steps[0]} … ${state.steps[state.steps.length - 1]}), tag ${state.tag}`);
+  }
+  if (evaluated.length) {
+    status.push(`${state.evals.tasks.length} task(s) evaluated at ${evaluated.length} step(s) ` +
+      `(${evaluated[0]} … ${evaluated[evaluated.length - 1]})`);
+  }
   state.shownRuns = state.shownRuns ? state.shownRuns.filter((r) => state.runs.includes(r)) : [...state.runs];
-  ui.status.textContent = `${state.run}: ${state.prompts.length} prompt(s), ${state.steps.length} sampled ` +
-    `step(s) (${state.steps[0]} … ${state.steps[state.steps.length - 1]}), tag ${state.tag}`;
+  await loadRunSteps();
+  const steps = viewSteps();
+  state.step = nearest(steps, state.step ?? steps[steps.length - 1]);
+  ui.status.textContent = `${state.run}: ${status.join('; ')}`;
   await draw();
+}
+
+/** The steps of the ticked runs together: the steps "compare runs" moves through. */
+async function loadRunSteps() {
+  const lists = await Promise.all(state.shownRuns.map((run) => getJson('steps', {run, tag: state.tag}).catch(() => [])));
+  state.runSteps = [...new Set(lists.flat())].sort((a, b) => a - b);
 }
 
 function oneLine(text) {
@@ -171,178 +243,98 @@ function oneLine(text) {
   return flat.length > 48 ? `${flat.slice(0, 47)}…` : flat;
 }
 
-function find(index, step, records = state.records) {
-  return records.find((r) => r.index === index && r.step === step);
+// ----------------------------------------------------------------- drawing
+function viewSteps() {
+  if (state.view === 'evaluations') return state.evals.steps.length ? state.evals.steps : state.steps;
+  return state.view === 'runs' && state.runSteps.length ? state.runSteps : state.steps;
 }
+
+const act = {
+  getJson,
+  pick: (step) => show({step}),
+  history: (prompt) => show({view: 'history', prompt}),
+  tick: async (run, on) => {
+    state.shownRuns = state.runs.filter((r) => (r === run ? on : state.shownRuns.includes(r)));
+    await loadRunSteps();
+    await draw();
+  },
+};
+
+/** Where the step lands in `steps` when a view or a run changes the list: the nearest step, the earlier of two. */
+function nearest(steps, step) {
+  return steps.reduce((best, s) => (Math.abs(s - step) < Math.abs(best - step) ? s : best), steps[0]);
+}
+
+async function show(changes) {
+  Object.assign(state, changes);
+  state.step = nearest(viewSteps(), state.step);
+  await draw();
+}
+
+function step(by) {
+  const steps = viewSteps();
+  const next = steps[steps.indexOf(state.step) + by];
+  if (next !== undefined) show({step: next});
+}
+
+let drawing = 0;
 
 async function draw() {
-  if (!state.records.length) return;
-  ui.slider.value = String(state.steps.indexOf(state.step));
+  const evaluations = state.view === 'evaluations';
+  if (!state.records.length && !state.evals.steps.length) return;
+  const ticket = ++drawing;
+  const steps = viewSteps();
+  ui.slider.max = String(steps.length - 1);
+  ui.slider.value = String(steps.indexOf(state.step));
   ui.stepLabel.textContent = `${state.step}`;
+  const older = evaluations ? (state.evals.steps.length ? olderStep(state) : null) : state.old;
+  setOptions(ui.old, steps.map((s) => [s, `${s}`]), older);
+  setOptions(ui.new, steps.map((s) => [s, `${s}`]), state.step);
   for (const button of ui.views.children) button.classList.toggle('active', button.dataset.view === state.view);
-  ui.promptControl.hidden = !['history', 'runs'].includes(state.view);
-  ui.stepAControl.hidden = state.view !== 'steps';
-  ui.tokensControl.hidden = !state.records.some((r) => Array.isArray(r.token_logprobs));
+  ui.prompt.value = String(state.prompt);
+  ui.promptControl.hidden = state.view !== 'history';
+  ui.orderControl.hidden = state.view !== 'history';
+  ui.order.checked = state.oldestFirst;
+  ui.compareControl.hidden = state.view !== 'steps' && !(evaluations && state.evals.steps.length);
+  ui.sliderControl.hidden = state.view === 'steps' || evaluations || !steps.length;
+  ui.taskControl.hidden = !evaluations || state.evals.tasks.length < 2;
+  ui.task.value = state.task ?? '';
+  ui.tokensControl.hidden = evaluations || !state.records.some((r) => Array.isArray(r.token_logprobs));
+  ui.tokens.checked = state.tokens;
   ui.legend.hidden = !state.tokens;
-  const view = {grid: gridView, history: historyView, steps: stepsView, runs: runsView}[state.view];
-  ui.main.replaceChildren(await view());
+  const view = VIEWS.find(([name]) => name === state.view)[2];
+  const {node, reveal} = state.records.length || evaluations
+    ? await view(state, act) : {node: el('p', 'hint', NO_SAMPLES), reveal: () => {}};
+  if (ticket !== drawing) return; // a later draw started while this one waited for its data
+  ui.main.className = `view-${state.view}`;
+  ui.main.replaceChildren(node);
+  reveal(ui.main);
+  writeUrl();
 }
 
-function metrics(record) {
-  const list = el('span', 'metrics');
-  for (const [name, value] of Object.entries(record.metrics || {})) {
-    const metric = el('span', 'metric');
-    metric.append(el('span', 'name', name), el('span', 'value', formatMetric(value)));
-    list.appendChild(metric);
+function onKey(event) {
+  if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+  if (event.target.closest && event.target.closest('input, select, textarea')) return; // they use the arrows
+  if (event.key === 'ArrowLeft' || event.key === 'ArrowRight') {
+    event.preventDefault();
+    step(event.key === 'ArrowLeft' ? -1 : 1);
   }
-  return list;
 }
 
-/** One sample: its completion (diff or token colours on request), the greedy completion, its scalars. */
-function card(record, {ranges = null} = {}) {
-  const node = el('div', 'sample');
-  node.dataset.run = record.run;
-  node.dataset.step = String(record.step);
-  node.dataset.prompt = String(record.index);
-  const text = el('div', 'text');
-  const perToken = state.tokens && Array.isArray(record.token_logprobs) && !ranges;
-  const tokens = perToken ? tokenView(record) : null;
-  const [completion, eosText] = splitEos(record);
-  text.appendChild(tokens && tokens.classList.contains('verbatim') ? tokens
-    : verbatim(completion, {ranges, eos: record.eos === true, eosText}));
-  node.appendChild(text);
-  if (tokens && tokens.classList.contains('strip')) node.appendChild(tokens);
-  if (record.greedy !== null && record.greedy !== undefined) {
-    const greedy = el('div', 'greedy');
-    greedy.append(el('span', 'label', 'greedy'), verbatim(record.greedy));
-    node.appendChild(greedy);
+export async function render() {
+  const css = document.createElement('link');
+  css.rel = 'stylesheet';
+  css.href = './style.css';
+  document.head.appendChild(css);
+  document.body.appendChild(buildControls());
+  ui.status = document.body.appendChild(el('p', 'status', 'Loading…'));
+  ui.main = document.body.appendChild(el('main'));
+  ui.main.tabIndex = -1; // focusable, so the arrow keys reach the page once it is clicked
+  document.addEventListener('keydown', onKey);
+  readUrl();
+  try {
+    await loadRuns();
+  } catch (err) {
+    ui.status.textContent = `Could not load the samples: ${err.message}`;
   }
-  node.appendChild(metrics(record));
-  return node;
-}
-
-function promptHeader(prompt) {
-  const node = el('div', 'prompt');
-  node.appendChild(verbatim(prompt.prompt));
-  if (prompt.reference !== null && prompt.reference !== undefined) {
-    const reference = el('div', 'reference');
-    reference.append(el('span', 'label', 'reference'), verbatim(prompt.reference));
-    node.appendChild(reference);
-  }
-  return node;
-}
-
-function gridView() {
-  const table = el('table', 'grid');
-  const head = table.createTHead().insertRow();
-  head.appendChild(el('th', 'corner', 'prompt'));
-  for (const step of state.steps) {
-    const th = el('th', step === state.step ? 'step current' : 'step', `step ${step}`);
-    th.dataset.step = String(step);
-    th.addEventListener('click', () => {
-      state.step = step;
-      draw();
-    });
-    head.appendChild(th);
-  }
-  const body = table.createTBody();
-  for (const prompt of state.prompts) {
-    const row = body.insertRow();
-    const th = el('th', 'prompt-cell');
-    th.appendChild(promptHeader(prompt));
-    const open = el('button', 'open', 'history →');
-    open.addEventListener('click', () => {
-      state.prompt = prompt.index;
-      state.view = 'history';
-      draw();
-    });
-    th.appendChild(open);
-    row.appendChild(th);
-    for (const step of state.steps) {
-      const td = row.insertCell();
-      if (step === state.step) td.className = 'current';
-      const record = find(prompt.index, step);
-      td.appendChild(record ? card(record) : el('span', 'missing', 'not sampled'));
-    }
-  }
-  requestAnimationFrame(() => table.querySelector('th.current')?.scrollIntoView({block: 'nearest', inline: 'nearest'}));
-  return table;
-}
-
-function historyView() {
-  const prompt = state.prompts.find((p) => p.index === state.prompt);
-  const section = el('section', 'history');
-  section.appendChild(promptHeader(prompt));
-  const table = el('table', 'history');
-  const body = table.createTBody();
-  for (const step of state.steps) {
-    const record = find(prompt.index, step);
-    if (!record) continue;
-    const row = body.insertRow();
-    if (step === state.step) row.className = 'current';
-    row.appendChild(el('th', 'step', `step ${step}`));
-    row.insertCell().appendChild(card(record));
-  }
-  section.appendChild(table);
-  return section;
-}
-
-function stepsView() {
-  const [a, b] = [state.stepA, state.step];
-  const table = el('table', 'compare');
-  const head = table.createTHead().insertRow();
-  head.append(el('th', 'corner', 'prompt'), el('th', 'step', `step ${a}`), el('th', 'step', `step ${b}`));
-  const body = table.createTBody();
-  for (const prompt of state.prompts) {
-    const row = body.insertRow();
-    const th = el('th', 'prompt-cell');
-    th.appendChild(promptHeader(prompt));
-    row.appendChild(th);
-    const [left, right] = [find(prompt.index, a), find(prompt.index, b)];
-    const diff = left && right ? wordDiff(splitEos(left)[0], splitEos(right)[0]) : {a: null, b: null};
-    row.insertCell().appendChild(left ? card(left, {ranges: diff.a}) : el('span', 'missing', 'not sampled'));
-    row.insertCell().appendChild(right ? card(right, {ranges: diff.b}) : el('span', 'missing', 'not sampled'));
-  }
-  return table;
-}
-
-async function runsView() {
-  const section = el('section', 'runs');
-  const picker = el('fieldset', 'run-picker');
-  picker.appendChild(el('legend', null, 'runs'));
-  for (const run of state.runs) {
-    const box = el('input');
-    box.type = 'checkbox';
-    box.value = run;
-    box.checked = state.shownRuns.includes(run);
-    box.addEventListener('change', () => {
-      state.shownRuns = state.runs.filter((r) => r === run ? box.checked : state.shownRuns.includes(r));
-      draw();
-    });
-    const label = el('label');
-    label.append(box, document.createTextNode(run));
-    picker.appendChild(label);
-  }
-  section.appendChild(picker);
-  const prompt = state.prompts.find((p) => p.index === state.prompt);
-  section.appendChild(promptHeader(prompt));
-  const records = state.shownRuns.length
-    ? await getJson('samples', {run: state.shownRuns, tag: state.tag, prompt: state.prompt, step: state.step})
-    : [];
-  const columns = el('div', 'columns');
-  for (const run of state.shownRuns) {
-    const column = el('div', 'column');
-    column.appendChild(el('h2', null, run));
-    const record = records.find((r) => r.run === run);
-    if (record) {
-      column.appendChild(card(record));
-    } else {
-      const steps = await getJson('steps', {run, tag: state.tag}).catch(() => []);
-      column.appendChild(el('span', 'missing', `not sampled at step ${state.step} under tag ${state.tag}` +
-        (steps.length ? ` (this run's steps: ${steps.join(', ')})` : ' (no samples under this tag)')));
-    }
-    columns.appendChild(column);
-  }
-  section.appendChild(columns);
-  return section;
 }

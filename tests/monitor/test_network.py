@@ -15,7 +15,7 @@ from torch import nn
 
 from lightning_gen import GenerationMonitor
 from lightning_gen.decoding.adapters import PlainAdapter, find_context_length, find_vocab_size, resolve_adapter
-from lightning_gen.monitor.discovery import find_network, sampling_vocab
+from lightning_gen.monitor.network import find_network
 
 
 class Net(nn.Module):
@@ -88,13 +88,6 @@ def test_settings_in_config_args_and_sequence_len_are_discovered():
     assert find_vocab_size(mamba_minimal) == 50
 
 
-def test_the_sampling_vocabulary_is_what_both_logits_and_tokenizer_cover():
-    assert sampling_vocab(128, 65) == 65
-    assert sampling_vocab(50257, 50304) == 50257
-    assert sampling_vocab(None, None) is None
-    assert sampling_vocab(128, 65, explicit=128) == 128
-
-
 def test_an_unknown_setup_caches_signature_falls_back_to_plain_with_one_warning():
     model = Net()
     model.setup_caches = lambda size, length, flavour: None
@@ -134,18 +127,18 @@ def _round(tmp_path, prompt="hello world", **monitor_args):
 def test_adapter_by_import_path_drives_the_recurrent_state(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         module, monitor, samples = _round(tmp_path, adapter="protocol_models.StateAdapter")
-    assert isinstance(monitor._adapter, StateAdapter) and monitor._adapter.model is module.model
+    assert isinstance(monitor._plan.adapter, StateAdapter) and monitor._plan.adapter.model is module.model
     prompt = torch.tensor([CharTokenizer().encode("hello world")])
     expected = recurrent_generate(module.model.eval(), prompt, 12)[0, prompt.shape[1]:].tolist()
     assert samples[0].completion_ids == expected
     lines = [r.getMessage() for r in caplog.records if "GenerationMonitor: sampling" in r.getMessage()]
     assert lines == ["GenerationMonitor: sampling `pl_module.model` (RecurrentLM, StateAdapter protocol); context "
-                     "unknown, vocabulary 37 (model 37, tokenizer 37)"]
+                     "unknown, vocabulary 37 (the model's 37 logits); prompts batched by length; scored"]
 
 
 def test_vocab_size_on_the_monitor_overrides_the_discovered_one(tmp_path):
     _, monitor, samples = _round(tmp_path, prompt="abcd", vocab_size=5)  # ids 0 ... 3
-    assert monitor._adapter.vocab_size == 5
+    assert monitor._plan.adapter.vocab_size == 5
     assert all(token < 5 for token in samples[0].completion_ids)
 
 

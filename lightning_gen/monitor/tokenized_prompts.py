@@ -11,18 +11,18 @@ import torch
 from lightning_gen.text.samples import EncodedPrompts, Prompt
 from lightning_gen.text.tokenization import LoadedTokenizer
 
-__all__ = ["encode_prompts", "prompt_budget", "prompts_from_batches", "validation_prompts"]
+__all__ = ["crop_prompts", "encode_prompts", "prompt_budget", "prompts_from_batches", "validation_prompts"]
 
 
 def encode_prompts(
-    prompts: Sequence[Prompt], tokenizer: LoadedTokenizer, *, vocab_size: int | None, max_prompt_tokens: int | None
+    prompts: Sequence[Prompt], tokenizer: LoadedTokenizer, *, max_prompt_tokens: int | None
 ) -> EncodedPrompts:
-    """Tokenize prompts once, check every id fits the vocabulary, crop long prompts from the left.
+    """Tokenize prompts once and crop long ones from the left (the probe checks their ids against the vocabulary).
 
     Raises:
-        ValueError: The tokenizer fails on a prompt, a prompt encodes to no tokens, or to ids outside ``[0, vocab_size)``.
+        ValueError: The tokenizer fails on a prompt, or a prompt encodes to no tokens.
     """
-    ids, cropped = [], []
+    ids = []
     for i, prompt in enumerate(prompts):
         try:
             tokens = tokenizer.encode(prompt.text)
@@ -32,18 +32,26 @@ def encode_prompts(
             ) from err
         if not tokens:
             raise ValueError(f"`prompts[{i}]` {prompt.text!r} encodes to no tokens")
-        bad = [t for t in tokens if t < 0 or (vocab_size is not None and t >= vocab_size)]
-        if bad:
-            raise ValueError(
-                f"`prompts[{i}]` {prompt.text!r} encodes to ids {bad[:5]} outside the model's vocabulary "
-                f"[0, {vocab_size}); does the tokenizer match the model?"
-            )
-        if max_prompt_tokens is not None and len(tokens) > max_prompt_tokens:
-            tokens = tokens[-max_prompt_tokens:]
-            cropped.append(i)
         ids.append(tokens)
     references = [tokenizer.encode(p.reference) if p.reference else None for p in prompts]
-    return EncodedPrompts(list(prompts), ids, cropped, references)
+    return crop_prompts(EncodedPrompts(list(prompts), ids, [], references), max_prompt_tokens)
+
+
+def crop_prompts(encoded: EncodedPrompts, max_prompt_tokens: int | None) -> EncodedPrompts:
+    """The prompts cropped from the left to ``max_prompt_tokens`` (None: as they are); `EncodedPrompts.cropped`
+    lists every prompt cropped so far.
+
+    Example::
+
+        >>> from lightning_gen.text.samples import Prompt
+        >>> crop_prompts(EncodedPrompts([Prompt("abc"), Prompt("d")], [[1, 2, 3], [4]], [], [None, None]), 2).ids
+        [[2, 3], [4]]
+    """
+    if max_prompt_tokens is None:
+        return encoded
+    cropped = sorted(set(encoded.cropped) | {i for i, ids in enumerate(encoded.ids) if len(ids) > max_prompt_tokens})
+    ids = [tokens[-max_prompt_tokens:] for tokens in encoded.ids]
+    return EncodedPrompts(encoded.prompts, ids, cropped, encoded.references)
 
 
 def _token_rows(batch: Any) -> torch.Tensor:
@@ -111,7 +119,8 @@ def prompt_budget(context: int | None, config: Any, *, needs_room: bool) -> int 
     budget = context - new_tokens if needs_room else context
     if budget < 1:
         raise ValueError(
-            f"`generation.max_new_tokens`={new_tokens} leaves no room for a prompt in the model's context length {context}"
+            f"`generation.max_new_tokens`={new_tokens} leaves no room for a prompt in the model's context length "
+            f"{context}"
         )
     return budget
 

@@ -5,17 +5,31 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from lightning_gen.text.records import RECORDS_FILE, parse_prompt_tag, prompt_tag, tag_width
 from lightning_gen.text.rendering import parse_sample_markdown
+from lightning_gen.text.visible import split_eos
 from lightning_gen.viewer._errors import CliError
 
-__all__ = ["Record", "group_records", "group_title", "load_records", "read_run", "records_files", "select_records"]
+__all__ = [
+    "Record",
+    "eos_text",
+    "group_records",
+    "group_title",
+    "json_lines",
+    "load_records",
+    "read_run",
+    "records_files",
+    "select_records",
+    "split_text",
+]
 
 _EVENTS_GLOB = "events.out.tfevents.*"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,29 +65,44 @@ def _run_name(directory: Path, root: Path) -> str:
     return directory.relative_to(root).as_posix() if directory != root else "."
 
 
-def _read_jsonl(path: Path, run: str, tag: str | None) -> list[Record]:
-    """The records of ``tag`` in one records file (None: of every tag; a record without one is ``samples``)."""
-    records = []
-    with path.open(encoding="utf-8") as lines:
+def json_lines(path: str | os.PathLike[str], parse: Callable[[Any], T | None], what: str) -> list[T]:
+    """``parse`` of each JSON object of a JSON Lines file, those it returns None for left out.
+
+    A line that is not JSON, or that ``parse`` refuses (`ValueError`, `KeyError`, `TypeError`, `AttributeError`),
+    is skipped with a warning that names it as not ``what``: a run killed mid-write leaves a torn last line, and
+    one bad line should not hide the rest.
+    """
+    out = []
+    with Path(path).open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-                if tag is not None and obj.get("tag", tag) != tag:
-                    continue
-                records.append(Record(
-                    run=run, tag=str(obj.get("tag", tag or "samples")), index=int(obj["index"]), step=int(obj["step"]),
-                    prompt=str(obj["prompt"]), completion=str(obj["completion"]),
-                    greedy=obj.get("greedy"), reference=obj.get("reference"),
-                    prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
-                    metrics=dict(obj.get("metrics") or {}), token_logprobs=obj.get("token_logprobs"),
-                    tokens=obj.get("tokens"), eos=obj.get("eos"),
-                ))
+                parsed = parse(json.loads(line))
             except (ValueError, KeyError, TypeError, AttributeError) as err:
-                # A run killed mid-write leaves a torn last line; one bad line should not hide the rest.
-                _warn(f"{path}:{number}: skipped, not a sample record ({type(err).__name__}: {err})")
-    return records
+                _warn(f"{path}:{number}: skipped, not {what} ({type(err).__name__}: {err})")
+                continue
+            if parsed is not None:
+                out.append(parsed)
+    return out
+
+
+def _read_jsonl(path: Path, run: str, tag: str | None) -> list[Record]:
+    """The records of ``tag`` in one records file (None: of every tag; a record without one is ``samples``)."""
+
+    def parse(obj: dict[str, Any]) -> Record | None:
+        if tag is not None and obj.get("tag", tag) != tag:
+            return None
+        return Record(
+            run=run, tag=str(obj.get("tag", tag or "samples")), index=int(obj["index"]), step=int(obj["step"]),
+            prompt=str(obj["prompt"]), completion=str(obj["completion"]),
+            greedy=obj.get("greedy"), reference=obj.get("reference"),
+            prompt_ids=obj.get("prompt_ids"), completion_ids=obj.get("completion_ids"),
+            metrics=dict(obj.get("metrics") or {}), token_logprobs=obj.get("token_logprobs"),
+            tokens=obj.get("tokens"), eos=obj.get("eos"),
+        )
+
+    return json_lines(path, parse, "a sample record")
 
 
 def _read_events(directory: Path, run: str, tag: str) -> tuple[list[Record], set[str]]:
@@ -191,3 +220,40 @@ def group_title(group: list[Record], many_runs: bool, prompts: int = 1) -> str:
     first = group[0]
     title = prompt_tag(first.tag, first.index, tag_width(prompts))
     return f"{first.run} · {title}" if many_runs else title
+
+
+def eos_text(records: Iterable[Record]) -> str | None:
+    """The text of the run's end-of-sequence token, as the first record that ended with one and has its tokens'
+    texts tells it; None if none does. It marks where a greedy completion ended too, which has no tokens logged.
+
+    Example::
+
+        >>> ended = Record(".", "samples", 0, 5, "p", "ok</s>", completion_ids=[1, 2], tokens=["ok", "</s>"], eos=True)
+        >>> eos_text([Record(".", "samples", 0, 0, "p", "x"), ended])
+        '</s>'
+    """
+    for r in records:
+        text, found = split_eos(r.completion, eos=r.eos, tokens=r.tokens)
+        if found:
+            return found
+    return None
+
+
+def split_text(record: Record, field: str, run_eos: str | None) -> tuple[str, str | None] | None:
+    """``(text, eos)`` of the record's ``completion`` or ``greedy``: the text without its end-of-sequence token's,
+    and that token's text (None: it did not end with one); None when the record has no such text.
+
+    ``run_eos`` is the run's EOS text (`eos_text`): the greedy completion ended with an EOS when it ends with it.
+
+    Example::
+
+        >>> r = Record(".", "samples", 0, 0, "p", "ok</s>", greedy="ok ok</s>", eos=True)
+        >>> split_text(r, "completion", "</s>"), split_text(r, "greedy", "</s>"), split_text(r, "reference", None)
+        (('ok', '</s>'), ('ok ok', '</s>'), None)
+    """
+    text = getattr(record, field)
+    if text is None:
+        return None
+    if field == "completion":
+        return split_eos(text, eos=record.eos, tokens=record.tokens, eos_text=run_eos)
+    return split_eos(text, eos=None, eos_text=run_eos)

@@ -1,4 +1,4 @@
-"""Which network the monitor drives, and the context and vocabulary it samples within.
+"""Which network the monitor drives, and which tokenizer reads its ids.
 
 A LightningModule usually keeps its network in ``self.model`` (or deeper: ``self.model.module``), and that
 child, not the LightningModule, holds the context length, the vocabulary and the cache protocol. With
@@ -16,8 +16,7 @@ child, not the LightningModule, holds the context length, the vocabulary and the
 
 The child found is what is called, unless the LightningModule has parameters outside it (an output head of its
 own): then its ``forward`` is the model, called the plain way, and the child only tells the context and the
-vocabulary. The ids sampled are those both the logits and the tokenizer cover: ``min(model vocabulary,
-tokenizer vocabulary)``, or the monitor's ``vocab_size=``.
+vocabulary (see `lightning_gen.monitor.plan`).
 """
 
 from __future__ import annotations
@@ -28,33 +27,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_gen.decoding.adapters import (
-    GptFastAdapter,
-    HFAdapter,
-    LitGPTAdapter,
-    ModelAdapter,
-    PlainAdapter,
-    TorchtuneAdapter,
-    advertises,
-    detect_protocol,
-    find_context_length,
-    find_vocab_size,
-    require_compilable,
-    resolve_adapter,
-)
+from lightning_gen.decoding.adapters import advertises, detect_protocol
 from lightning_gen.text.tokenization import LoadedTokenizer, load_tokenizer
 
-__all__ = ["Network", "Sampling", "find_network", "find_tokenizer", "sampling_vocab", "settle"]
-
-_ADAPTER_NAMES = {"plain": PlainAdapter, "litgpt": LitGPTAdapter, "gpt-fast": GptFastAdapter,
-                  "torchtune": TorchtuneAdapter, "transformers": HFAdapter}
+__all__ = ["Network", "find_network", "find_tokenizer"]
 
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.Sequential)
 
 
 def _unwrap(module: Any) -> Any:
     # A compiled module would recompile for every new sequence length: sample the original.
-    return getattr(module, "_orig_mod", module) if isinstance(module, torch._dynamo.eval_frame.OptimizedModule) else module
+    compiled = isinstance(module, torch._dynamo.eval_frame.OptimizedModule)
+    return getattr(module, "_orig_mod", module) if compiled else module
 
 
 def _is_language_model(module: nn.Module) -> bool:
@@ -171,109 +155,6 @@ def find_network(pl_module: nn.Module, model_attr: str | None = None) -> Network
     if any(id(p) not in inside for p in root.parameters()):
         return Network(root, child, "pl_module", path)  # the LightningModule's forward adds layers of its own
     return Network(child, child, path, path)
-
-
-def _hparam(pl_module: Any, names: tuple[str, ...]) -> int | None:
-    hparams = getattr(pl_module, "hparams", None)
-    for name in names:
-        value = hparams.get(name) if isinstance(hparams, dict) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def model_vocab(network: Network, pl_module: Any) -> int | None:
-    """The number of logits the network advertises: its own, its ``config``'s, or the LightningModule's
-    ``hparams`` (``vocab_size``, ``padded_vocab_size``)."""
-    for owner in (network.holder, network.called, pl_module):
-        found = find_vocab_size(owner)
-        if found is not None:
-            return found
-    return _hparam(pl_module, ("vocab_size", "padded_vocab_size"))
-
-
-def model_context(network: Network, pl_module: Any) -> int | None:
-    """The context length the network advertises, else the LightningModule's (attributes or ``hparams``)."""
-    for owner in (network.holder, network.called, pl_module):
-        found = find_context_length(owner)
-        if found is not None:
-            return found
-    return _hparam(pl_module, ("max_seq_length", "block_size", "context_length", "max_seq_len", "sequence_len"))
-
-
-def sampling_vocab(model: int | None, tokenizer: int | None, explicit: int | None = None) -> int | None:
-    """The ids that may be sampled, ``[0, n)``: ``explicit`` when given, else the smaller of what the model's
-    logits and the tokenizer cover (a padded vocabulary's extra logits decode to nothing).
-
-    Example::
-
-        >>> sampling_vocab(50304, 50257), sampling_vocab(None, 65), sampling_vocab(128, 65, explicit=100)
-        (50257, 65, 100)
-    """
-    if explicit is not None:
-        return explicit
-    known = [n for n in (model, tokenizer) if n is not None]
-    return min(known) if known else None
-
-
-def describe(network: Network, *, protocol: str, context: int | None, vocab: int | None, model: int | None,
-             tokenizer: int | None) -> str:
-    """The line printed once at `setup`: what is sampled, how it is called, and within which limits."""
-    held = "" if network.holder is network.called else f"; context and vocabulary from `{network.holder_name}`"
-    sizes = ", ".join(f"{label} {n}" for label, n in (("model", model), ("tokenizer", tokenizer)) if n is not None)
-    return (
-        f"GenerationMonitor: sampling `{network.name}` ({type(network.called).__name__}, {protocol} protocol{held}); "
-        f"context {context if context is not None else 'unknown'}, vocabulary {vocab if vocab is not None else 'unknown'}"
-        + (f" ({sizes})" if sizes else "")
-    )
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """What `settle` decided: the adapter that drives the network, and the limits the round samples within."""
-
-    network: Network
-    adapter: ModelAdapter
-    context: int | None
-    vocab: int | None
-    line: str
-
-
-def settle(
-    pl_module: nn.Module,
-    network: Network,
-    *,
-    adapter: ModelAdapter | type[ModelAdapter] | str | None,
-    use_cache: bool,
-    context_length: int | None,
-    vocab_size: int | None,
-    tokenizer_vocab: int | None,
-    compile: bool = False,  # noqa: A002  (torch.compile's word)
-) -> Sampling:
-    """Build the adapter for ``network`` and settle the context and the sampling vocabulary.
-
-    Raises:
-        ValueError: ``compile`` for a network without a static KV cache, or a bad ``adapter`` name.
-    """
-    if isinstance(adapter, ModelAdapter):
-        runner = adapter
-        if context_length is not None:
-            runner.context_length = context_length
-    else:
-        # A LightningModule whose forward adds its own layers is called the plain way, whatever its child holds.
-        given = adapter if adapter is not None or network.holder is network.called else "plain"
-        runner = resolve_adapter(network.called, given, use_cache=use_cache, context_length=context_length)
-    if compile:
-        require_compilable(runner)
-    model = model_vocab(network, pl_module)
-    vocab = sampling_vocab(model, tokenizer_vocab, explicit=vocab_size)
-    if runner.vocab_size is None:
-        runner.vocab_size = vocab
-    context = runner.context_length or model_context(network, pl_module)
-    protocol = {v: k for k, v in _ADAPTER_NAMES.items()}.get(type(runner), type(runner).__name__)
-    line = describe(network, protocol=protocol, context=context, vocab=runner.vocab_size, model=model,
-                    tokenizer=tokenizer_vocab)
-    return Sampling(network, runner, context, runner.vocab_size, line)
 
 
 def find_tokenizer(tokenizer: Any, trainer: Any, pl_module: Any) -> LoadedTokenizer:
