@@ -187,15 +187,11 @@ def loglikelihood_tokens(
 
     Example::
 
-        >>> class Bigram(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.table = nn.Embedding(8, 8)
-        ...     def forward(self, ids):            # (B, T) -> (B, T, V)
-        ...         return self.table(ids)
-        >>> scores = loglikelihood_tokens(Bigram(), [([1, 2], [3]), ([1, 2], [3, 4])])
-        >>> len(scores), scores[0][0] < 0, isinstance(scores[0][1], bool)
-        (2, True, True)
+        >>> class Uniform(nn.Module):
+        ...     def forward(self, ids):   # (B, T) -> (B, T, V): each token has probability 1/4, token 0 the argmax
+        ...         return torch.zeros(*ids.shape, 4)
+        >>> [(round(logprob, 4), greedy) for logprob, greedy in loglikelihood_tokens(Uniform(), [([1, 2], [0, 0])])]
+        [(-2.7726, True)]
     """
     check_int("batch_size", batch_size, allow_none=True)
     runner, limit = scoring_adapter(model, adapter, context_length=context_length)

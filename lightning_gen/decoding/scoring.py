@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,9 +10,14 @@ import torch
 from torch import nn
 
 from lightning_gen._checks import check_int
-from lightning_gen.decoding.adapters import ModelAdapter, model_device, output_logits, resolve_adapter
+from lightning_gen.decoding.adapters import (
+    ModelAdapter,
+    model_device,
+    output_logits,
+    resolve_adapter,
+)
 
-__all__ = ["LastPositionOnlyError", "reference_loss", "sequence_logprobs", "token_logprobs"]
+__all__ = ["LastPositionOnlyError", "token_logprobs"]
 
 
 class LastPositionOnlyError(ValueError):
@@ -99,73 +103,3 @@ def token_logprobs(
     # Position t predicts token t + 1: the last `scored` positions predict the last `scored` tokens.
     logprobs = torch.log_softmax(logits[0, -scored:].float(), dim=-1)  # (N, V)
     return logprobs.gather(-1, targets[:, None]).squeeze(-1).cpu()  # (N,)
-
-
-def sequence_logprobs(
-    model_fn: Callable[[torch.Tensor], Any] | ModelAdapter,
-    prompt_ids: Sequence[Sequence[int]],
-    completion_ids: Sequence[Sequence[int]],
-    *,
-    context_length: int | None = None,
-    device: torch.device | str | None = None,
-) -> list[float]:
-    """Mean per-token log-probability of each completion under the model, teacher-forced on its prompt.
-
-    One forward per completion (prompts differ in length and the model need not take a mask). A completion with
-    no scored token (empty) gives NaN. ``perplexity(mean)`` is ``exp(-mean)``. On the model's own samples this is
-    how sure it was of what it wrote: at temperature 1 it estimates the negative per-token entropy, near
-    ``-log(vocab size)`` at initialisation and rising towards 0 as training sharpens the distribution. A value
-    near 0 (perplexity near 1) with a high repeated n-gram rate means the model is confidently looping.
-
-    Args:
-        model_fn, context_length, device: As for `token_logprobs`.
-        prompt_ids: One list of prompt tokens per completion.
-        completion_ids: The completions' tokens.
-
-    Raises:
-        ValueError: The two lists differ in length, or as `token_logprobs`.
-
-    Example::
-
-        >>> uniform = lambda ids: torch.zeros(1, ids.shape[1], 4)
-        >>> [round(x, 4) for x in sequence_logprobs(uniform, [[0], [1, 2]], [[1, 2], [3]])]
-        [-1.3863, -1.3863]
-    """
-    if len(prompt_ids) != len(completion_ids):
-        raise ValueError(f"`prompt_ids` and `completion_ids` must pair up, got {len(prompt_ids)} and {len(completion_ids)}")
-    out = []
-    for prompt, completion in zip(prompt_ids, completion_ids):
-        scores = token_logprobs(model_fn, prompt, completion, context_length=context_length, device=device)
-        out.append(float(scores.mean()) if scores.numel() else math.nan)
-    return out
-
-
-def reference_loss(
-    model_fn: Callable[[torch.Tensor], Any] | ModelAdapter,
-    prompt_ids: Sequence[int],
-    reference_ids: Sequence[int],
-    *,
-    context_length: int | None = None,
-    device: torch.device | str | None = None,
-) -> float:
-    """Teacher-forced mean cross-entropy (nats per token) of a reference continuation given its prompt.
-
-    The per-prompt counterpart of the validation loss, on text you chose: healthy is falling roughly like the
-    training loss; a reference loss that rises while the training loss falls means the model is drifting away
-    from that kind of text.
-
-    Raises:
-        ValueError: ``reference_ids`` is empty, or as `token_logprobs`.
-
-    Example::
-
-        >>> uniform = lambda ids: torch.zeros(1, ids.shape[1], 4)
-        >>> round(reference_loss(uniform, [0], [1, 2, 3]), 4)   # log 4
-        1.3863
-    """
-    if not list(reference_ids):
-        raise ValueError("`reference_ids` must hold at least one token to score")
-    scores = token_logprobs(model_fn, prompt_ids, reference_ids, context_length=context_length, device=device)
-    return -float(scores.mean())
-
-

@@ -12,7 +12,7 @@ from torch import nn
 from lightning_gen.decoding.adapters import ModelAdapter, model_device
 from lightning_gen.decoding.batching import BatchPlan, make_plan
 from lightning_gen.decoding.generation import eval_mode
-from lightning_gen.decoding.scoring import reference_loss, token_logprobs
+from lightning_gen.decoding.scoring import token_logprobs
 from lightning_gen.monitor.plan import Plan
 from lightning_gen.text.samples import EncodedPrompts, Sample
 from lightning_gen.text.tokenization import LoadedTokenizer
@@ -134,6 +134,7 @@ def score_sample(
         if reference:
             known = references if references is not None else {}
             if i not in known:
-                known[i] = reference_loss(runner, encoded.ids[i], reference, context_length=context)
+                # the mean cross-entropy (nats per token) of the reference, teacher-forced on its prompt
+                known[i] = -float(token_logprobs(runner, encoded.ids[i], reference, context_length=context).mean())
             metrics["reference_loss"] = known[i]
     return metrics, per_token

@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_gen.decoding.scoring import reference_loss, sequence_logprobs, token_logprobs
+from lightning_gen.decoding.scoring import token_logprobs
 from lightning_gen.text.quality import perplexity
-
 
 # ----------------------------------------------------------------- log-probabilities
 # A bigram "model" whose next-token distribution depends only on the current token, so every log-prob is a
@@ -41,23 +40,10 @@ def test_token_logprobs_are_teacher_forced_table_entries():
     assert model.grad_enabled == [False]
 
 
-def test_sequence_logprobs_and_perplexity_per_completion():
-    model = Bigram()
-    means = sequence_logprobs(model, [[0], [1, 2]], [[1, 1], [0]])
-    # [0] -> 1, 1: (log .25 + log .8) / 2 = log(.2) / 2;  [1, 2] -> 0: log .2
-    assert means == pytest.approx([math.log(0.2) / 2, math.log(0.2)])
-    # exp(-log(.2) / 2) = sqrt(5)
-    assert perplexity(means[0]) == pytest.approx(math.sqrt(5))
-    assert math.isnan(sequence_logprobs(model, [[0]], [[]])[0])
-    with pytest.raises(ValueError, match="must pair up, got 2 and 1"):
-        sequence_logprobs(model, [[0], [1]], [[1]])
+def test_a_mean_log_prob_gives_the_perplexity_per_token():
+    # [0] -> 1, 1: (log .25 + log .8) / 2 = log(.2) / 2, so the perplexity is exp(-log(.2) / 2) = sqrt(5)
+    assert perplexity(float(token_logprobs(Bigram(), [0], [1, 1]).mean())) == pytest.approx(math.sqrt(5))
 
-
-def test_reference_loss_is_mean_cross_entropy():
-    # -(log p(1|0) + log p(2|1)) / 2 = -(log .25 + log .1) / 2
-    assert reference_loss(Bigram(), [0], [1, 2]) == pytest.approx(-(math.log(0.25) + math.log(0.1)) / 2)
-    with pytest.raises(ValueError, match="`reference_ids` must hold at least one token"):
-        reference_loss(Bigram(), [0], [])
 
 
 def test_long_sequences_are_cropped_from_the_left():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tiny import VOCAB, CharTokenizer, TinyLM, plan_for
 
@@ -46,3 +47,9 @@ def test_copies_of_a_prompt_share_its_reference_loss_computed_by_one_forward():
     assert len(samples) == 4 and len(losses) == 1
     teacher_forced = len("hello world, ok") - 1  # the samples' own scoring forwards are 5 + 6 - 1 long
     assert sum(shape == (1, teacher_forced) for shape in calls) == 1  # one forward for four copies
+    # the mean cross-entropy of the reference's 9 tokens, each predicted from all the text before it
+    ids = torch.tensor([[VOCAB.index(c) for c in "hello world, ok"]])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model.eval()(ids)[0, 4:-1], dim=-1)
+    expected = -logprobs.gather(-1, ids[0, 5:, None]).mean().item()
+    assert losses.pop() == pytest.approx(expected, rel=1e-6)
