@@ -6,7 +6,7 @@ trained on). From it, deterministically (fixed seeds) and with nothing downloade
 * ``word_order.jsonl`` (multiple choice): a held-out paragraph up to a third (and, a second question, up to two
   thirds) of one of its sentences; the choices are the sentence's next (up to) six words in their order and in three
   other orders. A model that has learned how words follow each other picks the right order: over the example's 600
-  steps accuracy climbs from chance (0.25) to about 0.75.
+  steps accuracy climbs from chance (0.25) to about 0.7.
 * ``next_sentence.jsonl`` (multiple choice): a held-out paragraph up to the middle of one of its sentences; the
   choices are the rest of that sentence and the rests of three other held-out sentences of about the same length,
   from other paragraphs. Telling them apart

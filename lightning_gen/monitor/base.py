@@ -30,10 +30,11 @@ from lightning_gen._checks import check_int
 from lightning_gen.monitor._arguments import check_common
 from lightning_gen.monitor._gather import can_gather, fits_gathered
 from lightning_gen.monitor._guards import round_guards
-from lightning_gen.monitor.console import say
+from lightning_gen.monitor.console import end_lines, say
 from lightning_gen.monitor.network import find_network, find_tokenizer
 from lightning_gen.monitor.distributed import LockstepVote, choose_mode, run_everywhere
 from lightning_gen.monitor.plan import Target, settle_target
+from lightning_gen.monitor.sinks import run_log_dir
 from lightning_gen.monitor.forward_checks import is_transient
 from lightning_gen.text.tokenization import LoadedTokenizer
 
@@ -87,6 +88,7 @@ class ScheduledMonitor(pl.Callback):
         self._mode = "single"
         self._probed = False
         self._rounds = 0
+        self._records_dir: str | None = None  # where the run's records go (`run_log_dir`); None writes none
 
     @property
     @override
@@ -128,6 +130,7 @@ class ScheduledMonitor(pl.Callback):
                                      context_length=self.context_length, compile=getattr(self, "compile", False))
         self._probed = False
         self._rounds = 0
+        self._records_dir = run_log_dir(trainer)  # on every rank: the path is broadcast from rank 0
         self._prepare(trainer, pl_module)
 
     # ----------------------------------------------------------------- start of fit: the mode, then the probe
@@ -204,6 +207,10 @@ class ScheduledMonitor(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._on_end:
             self._maybe_run(trainer)
+        if self._rounds:
+            lines = end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag,
+                              evaluations=self._activity == "evaluation")
+            self._say("\n".join(lines), trainer)
 
     # ----------------------------------------------------------------- one round
     def _maybe_run(self, trainer: pl.Trainer) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lightning_gen.monitor.sinks import CSV_FILENAME
 from lightning_gen.text.records import RECORDS_FILE
+from lightning_gen.text.task_records import TASK_RECORDS_FILE
 from lightning_gen.text.samples import Sample
 from lightning_gen.text.visible import one_line, split_eos
 
@@ -99,27 +100,37 @@ def _shown_path(path: str) -> str:
     return shlex.quote(relative if not relative.startswith(os.pardir) else absolute)
 
 
-def end_lines(rounds: int, records_dir: str | None, loggers: Sequence[Any], *, tag: str) -> list[str]:
-    """The lines at the end of training: how many rounds, where each logger keeps the samples, how to open them.
+def end_lines(rounds: int, records_dir: str | None, loggers: Sequence[Any], *, tag: str,
+              evaluations: bool = False) -> list[str]:
+    """The lines at the end of training: how many rounds, where the records and each logger keep them, how to open
+    them; ``evaluations`` for `TaskMonitor`'s (its scalars are the loggers' own, so only TensorBoard is named: the
+    Samples tab's Evaluations view).
 
     Example::
 
         >>> print("\\n".join(end_lines(13, "lightning_logs/version_3", [], tag="samples")))
         GenerationMonitor: 13 rounds of samples in lightning_logs/version_3/samples.jsonl
           in a terminal: lightning-gen show lightning_logs/version_3
+        >>> print("\\n".join(end_lines(7, "lightning_logs/version_3", [], tag="eval", evaluations=True)))
+        TaskMonitor: 7 rounds of evaluation in lightning_logs/version_3/evaluations.jsonl
+          in a terminal: lightning-gen show lightning_logs/version_3 --evaluations
     """
     from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
-    where = _shown_path(os.path.join(records_dir, RECORDS_FILE)) if records_dir is not None else "no file (no logger)"
-    lines = [f"GenerationMonitor: {rounds} round{'s' * (rounds != 1)} of {tag} in {where}"]
+    label, file, what, flag = (("TaskMonitor", TASK_RECORDS_FILE, "evaluation", " --evaluations") if evaluations
+                               else ("GenerationMonitor", RECORDS_FILE, tag, ""))
+    where = _shown_path(os.path.join(records_dir, file)) if records_dir is not None else "no file (no logger)"
+    lines = [f"{label}: {rounds} round{'s' * (rounds != 1)} of {what} in {where}"]
     if records_dir is not None:
-        lines.append(f"  in a terminal: lightning-gen show {_shown_path(records_dir)}")
+        lines.append(f"  in a terminal: lightning-gen show {_shown_path(records_dir)}{flag}")
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             command = f"tensorboard --logdir {_shown_path(logger.root_dir)}"
-            if rounds > _TENSORBOARD_TEXT_KEPT:  # the Text tab's default keeps 100 of them, chosen at random
+            if rounds > _TENSORBOARD_TEXT_KEPT and not evaluations:  # the Text tab keeps 100 of them, at random
                 command += f" --samples_per_plugin text={rounds}"
             lines.append(f"  in TensorBoard: {command}")
+        elif evaluations:
+            continue
         elif isinstance(logger, CSVLogger):
             lines.append(f"  as CSV: {_shown_path(os.path.join(logger.log_dir, CSV_FILENAME))}")
         elif isinstance(logger, WandbLogger):

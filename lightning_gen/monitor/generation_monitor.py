@@ -16,13 +16,13 @@ from typing_extensions import override
 from lightning_gen.decoding.adapters import ModelAdapter, watched_state
 from lightning_gen.monitor._arguments import check_generation, check_processors, check_seed
 from lightning_gen.monitor.base import ScheduledMonitor
-from lightning_gen.monitor.console import ConsoleMode, end_lines, round_line
+from lightning_gen.monitor.console import ConsoleMode, round_line
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
 from lightning_gen.monitor.plan import Plan, Target, describe, settle_plan
 from lightning_gen.monitor.probe import ProbeResult, merge_results, probe
 from lightning_gen.monitor.tokenized_prompts import crop_prompts, encode_prompts, prompt_budget, validation_prompts
 from lightning_gen.monitor.round import sample_round
-from lightning_gen.monitor.sinks import SampleSink, run_log_dir, sinks_for
+from lightning_gen.monitor.sinks import SampleSink, sinks_for
 from lightning_gen.text.prompts import load_prompts
 from lightning_gen.text.quality import summarize
 from lightning_gen.text.records import RECORDS_FILE
@@ -178,7 +178,6 @@ class GenerationMonitor(ScheduledMonitor):
         self._plan: Plan | None = None
         self._encoded: EncodedPrompts | None = None
         self._sinks: list[SampleSink] = []
-        self._records_dir: str | None = None
 
     # ----------------------------------------------------------------- setup: the plan, the prompts, the sinks
     @override
@@ -192,7 +191,6 @@ class GenerationMonitor(ScheduledMonitor):
                 trainer, pl_module, self._tokenizer, count=self.prompts_from_data,
                 prompt_tokens=self.data_prompt_tokens, reference_tokens=self.data_reference_tokens, budget=budget)
         self._warn_cropped(budget)
-        self._records_dir = run_log_dir(trainer)  # on every rank: the path is broadcast from rank 0
         self._sinks, skipped = sinks_for(trainer.loggers, log_dir=self._records_dir)
         if len(skipped) == len(trainer.loggers):
             kept = (f"only to {os.path.join(self._records_dir, RECORDS_FILE)}" if self._records_dir is not None
@@ -282,9 +280,3 @@ class GenerationMonitor(ScheduledMonitor):
             # One batch per process; set `batch_size` to get samples identical to a single-process run.
             return -(-len(self._encoded.ids) // strategy.world_size)
         return self.batch_size
-
-    @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_end(trainer, pl_module)
-        if self._rounds:
-            self._say("\n".join(end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag)), trainer)

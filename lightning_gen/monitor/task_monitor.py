@@ -24,7 +24,6 @@ from lightning_gen.monitor.base import ScheduledMonitor
 from lightning_gen.monitor.console import ConsoleMode
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
 from lightning_gen.monitor.forward_checks import ProbeError, first_forward, longest_accepted, tiled
-from lightning_gen.monitor.sinks import run_log_dir
 from lightning_gen.text.task_records import (
     TASK_EXAMPLES_FILE,
     TASK_RECORDS_FILE,
@@ -140,14 +139,12 @@ class TaskMonitor(ScheduledMonitor):
             model_attr=model_attr, adapter=adapter, context_length=context_length, batch_size=batch_size, tag=tag,
             on_error=on_error, distributed=distributed, empty_cache=empty_cache, console=console)
         self._loaded: list[ScoredTask] = []
-        self._records_dir: str | None = None
         self._headers_written_to: str | None = None
 
     # ----------------------------------------------------------------- setup: the tasks, read and tokenized once
     @override
     def _prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._loaded = load_tasks(self.tasks, tokenizer=self._tokenizer, context_length=self._target.context)
-        self._records_dir = run_log_dir(trainer)  # on every rank: the path is broadcast from rank 0
 
     # ----------------------------------------------------------------- the probe
     @override

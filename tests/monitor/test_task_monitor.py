@@ -82,7 +82,10 @@ def test_metrics_are_logged_at_every_scheduled_step_and_each_example_is_recorded
     assert last["choices"]["metrics"]["acc"] == pytest.approx(scalars["eval/choices/acc"][4])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TaskMonitor")]
     assert "context 64 (found by probing)" in lines[0] and "tasks choices (8), schema (8)" in lines[0]
-    assert lines[-1].startswith("TaskMonitor: step 4: choices acc ")
+    assert lines[-2].startswith("TaskMonitor: step 4: choices acc ")
+    log_dir = run.logger.log_dir
+    assert lines[-1].splitlines()[:2] == [f"TaskMonitor: 3 rounds of evaluation in {log_dir}/{TASK_RECORDS_FILE}",
+                                          f"  in a terminal: lightning-gen show {log_dir} --evaluations"]
 
 
 def test_what_each_example_is_is_written_once_per_run_beside_the_records(tmp_path, task_list):
