@@ -11,9 +11,17 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from protocol_models import GPTConfig, GptFast, ModelArgs, NanoGPT, TorchtuneDecoder, init_weights
-from tiny import TinyCacheLM, TinyLM
-from tiny_lms import tiny_gpt2
+from tiny import (
+    GPTConfig,
+    GptFast,
+    ModelArgs,
+    NanoGPT,
+    TinyCacheLM,
+    TinyLM,
+    TorchtuneDecoder,
+    init_weights,
+    tiny_gpt2,
+)
 from torch import nn
 
 from lightning_gen.decoding.likelihood import context_window, loglikelihood_tokens

@@ -19,7 +19,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from protocol_models import (
+from tiny import (
     GPTConfig,
     GptFast,
     ModelArgs,
@@ -31,9 +31,10 @@ from protocol_models import (
     gpt_fast_generate,
     init_weights,
     recurrent_generate,
+    text_events,
     torchtune_generate,
+    trainer,
 )
-from tiny import text_events, trainer
 
 from lightning_gen import GenerationMonitor, generate
 from lightning_gen.decoding.adapters import (

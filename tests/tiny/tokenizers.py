@@ -1,0 +1,79 @@
+"""Tiny tokenizers: character-level ones as users write them, nanoGPT's ``meta.pkl`` lambdas, a byte-level tiktoken
+encoding, byte-level BPE trained here on CPython's help topics; nothing is downloaded."""
+
+from __future__ import annotations
+
+import pydoc_data.topics
+import string
+from collections.abc import Sequence
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+VOCAB = "abcdefghijklmnopqrstuvwxyz .,<>|#*`_\n"  # 37 characters: TinyLM's
+SYMBOLS = string.ascii_letters + string.digits + " .,!\n"  # 67 characters: a user's own GPT's
+CORPUS = list(pydoc_data.topics.topics.values())
+
+
+class CharTokenizer:
+    """Character-level tokenizer over `VOCAB`; id 36 ('\\n') doubles as EOS when asked."""
+
+    def __init__(self, eos: bool = False) -> None:
+        self.vocab_size = len(VOCAB)
+        self.eos_token_id = VOCAB.index("\n") if eos else None
+
+    def encode(self, text: str) -> list[int]:
+        return [VOCAB.index(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(VOCAB[i] for i in ids)
+
+
+class Chars:
+    """A char tokenizer that says how many ids it has; a newline ends a text."""
+
+    vocab_size = len(SYMBOLS)
+    eos_token_id = SYMBOLS.index("\n")
+
+    def encode(self, text: str) -> list[int]:
+        return [SYMBOLS.index(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(SYMBOLS[i] for i in ids)
+
+
+def meta_pkl_tokenizer():
+    """nanoGPT's char tokenizer as `sample.py` builds it from ``meta.pkl``: two lambdas, no size."""
+    stoi = {c: i for i, c in enumerate(SYMBOLS)}
+    itos = dict(enumerate(SYMBOLS))
+    return type("Meta", (), {"encode": staticmethod(lambda s: [stoi[c] for c in s]),
+                             "decode": staticmethod(lambda ids: "".join(itos[i] for i in ids))})()
+
+
+def byte_tiktoken(merges: Sequence[bytes] = (b"th", b"he", b"in", b"the")):
+    """A tiktoken ``Encoding`` built offline: GPT-2's split pattern over the 256 bytes and a few merges, then
+    ``<|endoftext|>`` as the last id (``n_vocab`` = 256 + merges + 1), as nanoGPT's GPT-2 tokenizer is shaped."""
+    import tiktoken
+
+    ranks = {bytes([i]): i for i in range(256)}
+    for piece in merges:  # each merge joins pieces that already have ranks
+        ranks[piece] = len(ranks)
+    pattern = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+    return tiktoken.Encoding("byte-tiny", pat_str=pattern, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": len(ranks)})
+
+
+def train_bpe(*, adds_bos: bool, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (GPT-2's kind) trained on part of the help topics; ``adds_bos``: Llama's habit of
+    starting every encoding with ``<s>``."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<s>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(CORPUS[:150], trainer)
+    if adds_bos:
+        backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+        return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
