@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import SPECIAL_IDS, tiny_gpt2, tiny_llama
 from torch import nn
-from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
-                          PreTrainedModel)
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from lightning_gen import generate, generate_completions
 from lightning_gen.decoding.batching import plan_batches
@@ -178,26 +178,9 @@ def test_bad_arguments_are_refused(prompts, kwargs, fragment):
 
 
 # ---------------------------------------------------------------------------------------- transformers models
-def _gpt2() -> GPT2LMHeadModel:
-    with seeded(0):
-        return GPT2LMHeadModel(GPT2Config(
-            n_layer=2, n_head=2, n_embd=32, vocab_size=V, n_positions=64, initializer_range=0.5,
-            pad_token_id=0, eos_token_id=1, bos_token_id=2,
-        )).eval()
-
-
-def _llama() -> LlamaForCausalLM:
-    with seeded(0):
-        return LlamaForCausalLM(LlamaConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=V, max_position_embeddings=64, initializer_range=0.5, pad_token_id=0, eos_token_id=1,
-            bos_token_id=2,
-        )).eval()
-
-
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def hf_model(request) -> PreTrainedModel:
-    return {"gpt2": _gpt2, "llama": _llama}[request.param]()
+    return {"gpt2": tiny_gpt2, "llama": tiny_llama}[request.param](V, initializer_range=0.5, **SPECIAL_IDS)
 
 
 def _prompts() -> list[list[int]]:

@@ -1,5 +1,6 @@
 """Tiny tokenizers: character-level ones as users write them, nanoGPT's ``meta.pkl`` lambdas, a byte-level tiktoken
-encoding, byte-level BPE trained here on CPython's help topics; nothing is downloaded."""
+encoding, byte-level BPE trained here on CPython's help topics, a 96-token transformers tokenizer for the tiny
+transformers models; nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -7,12 +8,34 @@ import pydoc_data.topics
 import string
 from collections.abc import Sequence
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import PreTrainedTokenizerFast
 
 VOCAB = "abcdefghijklmnopqrstuvwxyz .,<>|#*`_\n"  # 37 characters: TinyLM's
 SYMBOLS = string.ascii_letters + string.digits + " .,!\n"  # 67 characters: a user's own GPT's
 CORPUS = list(pydoc_data.topics.topics.values())
+
+VOCAB_SIZE = 96  # `hf_char_tokenizer`'s, and the tiny transformers models' of the fixtures
+PAD_ID, EOS_ID, BOS_ID = 0, 1, 2
+# Prompts draw from [FIRST_REGULAR_ID, VOCAB_SIZE) so they never contain pad: HF infers an attention
+# mask from pad ids found in the prompt, which a plain model cannot mirror.
+FIRST_REGULAR_ID = 3
+
+_SPECIAL_TOKENS = ["<pad>", "</s>", "<s>"]
+_CHARS = list(string.ascii_lowercase + string.ascii_uppercase + string.digits + " ")
+# Multi-character tokens, so stop strings can be completed by tokens that overlap them.
+_BIGRAMS = [
+    "th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te", "of",
+    "ed", "is", "it", "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou", "io", "le",
+]  # fmt: skip
 
 
 class CharTokenizer:
@@ -77,3 +100,17 @@ def train_bpe(*, adds_bos: bool, vocab_size: int = 400) -> PreTrainedTokenizerFa
         backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
         return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="<|endoftext|>")
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+
+
+def hf_char_tokenizer() -> PreTrainedTokenizerFast:
+    """A 96-token tokenizer matching the tiny models' vocab: 3 specials, 63 single chars, 30 bigrams.
+
+    Text is split into single characters (so bigram tokens are never produced by encoding, only by the
+    model) and ids are decoded by concatenation.
+    """
+    vocab = {token: i for i, token in enumerate(_SPECIAL_TOKENS + _CHARS + _BIGRAMS)}
+    assert len(vocab) == VOCAB_SIZE
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", bos_token="<s>")
