@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from tiny import (
     GPTConfig,
     GptFast,
-    ModelArgs,
     NanoGPT,
     TinyCacheLM,
     TinyLM,
     TorchtuneDecoder,
     init_weights,
     tiny_gpt2,
+    tiny_gpt_fast,
 )
 from torch import nn
 
@@ -35,7 +35,7 @@ def _nanogpt():
 
 
 def _gpt_fast():
-    return init_weights(GptFast(ModelArgs(block_size=BLOCK)), seed=2).eval()
+    return tiny_gpt_fast(block_size=BLOCK, seed=2).eval()
 
 
 def _torchtune():

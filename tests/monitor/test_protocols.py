@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from tiny import (
+    PROMPT,
     GPTConfig,
     GptFast,
     ModelArgs,
@@ -230,9 +231,6 @@ def test_the_runs_checkpoint_loads(runs, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ decoding alone
-PROMPT = torch.tensor([[3, 14, 15, 9, 2], [6, 5, 3, 5, 8]])  # (B=2, T=5)
-
-
 def _own_greedy(kind: str, model: torch.nn.Module, ids: torch.Tensor, steps: int) -> torch.Tensor:
     if kind == "nanogpt":
         return model.generate(ids, steps)

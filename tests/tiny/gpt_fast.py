@@ -1,8 +1,10 @@
-"""gpt-fast re-created (pytorch-labs/gpt-fast's ``Transformer``), written for these tests from the facts of the real code.
+"""gpt-fast re-created (pytorch-labs/gpt-fast's ``Transformer``), written for these tests from the facts of the real
+code.
 
 ``setup_caches(max_batch_size, max_seq_length)`` (a no-op when the caches are big enough, lengths rounded up to 8,
 caches in the weights' dtype, ``causal_mask`` a buffer, ``freqs_cis`` an attribute), ``forward(idx, input_pos)``
-that needs them, and its prefill/decode loop; small enough to train in milliseconds.
+that needs them, and its prefill/decode loop; small enough to train in milliseconds. `tiny_gpt_fast` builds a
+seeded one; `ReForward` is a plain view of one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .seeding import init_weights, seeded
 
 
 def find_multiple(n: int, k: int) -> int:
@@ -145,7 +149,8 @@ class GptFast(nn.Module):
         for b in self.layers:
             b.attention.kv_cache = KVCache(max_batch_size, max_seq_length, self.config.n_local_heads,
                                            self.config.head_dim, dtype)
-        self.freqs_cis = precompute_freqs_cis(self.config.block_size, self.config.head_dim, self.config.rope_base, dtype)
+        self.freqs_cis = precompute_freqs_cis(self.config.block_size, self.config.head_dim, self.config.rope_base,
+                                              dtype)
         self.causal_mask = torch.tril(torch.ones(self.max_seq_length, self.max_seq_length, dtype=torch.bool))
 
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,3 +179,22 @@ def gpt_fast_generate(model: GptFast, prompt: torch.Tensor, max_new_tokens: int)
             input_pos += 1
             seq = torch.cat([seq, next_token], dim=1)
     return seq
+
+
+def tiny_gpt_fast(vocab_size: int = 65, *, block_size: int = 32, seed: int = 0) -> GptFast:
+    """A one-layer `GptFast`, 32 wide, with `init_weights` from ``seed`` (the global RNG left as it was)."""
+    with seeded(seed):
+        return init_weights(GptFast(ModelArgs(block_size=block_size, vocab_size=vocab_size)), seed)
+
+
+class ReForward(nn.Module):
+    """A plain view of a gpt-fast model: fresh caches and the whole sequence on every call."""
+
+    def __init__(self, inner: GptFast) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        self.inner.max_seq_length = -1  # force a fresh, empty cache
+        self.inner.setup_caches(ids.shape[0], ids.shape[1])
+        return self.inner(ids, torch.arange(ids.shape[1]))

@@ -51,10 +51,9 @@ class TinyLM(pl.LightningModule):
 
 def trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
     """A real CPU Trainer with a TensorBoardLogger under ``tmp_path``."""
-    options = dict(max_steps=6, accelerator="cpu", devices=1, default_root_dir=str(tmp_path),
-                   enable_progress_bar=False, enable_model_summary=False,
-                   enable_checkpointing=False, log_every_n_steps=1,
-                   logger=TensorBoardLogger(str(tmp_path), name="tb", version=0))
+    options = {"max_steps": 6, "accelerator": "cpu", "devices": 1, "default_root_dir": str(tmp_path),
+               "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False,
+               "log_every_n_steps": 1, "logger": TensorBoardLogger(str(tmp_path), name="tb", version=0)}
     options.update(kwargs)
     return pl.Trainer(callbacks=list(callbacks), **options)
 
@@ -81,7 +80,8 @@ class TinyCacheLM(TinyLM):
 
     def set_kv_cache(self, batch_size: int, max_seq_length: int | None = None, device=None, dtype=None) -> None:
         length = max_seq_length or self.max_seq_length
-        self.kv_cache = (torch.zeros(batch_size, length, 24, device=device), torch.zeros(batch_size, length, 24, device=device))
+        self.kv_cache = (torch.zeros(batch_size, length, 24, device=device),
+                         torch.zeros(batch_size, length, 24, device=device))
 
     def clear_kv_cache(self) -> None:
         self.kv_cache = None

@@ -171,7 +171,8 @@ class TorchtuneDecoder(nn.Module):
                 encoder_mask: Any = None, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         seq_len = tokens.shape[1]
         if seq_len > self.max_seq_len:
-            raise ValueError(f"seq_len ({seq_len}) of input tensor should be smaller than max_seq_len ({self.max_seq_len})")
+            raise ValueError(f"seq_len ({seq_len}) of input tensor should be smaller than max_seq_len "
+                             f"({self.max_seq_len})")
         if self.caches_are_enabled() and mask is None:
             raise ValueError("KV-caches for self-attention layers are setup for inference mode, causal masks must be "
                              "provided! Use the `mask` arg to provide a causal mask.")
