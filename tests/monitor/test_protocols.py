@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tiny import (
     PROMPT,
+    CharTokenizer,
     GPTConfig,
     GptFast,
     ModelArgs,
@@ -53,18 +54,6 @@ TRAIN_BATCH, TRAIN_LENGTH = 4, 16
 PROMPTS = ["The cat sat", "a"]  # a one-token prompt too
 KINDS = ["nanogpt", "gpt-fast", "torchtune", "torchtune-real", "litgpt", "recurrent", "transformers"]
 REAL_PACKAGES = ("torchtune-real", "litgpt", "transformers")  # installed from PyPI, not re-created
-
-
-class Chars:
-    """The tokenizer: one id per symbol, 65 of them."""
-
-    vocab_size = len(SYMBOLS)
-
-    def encode(self, text: str) -> list[int]:
-        return [SYMBOLS.index(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(SYMBOLS[i] for i in ids)  # an id >= 65 raises IndexError, as tiktoken raises KeyError
 
 
 def build(kind: str, seed: int = 0) -> torch.nn.Module:
@@ -113,7 +102,7 @@ class Module(pl.LightningModule):
         self.save_hyperparameters()
         self.kind = kind
         self.model = build(kind)
-        self.tokenizer = Chars()
+        self.tokenizer = CharTokenizer(SYMBOLS)  # one id per symbol; an id >= 65 raises IndexError
         if kind == "gpt-fast":
             # gpt-fast's forward needs `freqs_cis` and `causal_mask`: made once for training, without KV caches.
             self.model.setup_caches(max_batch_size=TRAIN_BATCH, max_seq_length=TRAIN_LENGTH)

@@ -14,21 +14,21 @@
 """
 
 from .decoding import (
-                         N_TOKENS,
-                         PROMPT,
-                         CumMeanLM,
-                         LitStyleLM,
-                         build_litgpt,
-                         greedy_reference,
-                         kv_caches,
+    N_TOKENS,
+    PROMPT,
+    CumMeanLM,
+    LitStyleLM,
+    build_litgpt,
+    greedy_reference,
+    kv_caches,
 )
 from .gpt_fast import (
-                         GptFast,
-                         KVCache,
-                         ModelArgs,
-                         ReForward,
-                         gpt_fast_generate,
-                         tiny_gpt_fast,
+    GptFast,
+    KVCache,
+    ModelArgs,
+    ReForward,
+    gpt_fast_generate,
+    tiny_gpt_fast,
 )
 from .hf_models import SPECIAL_IDS, tiny_gpt2, tiny_llama
 from .nanogpt import GPTConfig, NanoGPT
@@ -36,26 +36,25 @@ from .recurrent import RecurrentArgs, RecurrentLM, StateAdapter, recurrent_gener
 from .runs import GPT, Module, TinyCacheLM, TinyLM, plan_for, text_events, trainer
 from .seeding import init_weights, seeded
 from .tokenizers import (
-                         BOS_ID,
-                         CORPUS,
-                         EOS_ID,
-                         FIRST_REGULAR_ID,
-                         PAD_ID,
-                         SYMBOLS,
-                         VOCAB,
-                         VOCAB_SIZE,
-                         Chars,
-                         CharTokenizer,
-                         byte_tiktoken,
-                         hf_char_tokenizer,
-                         meta_pkl_tokenizer,
-                         train_bpe,
+    BOS_ID,
+    CORPUS,
+    EOS_ID,
+    FIRST_REGULAR_ID,
+    PAD_ID,
+    SYMBOLS,
+    VOCAB,
+    VOCAB_SIZE,
+    CharTokenizer,
+    byte_tiktoken,
+    hf_char_tokenizer,
+    meta_pkl_tokenizer,
+    train_bpe,
 )
 from .torchtune_decoder import TorchtuneDecoder, torchtune_generate
 
 __all__ = [
     "BOS_ID", "CORPUS", "EOS_ID", "FIRST_REGULAR_ID", "GPT", "N_TOKENS", "PAD_ID", "PROMPT", "SPECIAL_IDS", "SYMBOLS",
-    "VOCAB", "VOCAB_SIZE", "CharTokenizer", "Chars", "CumMeanLM", "GPTConfig", "GptFast", "KVCache", "LitStyleLM",
+    "VOCAB", "VOCAB_SIZE", "CharTokenizer", "CumMeanLM", "GPTConfig", "GptFast", "KVCache", "LitStyleLM",
     "ModelArgs", "Module", "NanoGPT", "ReForward", "RecurrentArgs", "RecurrentLM", "StateAdapter", "TinyCacheLM",
     "TinyLM", "TorchtuneDecoder", "build_litgpt", "byte_tiktoken", "gpt_fast_generate", "greedy_reference",
     "hf_char_tokenizer", "init_weights", "kv_caches", "meta_pkl_tokenizer", "plan_for", "recurrent_generate", "seeded",

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from .tokenizers import SYMBOLS, VOCAB, Chars, CharTokenizer
+from .tokenizers import SYMBOLS, VOCAB, CharTokenizer
 
 
 class TinyLM(pl.LightningModule):
@@ -145,7 +145,7 @@ class Module(pl.LightningModule):
         super().__init__()
         torch.manual_seed(0)
         self.model = network if network is not None else GPT(vocab)
-        self.tokenizer = tokenizer if tokenizer is not None else Chars()
+        self.tokenizer = tokenizer if tokenizer is not None else CharTokenizer(SYMBOLS, eos=True)
         self.vocab = vocab
 
     def training_step(self, batch, batch_idx):

@@ -39,30 +39,20 @@ _BIGRAMS = [
 
 
 class CharTokenizer:
-    """Character-level tokenizer over `VOCAB`; id 36 ('\\n') doubles as EOS when asked."""
+    """A character-level tokenizer as users write one: an id per character of ``symbols`` (`VOCAB`, TinyLM's, unless
+    given), ``vocab_size`` its count; with ``eos`` the newline's id ends a text (id 36 of `VOCAB`). Decoding an id it
+    lacks raises IndexError, as tiktoken raises KeyError."""
 
-    def __init__(self, eos: bool = False) -> None:
-        self.vocab_size = len(VOCAB)
-        self.eos_token_id = VOCAB.index("\n") if eos else None
-
-    def encode(self, text: str) -> list[int]:
-        return [VOCAB.index(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(VOCAB[i] for i in ids)
-
-
-class Chars:
-    """A char tokenizer that says how many ids it has; a newline ends a text."""
-
-    vocab_size = len(SYMBOLS)
-    eos_token_id = SYMBOLS.index("\n")
+    def __init__(self, symbols: str = VOCAB, *, eos: bool = False) -> None:
+        self.symbols = symbols
+        self.vocab_size = len(symbols)
+        self.eos_token_id = symbols.index("\n") if eos else None
 
     def encode(self, text: str) -> list[int]:
-        return [SYMBOLS.index(c) for c in text]
+        return [self.symbols.index(c) for c in text]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return "".join(SYMBOLS[i] for i in ids)
+        return "".join(self.symbols[i] for i in ids)
 
 
 def meta_pkl_tokenizer():
