@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import SPECIAL_IDS, CumMeanLM, seeded, tiny_gpt2, tiny_llama
+from tiny import SPECIAL_IDS, CumMeanLM, tiny_gpt2, tiny_llama
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import PreTrainedModel
 
 from lightning_gen import generate, generate_completions
 from lightning_gen.decoding.batching import plan_batches
@@ -183,24 +183,18 @@ def test_hf_greedy_left_padded_batch_equals_each_prompt_alone(hf_model, batch_si
 
 
 # ---------------------------------------------------------------------------------------- how to batch, asked
-def _tiny(name: str) -> PreTrainedModel:
-    from hf_tiny_configs import tiny_config
-
-    with seeded(0), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return AutoModelForCausalLM.from_config(tiny_config(name)).eval()
-
-
 @pytest.mark.parametrize(("name", "policy"), [
     ("rwkv", "single"),  # its step-by-step state at batch > 1 differs from one prompt's (transformers 5.25)
     ("xlstm", "group"),  # takes a mask, but pad tokens enter its recurrent state
     ("mamba", "pad"), ("falcon_mamba", "pad"), ("gpt2", "pad"),
 ])
 def test_a_recurrent_model_completes_each_prompt_as_model_generate_does_alone(name, policy):
+    from hf_tiny_configs import tiny_model
+
     from lightning_gen.decoding.adapters import resolve_adapter
     from lightning_gen.decoding.batching import batching_policy
 
-    model = _tiny(name)
+    model = tiny_model(name)
     prompts = [[5, 6, 7, 8], [9, 10, 11, 12, 13, 14], [20, 21, 22, 23, 24, 25], [30, 31]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
