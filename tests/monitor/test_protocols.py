@@ -33,6 +33,7 @@ from tiny import (
     gpt_fast_generate,
     init_weights,
     recurrent_generate,
+    seeded,
     text_events,
     torchtune_generate,
     trainer,
@@ -58,8 +59,7 @@ REAL_PACKAGES = ("torchtune-real", "litgpt", "transformers")  # installed from P
 
 def build(kind: str, seed: int = 0) -> torch.nn.Module:
     """The ``kind`` of model with weights from ``seed`` alone (the global RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return init_weights(_construct(kind), seed)
 
 
