@@ -2,14 +2,15 @@
 
 * `runs`: LightningModules that train in milliseconds (`TinyLM`, `TinyCacheLM`), a user's own `GPT` kept in
   ``self.model`` of a `Module`, a real CPU `trainer`, the `text_events` it logged, and `plan_for` a round by hand.
-* `tokenizers`: character-level tokenizers, nanoGPT's ``meta.pkl`` lambdas, a byte-level tiktoken encoding,
+* `tokenization`: character-level tokenizers, nanoGPT's ``meta.pkl`` lambdas, a byte-level tiktoken encoding,
   byte-level BPE trained on CPython's help topics, and the 96-token transformers tokenizer of the fixtures' models.
 * `hf_models`: the tiny transformers models (`tiny_gpt2`, `tiny_llama`), built from configs with random weights.
 * `decoding`: what the decoding tests decode with: a `PROMPT`, a plain `CumMeanLM`, litgpt's cache protocol
   re-created with counters (`LitStyleLM`), the real litgpt (`build_litgpt`), and the `greedy_reference` loop.
 * Re-creations of the model code people pretrain with, each with its own reference greedy loop: `nanogpt`,
   `gpt_fast`, `torchtune_decoder` (checked against the real package), `recurrent` (a recurrent-state model and its
-  `StateAdapter`). litgpt is not re-created: the real package is used.
+  `StateAdapter`). litgpt's model is not re-created: the real package is used (`LitStyleLM` copies only its cache
+  protocol).
 * `seeding`: weights from a seed, the caller's global RNG left as it was.
 """
 
@@ -35,7 +36,7 @@ from .nanogpt import GPTConfig, NanoGPT
 from .recurrent import RecurrentArgs, RecurrentLM, StateAdapter, recurrent_generate
 from .runs import GPT, Module, TinyCacheLM, TinyLM, plan_for, text_events, trainer
 from .seeding import init_weights, seeded
-from .tokenizers import (
+from .tokenization import (
     BOS_ID,
     CORPUS,
     EOS_ID,

@@ -8,7 +8,7 @@ from typing import Any
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from .seeding import seeded
-from .tokenizers import BOS_ID, EOS_ID, PAD_ID
+from .tokenization import BOS_ID, EOS_ID, PAD_ID
 
 NO_SPECIAL_IDS = {"pad_token_id": None, "eos_token_id": None, "bos_token_id": None}
 SPECIAL_IDS = {"pad_token_id": PAD_ID, "eos_token_id": EOS_ID, "bos_token_id": BOS_ID}  # `hf_char_tokenizer`'s

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from .tokenizers import SYMBOLS, VOCAB, CharTokenizer
+from .tokenization import SYMBOLS, VOCAB, CharTokenizer
 
 
 class TinyLM(pl.LightningModule):
@@ -118,8 +118,6 @@ def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = Fal
 
 
 # ------------------------------------------------------------------------------------------------ a user's own
-
-
 class GPT(nn.Module):
     """A user's own 30-line GPT: its context is ``self.block`` (a name no library knows), 64 learned positions."""
 
