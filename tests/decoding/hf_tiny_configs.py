@@ -15,7 +15,10 @@ check each reason against the config, the model class, or by running it.
 
 from __future__ import annotations
 
-from transformers import AutoConfig
+import warnings
+
+from tiny import seeded
+from transformers import AutoConfig, AutoModelForCausalLM
 
 VOCAB, PAD, EOS, BOS = 96, 0, 1, 2
 TABLES_VERSION = "5.25.0"  # the transformers these tables were made against: there every tested case must run
@@ -215,3 +218,12 @@ def long_rope_phi3_config():
                               "original_max_position_embeddings": 8}
     config.partial_rotary_factor = 1.0
     return config
+
+
+def tiny_model(name: str):
+    """Architecture `name` (or ``"phi3-longrope"``: `long_rope_phi3_config`) from its tiny config, with weights from
+    seed 0 (the global RNG left as it was), in eval mode."""
+    config = long_rope_phi3_config() if name == "phi3-longrope" else tiny_config(name)
+    with seeded(0), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForCausalLM.from_config(config).eval()

@@ -2,7 +2,7 @@
 
 Plain models are checked against a nanoGPT-style greedy loop; the KV-cache protocols (gpt-fast, litgpt,
 and the real ``litgpt`` package) against re-forwarding the whole sequence through the same weights. The models
-are in `cache_models`; `compile` is tested in `test_compiled_decode`.
+are in `tiny`; `compile` is tested in `test_compiled_decode`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from cache_models import (
+from tiny import (
+    N_TOKENS,
     PROMPT,
-    VOCAB,
     CumMeanLM,
-    GptFastLM,
     LitStyleLM,
     ReForward,
     build_litgpt,
@@ -24,6 +23,7 @@ from cache_models import (
     kv_caches,
     seeded,
     tiny_gpt2,
+    tiny_gpt_fast,
 )
 from torch import nn
 from transformers import GPT2LMHeadModel
@@ -125,14 +125,14 @@ def test_plain_model_is_cropped_to_its_discovered_context(how):
     model = _Advertised(how, 8)
     out = generate(model, PROMPT, max_new_tokens=10)  # 15 tokens: the model would raise without cropping
     assert out.shape == (2, 15)
-    assert max(model.seen) == 8
+    assert max(shape[1] for shape in model.batch_shapes) == 8
     assert torch.equal(out, greedy_reference(CumMeanLM(), PROMPT, 10, context=8))
 
 
 def test_plain_model_without_context_sees_the_whole_sequence():
     model = CumMeanLM()
     out = generate(model, PROMPT, max_new_tokens=10)
-    assert max(model.seen) == 14  # the last forward sees prompt + 9 new tokens
+    assert max(shape[1] for shape in model.batch_shapes) == 14  # the last forward sees prompt + 9 new tokens
     # Cropping would have changed the tokens (guards the test above against a context-blind model).
     assert not torch.equal(out, greedy_reference(CumMeanLM(), PROMPT, 10, context=8))
 
@@ -140,7 +140,7 @@ def test_plain_model_without_context_sees_the_whole_sequence():
 def test_explicit_context_length_wins_over_the_advertised_one():
     model = _Advertised("block_size", 8)
     out = generate(model, PROMPT, max_new_tokens=10, context_length=4)
-    assert max(model.seen) == 4
+    assert max(shape[1] for shape in model.batch_shapes) == 4
     assert torch.equal(out, greedy_reference(CumMeanLM(), PROMPT, 10, context=4))
 
 
@@ -156,7 +156,7 @@ def test_find_context_length_order_and_invalid_values():
 
 # ---------------------------------------------------------------------------------------- KV-cache models
 def test_gpt_fast_greedy_matches_reforward():
-    model = GptFastLM()
+    model = tiny_gpt_fast(N_TOKENS)
     out = generate(model, PROMPT, max_new_tokens=12)
     expected = greedy_reference(ReForward(model), PROMPT, 12)
     assert len(set(expected[:, 5:].flatten().tolist())) >= 4
@@ -165,7 +165,7 @@ def test_gpt_fast_greedy_matches_reforward():
 
 
 def test_gpt_fast_sampling_matches_reforward():
-    model = GptFastLM()
+    model = tiny_gpt_fast(N_TOKENS)
     kw = dict(max_new_tokens=12, do_sample=True, top_p=0.9)
     out = generate(model, PROMPT, generator=torch.Generator().manual_seed(7), **kw)
     expected = generate(ReForward(model), PROMPT, generator=torch.Generator().manual_seed(7), **kw)
@@ -173,21 +173,21 @@ def test_gpt_fast_sampling_matches_reforward():
 
 
 def test_gpt_fast_second_call_may_be_longer_than_the_first():
-    model = GptFastLM(block_size=32)
+    model = tiny_gpt_fast(N_TOKENS, block_size=32)
     generate(model, PROMPT, max_new_tokens=3)  # setup_caches(2, 8): model.max_seq_length is now 8
     out = generate(model, PROMPT, max_new_tokens=12)  # 17 <= block_size 32
     assert torch.equal(out, greedy_reference(ReForward(model), PROMPT, 12))
 
 
 def test_gpt_fast_smaller_batch_after_larger_batch():
-    model = GptFastLM()
+    model = tiny_gpt_fast(N_TOKENS)
     generate(model, PROMPT, max_new_tokens=4)  # caches for batch 2
     out = generate(model, PROMPT[:1], max_new_tokens=4)
     assert torch.equal(out, greedy_reference(ReForward(model), PROMPT[:1], 4))
 
 
 def test_gpt_fast_generate_completions_with_mixed_lengths():
-    model = GptFastLM()
+    model = tiny_gpt_fast(N_TOKENS)
     prompts = [[3, 14, 15, 9, 2], [6, 5, 3, 5, 8], [7, 7, 1]]  # groups: two of length 5, then one of 3
     out = generate_completions(model, prompts, max_new_tokens=4)
     assert out == [greedy_reference(ReForward(model), torch.tensor([p]), 4)[0, len(p):].tolist() for p in prompts]
@@ -292,12 +292,12 @@ class _OnlySetupCaches(CumMeanLM):
 @pytest.mark.parametrize(("model", "use_cache", "expected"), [
     (CumMeanLM(), True, PlainAdapter),
     (LitStyleLM(), True, LitGPTAdapter),
-    (GptFastLM(), True, GptFastAdapter),
+    (tiny_gpt_fast(N_TOKENS), True, GptFastAdapter),
     (_OnlySetupCaches(), True, GptFastAdapter),
-    (tiny_gpt2(), True, HFAdapter),
+    (tiny_gpt2(N_TOKENS), True, HFAdapter),
     (LitStyleLM(), False, PlainAdapter),
-    (GptFastLM(), False, GptFastAdapter),  # its forward needs the caches: it recomputes instead
-    (tiny_gpt2(), False, HFAdapter),  # transformers models handle use_cache=False themselves
+    (tiny_gpt_fast(N_TOKENS), False, GptFastAdapter),  # its forward needs the caches: it recomputes instead
+    (tiny_gpt2(N_TOKENS), False, HFAdapter),  # transformers models handle use_cache=False themselves
 ], ids=["plain", "litgpt", "gpt-fast", "setup_caches-only", "hf", "litgpt-no-cache", "gpt-fast-no-cache",
         "hf-no-cache"])
 def test_auto_detection(model, use_cache, expected):
@@ -307,7 +307,7 @@ def test_auto_detection(model, use_cache, expected):
 
 
 def test_gpt_fast_without_cache_recomputes_the_whole_sequence_and_matches_cached():
-    model = GptFastLM()
+    model = tiny_gpt_fast(N_TOKENS)
     runner = resolve_adapter(model, use_cache=False)
     assert runner.recompute and not runner.can_compile
     out = generate(model, PROMPT, max_new_tokens=10, use_cache=False)
@@ -316,7 +316,7 @@ def test_gpt_fast_without_cache_recomputes_the_whole_sequence_and_matches_cached
 
 
 def test_hf_adapter_carries_use_cache():
-    assert resolve_adapter(tiny_gpt2(), use_cache=False).use_cache is False
+    assert resolve_adapter(tiny_gpt2(N_TOKENS), use_cache=False).use_cache is False
 
 
 class _PastKeyValuesGPT2(GPT2LMHeadModel):
@@ -333,11 +333,11 @@ class _PastKeyValuesGPT2(GPT2LMHeadModel):
 
 
 def test_hf_cache_goes_by_the_name_the_forward_takes():
-    base = tiny_gpt2()
+    base = tiny_gpt2(N_TOKENS)
     model = _PastKeyValuesGPT2(base.config).eval()
     model.load_state_dict(base.state_dict())
     model.calls = []
-    ids = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, N_TOKENS, (2, 5), generator=torch.Generator().manual_seed(0))
     assert torch.equal(generate(model, ids, max_new_tokens=6), generate(base, ids, max_new_tokens=6))
     assert model.calls == [(5, True)] + [(1, True)] * 5  # a prefill into a new cache, then one token per step
 
@@ -435,7 +435,7 @@ def test_user_adapter_class_is_instantiated_with_the_model():
 
 # ---------------------------------------------------------------------------------------- transformers
 def test_hf_cached_and_uncached_agree():
-    model = tiny_gpt2()
+    model = tiny_gpt2(N_TOKENS)
     with seeded(1):
         for p in model.parameters():
             nn.init.normal_(p, std=0.5)

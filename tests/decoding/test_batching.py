@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import warnings
-from contextlib import contextmanager
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import SPECIAL_IDS, CumMeanLM, tiny_gpt2, tiny_llama
 from torch import nn
-from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
-                          PreTrainedModel)
+from transformers import PreTrainedModel
 
 from lightning_gen import generate, generate_completions
 from lightning_gen.decoding.batching import plan_batches
 
 V = 24
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-class CumMeanLM(nn.Module):
-    """Plain LM where every position sees the mean of the prefix: padding would change its output."""
-
-    vocab_size = V
-
-    def __init__(self) -> None:
-        super().__init__()
-        with seeded(0):
-            self.emb = nn.Embedding(V, 12)
-            self.head = nn.Linear(12, V)
-            nn.init.normal_(self.emb.weight, std=2.0)
-        self.batch_shapes: list[tuple[int, int]] = []
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        self.batch_shapes.append(tuple(ids.shape))
-        x = self.emb(ids)  # (B, T, C)
-        mean = x.cumsum(1) / torch.arange(1, ids.shape[1] + 1).view(1, -1, 1)
-        return self.head(torch.tanh(x + mean))  # (B, T, V)
 
 
 class Script(nn.Module):
@@ -85,7 +56,7 @@ def test_plan_batches_never_mixes_lengths_without_padding():
 
 # ---------------------------------------------------------------------------------------- plain models
 def test_plain_model_is_never_shown_padding():
-    model = CumMeanLM()
+    model = CumMeanLM(V)
     generate_completions(model, MIXED, max_new_tokens=2)  # the first call also asks the model how to batch
     model.batch_shapes.clear()
     generate_completions(model, MIXED, max_new_tokens=2)
@@ -94,7 +65,7 @@ def test_plain_model_is_never_shown_padding():
 
 
 def test_plain_sampling_equals_generate_per_length_group_with_a_shared_generator():
-    model = CumMeanLM()
+    model = CumMeanLM(V)
     kwargs = dict(max_new_tokens=6, do_sample=True, temperature=1.5)
     out = generate_completions(model, MIXED, generator=torch.Generator().manual_seed(0), **kwargs)
 
@@ -108,7 +79,7 @@ def test_plain_sampling_equals_generate_per_length_group_with_a_shared_generator
 
 
 def test_plain_batch_size_splits_groups_and_keeps_the_order():
-    model = CumMeanLM()
+    model = CumMeanLM(V)
     whole = generate_completions(model, MIXED, max_new_tokens=5)
     model.batch_shapes.clear()
     split = generate_completions(model, MIXED, max_new_tokens=5, batch_size=1)
@@ -134,7 +105,7 @@ def test_completions_are_cut_at_any_eos_and_without_pad_token():
 
 
 def test_num_return_sequences_are_grouped_per_prompt_in_prompt_order():
-    model = CumMeanLM()
+    model = CumMeanLM(V)
     prompts = [[3, 4, 5], [6], [7, 8, 9]]
     out = generate_completions(model, prompts, max_new_tokens=4, do_sample=True, num_return_sequences=2,
                                generator=torch.Generator().manual_seed(1))
@@ -148,13 +119,13 @@ def test_num_return_sequences_are_grouped_per_prompt_in_prompt_order():
 
 
 def test_prompts_may_be_tensors():
-    model = CumMeanLM()
+    model = CumMeanLM(V)
     assert generate_completions(model, [torch.tensor([3, 4]), torch.tensor([5])], max_new_tokens=3) == \
         generate_completions(model, [[3, 4], [5]], max_new_tokens=3)
 
 
 def test_context_length_is_passed_to_the_adapter():
-    model = CumMeanLM()
+    model = CumMeanLM(V)
     generate_completions(model, [[3, 4, 5, 6]], max_new_tokens=4, context_length=3)
     assert max(shape[1] for shape in model.batch_shapes) == 3
 
@@ -170,7 +141,7 @@ def test_context_length_is_passed_to_the_adapter():
                                 "'top_p'"),
 ])
 def test_bad_arguments_are_refused(prompts, kwargs, fragment):
-    model = CumMeanLM()
+    model = CumMeanLM(V)
     with pytest.raises((ValueError, TypeError)) as err:
         generate_completions(model, prompts, max_new_tokens=2, **kwargs)
     assert fragment in str(err.value)
@@ -178,26 +149,9 @@ def test_bad_arguments_are_refused(prompts, kwargs, fragment):
 
 
 # ---------------------------------------------------------------------------------------- transformers models
-def _gpt2() -> GPT2LMHeadModel:
-    with seeded(0):
-        return GPT2LMHeadModel(GPT2Config(
-            n_layer=2, n_head=2, n_embd=32, vocab_size=V, n_positions=64, initializer_range=0.5,
-            pad_token_id=0, eos_token_id=1, bos_token_id=2,
-        )).eval()
-
-
-def _llama() -> LlamaForCausalLM:
-    with seeded(0):
-        return LlamaForCausalLM(LlamaConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=V, max_position_embeddings=64, initializer_range=0.5, pad_token_id=0, eos_token_id=1,
-            bos_token_id=2,
-        )).eval()
-
-
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def hf_model(request) -> PreTrainedModel:
-    return {"gpt2": _gpt2, "llama": _llama}[request.param]()
+    return {"gpt2": tiny_gpt2, "llama": tiny_llama}[request.param](V, initializer_range=0.5, **SPECIAL_IDS)
 
 
 def _prompts() -> list[list[int]]:
@@ -229,24 +183,18 @@ def test_hf_greedy_left_padded_batch_equals_each_prompt_alone(hf_model, batch_si
 
 
 # ---------------------------------------------------------------------------------------- how to batch, asked
-def _tiny(name: str) -> PreTrainedModel:
-    from hf_tiny_configs import tiny_config
-
-    with seeded(0), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return AutoModelForCausalLM.from_config(tiny_config(name)).eval()
-
-
 @pytest.mark.parametrize(("name", "policy"), [
     ("rwkv", "single"),  # its step-by-step state at batch > 1 differs from one prompt's (transformers 5.25)
     ("xlstm", "group"),  # takes a mask, but pad tokens enter its recurrent state
     ("mamba", "pad"), ("falcon_mamba", "pad"), ("gpt2", "pad"),
 ])
 def test_a_recurrent_model_completes_each_prompt_as_model_generate_does_alone(name, policy):
+    from hf_tiny_configs import tiny_model
+
     from lightning_gen.decoding.adapters import resolve_adapter
     from lightning_gen.decoding.batching import batching_policy
 
-    model = _tiny(name)
+    model = tiny_model(name)
     prompts = [[5, 6, 7, 8], [9, 10, 11, 12, 13, 14], [20, 21, 22, 23, 24, 25], [30, 31]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -263,7 +211,7 @@ def test_a_plain_model_whose_rows_mix_in_a_batch_gets_one_prompt_per_call():
         def forward(self, ids):
             return super().forward(ids) + super().forward(ids).mean(0, keepdim=True)  # every row sees the others
 
-    model = MixesRows()
+    model = MixesRows(V)
     out = generate_completions(model, MIXED, max_new_tokens=3)
     assert out == [generate_completions(model, [p], max_new_tokens=3)[0] for p in MIXED]
     model.batch_shapes.clear()

@@ -10,9 +10,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from cache_models import PROMPT, VOCAB, GptFastLM, LitStyleLM, build_litgpt, tiny_gpt2
+from tiny import N_TOKENS, PROMPT, LitStyleLM, build_litgpt, tiny_gpt2, tiny_gpt_fast
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from lightning_gen import generate
 from lightning_gen.decoding.adapters import GptFastAdapter
@@ -46,7 +45,7 @@ class GraphRecorder:
 def cache_model(request) -> nn.Module:
     """A real litgpt GPT, or the faithful gpt-fast copy (`LitStyleLM` counts its calls, which dynamo would
     rightly recompile for)."""
-    return request.getfixturevalue("litgpt_model") if request.param == "litgpt" else GptFastLM()
+    return request.getfixturevalue("litgpt_model") if request.param == "litgpt" else tiny_gpt_fast(N_TOKENS)
 
 
 def test_compiled_decode_step_is_one_graph_with_fixed_input_addresses(cache_model):
@@ -72,7 +71,7 @@ def test_compiled_decode_step_samples_like_eager(cache_model):
 
 def test_compiled_decode_outputs_are_copies():
     # With CUDA graphs, the next replay overwrites a step's output: decode returns a copy.
-    model = GptFastLM()
+    model = tiny_gpt_fast(N_TOKENS)
     static = {}
 
     def overwriting(graph, example_inputs):
@@ -97,21 +96,21 @@ def test_compiled_decode_outputs_are_copies():
 
 def test_compiled_decode_step_with_inductor_matches_eager_greedy():
     # The real compiler (C++ kernels on the CPU): a few seconds.
-    model = GptFastLM()
+    model = tiny_gpt_fast(N_TOKENS)
     eager = generate(model, PROMPT, max_new_tokens=8)
     assert torch.equal(generate(model, PROMPT, max_new_tokens=8, compile=True), eager)
 
 
 @pytest.mark.parametrize("adapter", ["plain", "hf"])
 def test_compile_needs_a_static_kv_cache(adapter):
-    model = LitStyleLM() if adapter == "plain" else GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=VOCAB))
+    model = LitStyleLM() if adapter == "plain" else tiny_gpt2(N_TOKENS)
     with pytest.raises(ValueError, match="`compile` needs a model with a static KV cache"):
         # A transformers model without its cache has no fixed shapes either.
         generate(model, PROMPT, max_new_tokens=3, adapter=adapter, compile=True, use_cache=adapter == "plain")
 
 
 def test_transformers_decode_compiles_over_a_static_cache_and_a_second_call_reuses_the_graphs():
-    model = tiny_gpt2()
+    model = tiny_gpt2(N_TOKENS)
     recorder = GraphRecorder()
     graphs = []
     for kw in (dict(), dict(do_sample=True, top_k=10)):
@@ -128,7 +127,7 @@ def test_transformers_decode_compiles_over_a_static_cache_and_a_second_call_reus
 
 def test_transformers_decode_with_inductor_matches_eager():
     # The real compiler (C++ kernels on the CPU): a few seconds.
-    model = tiny_gpt2()
+    model = tiny_gpt2(N_TOKENS)
     eager = generate(model, PROMPT, max_new_tokens=8)
     assert torch.equal(generate(model, PROMPT, max_new_tokens=8, compile=True), eager)
 

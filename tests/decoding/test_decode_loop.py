@@ -95,8 +95,8 @@ def test_counted_and_evaluated_stopping_give_the_same_tokens():
 # `EOS_CHECK_EVERY` steps, and the steps run past HF's stop are taken back: tokens trimmed, generator rewound.
 # --------------------------------------------------------------------------------------------------
 import pytest  # noqa: E402
-from conftest import PAD_ID  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+from tiny import PAD_ID, tiny_gpt2  # noqa: E402
+from transformers import GPT2LMHeadModel  # noqa: E402
 
 from lightning_gen.decoding import _sampler  # noqa: E402
 from lightning_gen.decoding import generation  # noqa: E402
@@ -107,10 +107,7 @@ MAX_NEW = 12
 @pytest.fixture(scope="module")
 def wide_gpt2() -> GPT2LMHeadModel:
     """4096 tokens: a batch of 2 has 8192 scores, enough for the exact route."""
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=4096, n_positions=64, initializer_range=0.5,
-                        bos_token_id=None, eos_token_id=None)
-    return GPT2LMHeadModel(config).eval()
+    return tiny_gpt2(4096, n_layer=1, initializer_range=0.5)
 
 
 def _hf(model, prompt, seed, **options):

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import seeded
 from torch import nn
 from transformers import GenerationConfig
 
@@ -50,8 +51,7 @@ class Noisy(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with seeded(0):
             self.emb = nn.Embedding(V, 8)
             self.head = nn.Linear(8, V)
 

@@ -19,26 +19,33 @@ from __future__ import annotations
 import functools
 import warnings
 
+import hf_tiny_configs
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from hf_tiny_configs import (
+    ALIAS,
+    ARCHITECTURES,
+    ASSISTANT,
+    ENCODER,
+    ENCODER_DECODER,
+    EOS,
+    HF_FAILS,
+    MULTIMODAL,
+    NOT_TESTED,
+    PAD,
+    TABLES_VERSION,
+    VOCAB,
+    tiny_config,
+)
+from transformers import AutoConfig
 
 from lightning_gen import generate
 from lightning_gen.decoding.adapters import HFAdapter
 
-from hf_tiny_configs import (ALIAS, ARCHITECTURES, ASSISTANT, ENCODER, ENCODER_DECODER, EOS, HF_FAILS, MULTIMODAL,
-                             NOT_TESTED, PAD, TABLES_VERSION, VOCAB, long_rope_phi3_config, tiny_config)
-
 NEW_TOKENS = 8
 
 
-@functools.cache
-def tiny_model(name: str):
-    config = long_rope_phi3_config() if name == "phi3-longrope" else tiny_config(name)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.manual_seed(0)
-        return AutoModelForCausalLM.from_config(config).eval()
+tiny_model = functools.cache(hf_tiny_configs.tiny_model)  # one model per architecture for the whole module
 
 
 def _batch(padded: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import EOS_ID, FIRST_REGULAR_ID, PAD_ID, VOCAB_SIZE
+from tiny import EOS_ID, FIRST_REGULAR_ID, PAD_ID, VOCAB_SIZE
 from torch import nn
 from transformers import (
     EosTokenCriteria,

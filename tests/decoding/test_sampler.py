@@ -19,8 +19,9 @@ import sys
 
 import pytest
 import torch
+from tiny import tiny_gpt2
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor
+from transformers import GPT2LMHeadModel, LogitsProcessor
 from transformers.generation import logits_process as lp
 
 from lightning_gen import generate
@@ -382,9 +383,7 @@ def test_rewind_leaves_the_generator_as_before_the_steps_taken_back():
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def gpt2() -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=500, n_positions=64, initializer_range=0.2)
-    return GPT2LMHeadModel(config).eval()
+    return tiny_gpt2(500, initializer_range=0.2, bos_token_id=50256, eos_token_id=50256)  # GPT-2's, beyond the 500
 
 
 def hf_generate(model: nn.Module, prompts: torch.Tensor, seed: int, **kwargs) -> torch.Tensor:

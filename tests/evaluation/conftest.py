@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tiny_lms import train_bpe
+from tiny import train_bpe
 from transformers import PreTrainedTokenizerFast
 
 

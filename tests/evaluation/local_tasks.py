@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import torch
-from tiny_lms import CORPUS
+from tiny import CORPUS
 
 from lightning_gen import generate
 from lightning_gen.evaluation.encoding import RequestEncoder

@@ -11,9 +11,17 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from protocol_models import GPTConfig, GptFast, ModelArgs, NanoGPT, TorchtuneDecoder, init_weights
-from tiny import TinyCacheLM, TinyLM
-from tiny_lms import tiny_gpt2
+from tiny import (
+    GPTConfig,
+    GptFast,
+    NanoGPT,
+    TinyCacheLM,
+    TinyLM,
+    TorchtuneDecoder,
+    init_weights,
+    tiny_gpt2,
+    tiny_gpt_fast,
+)
 from torch import nn
 
 from lightning_gen.decoding.likelihood import context_window, loglikelihood_tokens
@@ -27,7 +35,7 @@ def _nanogpt():
 
 
 def _gpt_fast():
-    return init_weights(GptFast(ModelArgs(block_size=BLOCK)), seed=2).eval()
+    return tiny_gpt_fast(block_size=BLOCK, seed=2).eval()
 
 
 def _torchtune():

@@ -9,12 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from local_tasks import multiple_choice_rows, write_jsonl, write_lm_eval_task
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
-from protocol_models import GPTConfig, NanoGPT, init_weights
-from tiny_lms import CORPUS, tiny_gpt2
+from local_tasks import multiple_choice_rows, write_jsonl, write_lm_eval_task
+from tiny import CORPUS, GPTConfig, NanoGPT, init_weights, tiny_gpt2
 
 from lightning_gen.lm_eval import LightningGenLM
 

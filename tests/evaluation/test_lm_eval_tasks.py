@@ -15,6 +15,9 @@ import sys
 
 import pytest
 import torch
+from lm_eval import simple_evaluate
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager
 from local_tasks import (
     greedy_lm_rows,
     multiple_choice_rows,
@@ -22,10 +25,7 @@ from local_tasks import (
     write_jsonl,
     write_lm_eval_task,
 )
-from lm_eval import simple_evaluate
-from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
-from tiny_lms import CORPUS, tiny_gpt2
+from tiny import CORPUS, tiny_gpt2
 
 from lightning_gen.evaluation.tasks import (
     ScoredTask,

@@ -9,9 +9,9 @@ import random
 
 import pytest
 import torch
-from tiny_lms import CORPUS, tiny_gpt2, tiny_llama
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
+from tiny import CORPUS, tiny_gpt2, tiny_llama
 
 from lightning_gen import generate, loglikelihood
 from lightning_gen.evaluation.encoding import RequestEncoder

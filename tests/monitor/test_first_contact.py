@@ -13,7 +13,16 @@ import warnings
 
 import pytest
 import torch
-from tiny import SYMBOLS, GPT, Chars, Module, byte_tiktoken, meta_pkl_tokenizer, text_events, trainer
+from tiny import (
+    GPT,
+    SYMBOLS,
+    CharTokenizer,
+    Module,
+    byte_tiktoken,
+    meta_pkl_tokenizer,
+    text_events,
+    trainer,
+)
 from transformers import LogitsProcessor
 
 from lightning_gen import GenerationMonitor
@@ -91,7 +100,12 @@ class Shorter(GPT):
         self.max_seq_len = 64
 
 
-class BadDecode(Chars):
+def chars() -> CharTokenizer:
+    """`Module`'s own tokenizer: the 67 symbols, a newline ends a text."""
+    return CharTokenizer(SYMBOLS, eos=True)
+
+
+class BadDecode(CharTokenizer):
     def decode(self, ids):
         if any(i > 40 for i in ids):
             raise KeyError(max(ids))
@@ -100,18 +114,19 @@ class BadDecode(Chars):
 
 CAUSES = [
     # (what is wrong, the network, the tokenizer, monitor arguments, the words of the error)
-    ("not logits", NotLogits, Chars, {}, ["integer tensor", "token ids?", "set `model_attr`"]),
-    ("ids beyond the embedding", lambda: GPT(vocab=30), Chars, {},
+    ("not logits", NotLogits, chars, {}, ["integer tensor", "token ids?", "set `model_attr`"]),
+    ("ids beyond the embedding", lambda: GPT(vocab=30), chars, {},
      ["takes ids below 30 (found by probing)", "input holds ids", "`tokenizer`", "`vocab_size`"]),
-    ("ids beyond the vocabulary", lambda: GPT(vocab=67), Chars, {"vocab_size": 20},
+    ("ids beyond the vocabulary", lambda: GPT(vocab=67), chars, {"vocab_size": 20},
      ["outside the vocabulary [0, 20) (`vocab_size`)", "`tokenizer`"]),
-    ("a length the model refuses", Shorter, Chars, {},
+    ("a length the model refuses", Shorter, chars, {},
      ["refuses a sequence of", "its context is 64 (`max_seq_len` of `pl_module.model`)",
       "takes up to 40 (found by probing)", "`context_length=40`"]),
-    ("NaN in eval mode", NanInEval, Chars, {}, ["NaN or inf in eval mode, before training has started"]),
-    ("a failing logits processor", GPT, Chars, {"logits_processors": [Explodes()]},
+    ("NaN in eval mode", NanInEval, chars, {}, ["NaN or inf in eval mode, before training has started"]),
+    ("a failing logits processor", GPT, chars, {"logits_processors": [Explodes()]},
      ["`logits_processors[0]` (Explodes) raised RuntimeError: processor bug"]),
-    ("a failing decode", GPT, BadDecode, {}, ["`decode` failed with KeyError", "`vocab_size`", "`tokenizer`"]),
+    ("a failing decode", GPT, lambda: BadDecode(SYMBOLS, eos=True), {},
+     ["`decode` failed with KeyError", "`vocab_size`", "`tokenizer`"]),
 ]
 
 

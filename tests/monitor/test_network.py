@@ -9,12 +9,25 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
-from protocol_models import RecurrentArgs, RecurrentLM, StateAdapter, init_weights, recurrent_generate
-from tiny import CharTokenizer, text_events, trainer
+from tiny import (
+    CharTokenizer,
+    RecurrentArgs,
+    RecurrentLM,
+    StateAdapter,
+    init_weights,
+    recurrent_generate,
+    text_events,
+    trainer,
+)
 from torch import nn
 
 from lightning_gen import GenerationMonitor
-from lightning_gen.decoding.adapters import PlainAdapter, find_context_length, find_vocab_size, resolve_adapter
+from lightning_gen.decoding.adapters import (
+    PlainAdapter,
+    find_context_length,
+    find_vocab_size,
+    resolve_adapter,
+)
 from lightning_gen.monitor.network import find_network
 
 
@@ -126,7 +139,7 @@ def _round(tmp_path, prompt="hello world", **monitor_args):
 
 def test_adapter_by_import_path_drives_the_recurrent_state(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
-        module, monitor, samples = _round(tmp_path, adapter="protocol_models.StateAdapter")
+        module, monitor, samples = _round(tmp_path, adapter="tiny.StateAdapter")
     assert isinstance(monitor._plan.adapter, StateAdapter) and monitor._plan.adapter.model is module.model
     prompt = torch.tensor([CharTokenizer().encode("hello world")])
     expected = recurrent_generate(module.model.eval(), prompt, 12)[0, prompt.shape[1]:].tolist()
@@ -158,9 +171,9 @@ def test_adapter_and_vocab_size_come_from_yaml():
 
     parser = ArgumentParser()
     parser.add_class_arguments(GenerationMonitor, "monitor")
-    config = parser.parse_string("monitor:\n  prompts: [ab]\n  adapter: protocol_models.StateAdapter\n  vocab_size: 30\n")
+    config = parser.parse_string("monitor:\n  prompts: [ab]\n  adapter: tiny.StateAdapter\n  vocab_size: 30\n")
     monitor = parser.instantiate_classes(config).monitor
-    assert monitor.adapter == "protocol_models.StateAdapter" and monitor.vocab_size == 30
+    assert monitor.adapter == "tiny.StateAdapter" and monitor.vocab_size == 30
 
 
 # ------------------------------------------------------------------------------------------------ no forward of its own

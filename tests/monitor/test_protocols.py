@@ -19,7 +19,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from protocol_models import (
+from tiny import (
+    PROMPT,
+    CharTokenizer,
     GPTConfig,
     GptFast,
     ModelArgs,
@@ -31,9 +33,11 @@ from protocol_models import (
     gpt_fast_generate,
     init_weights,
     recurrent_generate,
+    seeded,
+    text_events,
     torchtune_generate,
+    trainer,
 )
-from tiny import text_events, trainer
 
 from lightning_gen import GenerationMonitor, generate
 from lightning_gen.decoding.adapters import (
@@ -53,22 +57,9 @@ KINDS = ["nanogpt", "gpt-fast", "torchtune", "torchtune-real", "litgpt", "recurr
 REAL_PACKAGES = ("torchtune-real", "litgpt", "transformers")  # installed from PyPI, not re-created
 
 
-class Chars:
-    """The tokenizer: one id per symbol, 65 of them."""
-
-    vocab_size = len(SYMBOLS)
-
-    def encode(self, text: str) -> list[int]:
-        return [SYMBOLS.index(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(SYMBOLS[i] for i in ids)  # an id >= 65 raises IndexError, as tiktoken raises KeyError
-
-
 def build(kind: str, seed: int = 0) -> torch.nn.Module:
     """The ``kind`` of model with weights from ``seed`` alone (the global RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return init_weights(_construct(kind), seed)
 
 
@@ -111,7 +102,7 @@ class Module(pl.LightningModule):
         self.save_hyperparameters()
         self.kind = kind
         self.model = build(kind)
-        self.tokenizer = Chars()
+        self.tokenizer = CharTokenizer(SYMBOLS)  # one id per symbol; an id >= 65 raises IndexError
         if kind == "gpt-fast":
             # gpt-fast's forward needs `freqs_cis` and `causal_mask`: made once for training, without KV caches.
             self.model.setup_caches(max_batch_size=TRAIN_BATCH, max_seq_length=TRAIN_LENGTH)
@@ -229,9 +220,6 @@ def test_the_runs_checkpoint_loads(runs, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ decoding alone
-PROMPT = torch.tensor([[3, 14, 15, 9, 2], [6, 5, 3, 5, 8]])  # (B=2, T=5)
-
-
 def _own_greedy(kind: str, model: torch.nn.Module, ids: torch.Tensor, steps: int) -> torch.Tensor:
     if kind == "nanogpt":
         return model.generate(ids, steps)

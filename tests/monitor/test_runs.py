@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from test_sinks import mlflow_logger, offline_run_dir, wandb_env, wandb_tables  # noqa: F401  (fixtures)
+from logger_files import wandb_tables
 from tiny import TinyLM, trainer
 
 from lightning_gen import GenerationMonitor
@@ -68,7 +68,7 @@ def test_csv_two_version_folders(tmp_path):
             assert len(f.read().splitlines()) == 1 + len(steps) * len(PROMPTS)  # one CSV per run too
 
 
-def test_wandb_offline_two_runs_in_one_directory(wandb_env):  # noqa: F811
+def test_wandb_offline_two_runs_in_one_directory(wandb_env):
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
@@ -83,7 +83,7 @@ def test_wandb_offline_two_runs_in_one_directory(wandb_env):  # noqa: F811
     assert sorted(map(sorted, tables)) == [STEPS[2], STEPS[4]]  # each run its own table
 
 
-def test_mlflow_two_runs_in_one_store(tmp_path, mlflow_logger):  # noqa: F811
+def test_mlflow_two_runs_in_one_store(tmp_path, mlflow_logger):
     from lightning.pytorch.loggers import MLFlowLogger
 
     first = fit(tmp_path, mlflow_logger, 4)

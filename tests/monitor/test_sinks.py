@@ -6,24 +6,18 @@ W&B runs offline and MLflow on a local file store, both under ``tmp_path``; noth
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
-import struct
 import sys
-import time
 import warnings
 from pathlib import Path
 
-# Before mlflow is imported: no usage telemetry (there is no network here anyway).
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
 import pytest
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from logger_files import mlflow_artifacts, offline_run_dir, wandb_tables
 from tiny import TinyLM, text_events, trainer
 
 from lightning_gen import GenerationMonitor
-from lightning_gen.text.samples import Sample
 from lightning_gen.monitor.sinks import (
     CSVSink,
     JsonlSink,
@@ -34,6 +28,7 @@ from lightning_gen.monitor.sinks import (
 )
 from lightning_gen.text.records import sample_record
 from lightning_gen.text.rendering import markdown_escape
+from lightning_gen.text.samples import Sample
 from lightning_gen.text.tables import sample_table
 
 
@@ -191,21 +186,6 @@ def test_markdown_table_escapes_what_markdown_would_eat():
 
 
 # ----------------------------------------------------------------- MLflow
-@pytest.fixture
-def mlflow_logger(tmp_path, monkeypatch):
-    pytest.importorskip("mlflow")
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    # MLflow 3 refuses the file store unless asked; its database store needs sqlalchemy, which mlflow-skinny lacks.
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    return MLFlowLogger(experiment_name="gen", tracking_uri=f"file:{tmp_path / 'mlruns'}")
-
-
-def mlflow_artifacts(logger) -> Path:
-    (found,) = glob.glob(os.path.join(logger.save_dir, "*", logger.run_id, "artifacts"))
-    return Path(found)
-
-
 def test_mlflow_sink_writes_markdown_and_jsonl_artifacts(mlflow_logger):
     MLflowSink(mlflow_logger).write(3, [HOSTILE, PLAIN], tag="samples")
     folder = mlflow_artifacts(mlflow_logger) / "samples"
@@ -256,76 +236,6 @@ def test_mlflow_end_to_end(tmp_path, mlflow_logger):
 
 
 # ----------------------------------------------------------------- W&B
-@pytest.fixture
-def wandb_env(tmp_path, monkeypatch):
-    wandb = pytest.importorskip("wandb")
-    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-        monkeypatch.setenv(name, str(tmp_path / "wandb_home"))
-    # WandbLogger(offline=True) rewrites WANDB_MODE; setting it here makes monkeypatch restore it afterwards.
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_CONSOLE", "off")
-    yield tmp_path
-    wandb.finish()
-
-
-def wandb_records(run_dir: Path):
-    """The protobuf records of an offline run's ``run-*.wandb`` file (a LevelDB-style log of 32 KiB blocks)."""
-    from wandb.proto import wandb_internal_pb2
-
-    (path,) = run_dir.glob("run-*.wandb")
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, chunk = 7, b""  # after the header: magic, version
-    while pos + 7 <= len(data):
-        left = 32768 - pos % 32768
-        _, length, kind = struct.unpack("<IHB", data[pos: pos + 7]) if left >= 7 else (0, 0, 0)
-        if length == 0 and kind == 0:  # block padding
-            pos += left
-            continue
-        if pos + 7 + length > len(data):  # still being written
-            return
-        chunk += data[pos + 7: pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # a full record, or the last piece of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            yield record
-
-
-def finished_run_records(run_dir: Path, timeout: float = 30.0) -> list:
-    """The run's records once its ``exit`` record is on disk: `wandb.finish` can return before the file is."""
-    deadline = time.monotonic() + timeout
-    while True:
-        records = list(wandb_records(run_dir))
-        if records and records[-1].WhichOneof("record_type") == "exit" or time.monotonic() > deadline:
-            return records
-        time.sleep(0.05)
-
-
-def wandb_tables(run_dir: Path, key: str) -> dict[int, dict]:
-    """trainer/global_step → the increment of the table ``key`` logged at that step (its new rows), read from the
-    files the run wrote; asserts that every increment belongs to one INCREMENTAL table, numbered in order."""
-    tables = {}
-    for record in finished_run_records(run_dir):
-        if record.WhichOneof("record_type") != "history":
-            continue
-        row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-        if f"{key}/path" in row:
-            assert row[f"{key}/_type"] == "incremental-table-file" and row[f"{key}/log_mode"] == "INCREMENTAL"
-            assert row[f"{key}/increment_num"] == len(tables)  # one table, increment after increment
-            assert len(row[f"{key}/previous_increments_paths"]) == len(tables)
-            table = json.loads((run_dir / "files" / row[f"{key}/path"]).read_text(encoding="utf-8"))
-            tables[row["trainer/global_step"]] = table
-    return tables
-
-
-def offline_run_dir(tmp_path) -> Path:
-    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
-    return run_dir
-
-
 def test_wandb_sink_grows_one_table_at_the_global_step(wandb_env):
     import wandb
     from lightning.pytorch.loggers import WandbLogger

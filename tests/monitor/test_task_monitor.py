@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny import SYMBOLS, GPT, Chars, Module, trainer
+from tiny import GPT, SYMBOLS, CharTokenizer, Module, trainer
 
 from lightning_gen import GenerationMonitor, TaskMonitor
 from lightning_gen.evaluation.tasks import evaluation_metrics, load_tasks, score_tasks
@@ -117,7 +117,7 @@ def test_a_round_measures_the_model_as_it_is_at_that_step(tmp_path, task_list):
     monitor = TaskMonitor(str(task_list), every_n_train_steps=2)
     module, run, _ = _fit(tmp_path, [monitor])
     records = monitor.run_now(run, step=100)
-    tasks = load_tasks(str(task_list), tokenizer=Chars(), context_length=64)
+    tasks = load_tasks(str(task_list), tokenizer=CharTokenizer(SYMBOLS, eos=True), context_length=64)
     expected = evaluation_metrics(tasks, score_tasks(module.model, tasks, context_length=64))
     got = {f"{r['task']}/{name}": value for r in records for name, value in r["metrics"].items()}
     assert got == pytest.approx({k: v for k, v in expected.items() if k != "core"})

@@ -1,33 +1,18 @@
-"""Tiny real models and data for callback tests: char tokenizers, LightningModules that train in ms, a user's own
-GPT kept in ``self.model`` as users write it."""
+"""Tiny training runs for the callback tests: LightningModules that train in milliseconds, a user's own GPT kept in
+``self.model`` as users write it, a real CPU Trainer with a TensorBoardLogger, and the text it logged."""
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-import torch.nn.functional as F
 from torch import nn
 
-VOCAB = "abcdefghijklmnopqrstuvwxyz .,<>|#*`_\n"
-
-
-class CharTokenizer:
-    """Character-level tokenizer over `VOCAB`; id 36 ('\\n') doubles as EOS when asked."""
-
-    def __init__(self, eos: bool = False) -> None:
-        self.vocab_size = len(VOCAB)
-        self.eos_token_id = VOCAB.index("\n") if eos else None
-
-    def encode(self, text: str) -> list[int]:
-        return [VOCAB.index(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(VOCAB[i] for i in ids)
+from .tokenization import SYMBOLS, VOCAB, CharTokenizer
 
 
 class TinyLM(pl.LightningModule):
@@ -66,10 +51,9 @@ class TinyLM(pl.LightningModule):
 
 def trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
     """A real CPU Trainer with a TensorBoardLogger under ``tmp_path``."""
-    options = dict(max_steps=6, accelerator="cpu", devices=1, default_root_dir=str(tmp_path),
-                   enable_progress_bar=False, enable_model_summary=False,
-                   enable_checkpointing=False, log_every_n_steps=1,
-                   logger=TensorBoardLogger(str(tmp_path), name="tb", version=0))
+    options = {"max_steps": 6, "accelerator": "cpu", "devices": 1, "default_root_dir": str(tmp_path),
+               "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False,
+               "log_every_n_steps": 1, "logger": TensorBoardLogger(str(tmp_path), name="tb", version=0)}
     options.update(kwargs)
     return pl.Trainer(callbacks=list(callbacks), **options)
 
@@ -96,7 +80,8 @@ class TinyCacheLM(TinyLM):
 
     def set_kv_cache(self, batch_size: int, max_seq_length: int | None = None, device=None, dtype=None) -> None:
         length = max_seq_length or self.max_seq_length
-        self.kv_cache = (torch.zeros(batch_size, length, 24, device=device), torch.zeros(batch_size, length, 24, device=device))
+        self.kv_cache = (torch.zeros(batch_size, length, 24, device=device),
+                         torch.zeros(batch_size, length, 24, device=device))
 
     def clear_kv_cache(self) -> None:
         self.kv_cache = None
@@ -116,19 +101,6 @@ class TinyCacheLM(TinyLM):
         return self.mlp(x + att)  # (B, T, V)
 
 
-def byte_tiktoken(merges: Sequence[bytes] = (b"th", b"he", b"in", b"the")):
-    """A tiktoken ``Encoding`` built offline: GPT-2's split pattern over the 256 bytes and a few merges, then
-    ``<|endoftext|>`` as the last id (``n_vocab`` = 256 + merges + 1), as nanoGPT's GPT-2 tokenizer is shaped."""
-    import tiktoken
-
-    ranks = {bytes([i]): i for i in range(256)}
-    for piece in merges:  # each merge joins pieces that already have ranks
-        ranks[piece] = len(ranks)
-    pattern = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-    return tiktoken.Encoding("byte-tiny", pat_str=pattern, mergeable_ranks=ranks,
-                             special_tokens={"<|endoftext|>": len(ranks)})
-
-
 def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = False, also_greedy: bool = False,
              vocab: int | None = None):
     """The plan a monitor would settle for ``model`` (called as it is) before its probe: for rounds run by hand."""
@@ -146,9 +118,6 @@ def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = Fal
 
 
 # ------------------------------------------------------------------------------------------------ a user's own
-SYMBOLS = string.ascii_letters + string.digits + " .,!\n"  # 67 characters
-
-
 class GPT(nn.Module):
     """A user's own 30-line GPT: its context is ``self.block`` (a name no library knows), 64 learned positions."""
 
@@ -167,27 +136,6 @@ class GPT(nn.Module):
         return self.head(self.blocks(x, mask=mask, is_causal=True))  # (B, T, V)
 
 
-class Chars:
-    """A char tokenizer that says how many ids it has; a newline ends a text."""
-
-    vocab_size = len(SYMBOLS)
-    eos_token_id = SYMBOLS.index("\n")
-
-    def encode(self, text: str) -> list[int]:
-        return [SYMBOLS.index(c) for c in text]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(SYMBOLS[i] for i in ids)
-
-
-def meta_pkl_tokenizer():
-    """nanoGPT's char tokenizer as `sample.py` builds it from ``meta.pkl``: two lambdas, no size."""
-    stoi = {c: i for i, c in enumerate(SYMBOLS)}
-    itos = dict(enumerate(SYMBOLS))
-    return type("Meta", (), {"encode": staticmethod(lambda s: [stoi[c] for c in s]),
-                             "decode": staticmethod(lambda ids: "".join(itos[i] for i in ids))})()
-
-
 class Module(pl.LightningModule):
     """The usual LightningModule: the network in ``self.model``, no ``forward`` of its own."""
 
@@ -195,7 +143,7 @@ class Module(pl.LightningModule):
         super().__init__()
         torch.manual_seed(0)
         self.model = network if network is not None else GPT(vocab)
-        self.tokenizer = tokenizer if tokenizer is not None else Chars()
+        self.tokenizer = tokenizer if tokenizer is not None else CharTokenizer(SYMBOLS, eos=True)
         self.vocab = vocab
 
     def training_step(self, batch, batch_idx):
