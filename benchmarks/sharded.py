@@ -112,10 +112,10 @@ class Timed(GenerationMonitor):
         self.rounds: list[tuple[float, int]] = []
         self.first: list[str] | None = None
 
-    def sample_now(self, trainer, step):
+    def run_now(self, trainer, step):  # every round, scheduled or asked for, runs through it
         with count_collectives() as counts:
             start = time.perf_counter()
-            samples = super().sample_now(trainer, step)
+            samples = super().run_now(trainer, step)
             seconds = time.perf_counter() - start
         self.rounds.append((seconds, sum(counts.values())))
         if self.first is None:
