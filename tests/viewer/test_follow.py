@@ -66,9 +66,11 @@ def test_the_command_watches_until_ctrl_c(tmp_path):
     run = tmp_path / "tb" / "version_0"
     append(run, 0)
     env = {**os.environ, "NO_COLOR": "1"}
+    # Ctrl-C as in a terminal: a suite started in the background (`pytest &`) has SIGINT ignored, and a child
+    # inherits that, so the viewer would never see the interrupt.
     process = subprocess.Popen([sys.executable, "-m", "lightning_gen.viewer.cli", "show", str(tmp_path), "--follow",
                                 "--interval", "0.1", "--width", "80"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=env)
+                               env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
 
     def read_until(step):
