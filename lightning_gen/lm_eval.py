@@ -94,8 +94,8 @@ class LightningGenLM(LM):
         self.max_gen_toks = max_gen_toks
         self.seed = seed
         self._adapter, self.max_length = scoring_adapter(model, adapter, context_length=context_length)
-        self._encoder = RequestEncoder(tokenizer)
         self._loaded = load_tokenizer(tokenizer)
+        self._encoder = RequestEncoder(self._loaded)
 
     def _score(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         return loglikelihood_tokens(self.model, pairs, batch_size=self.batch_size, adapter=self._adapter,
@@ -136,8 +136,8 @@ class LightningGenLM(LM):
     def _generate(self, contexts: list[str], gen_kwargs: dict[str, Any]) -> list[str]:
         kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
         hf = self._loaded.hf_tokenizer
-        eos = self._loaded.eos_token_id
-        eos_text = None if eos is None else self._loaded.decode([eos[0] if isinstance(eos, list) else eos])
+        eos = self._loaded.first_eos
+        eos_text = None if eos is None else self._loaded.decode([eos])
         until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
         new_tokens = kwargs.pop("max_gen_toks")
         if not kwargs.get("do_sample"):

@@ -45,12 +45,7 @@ class RequestEncoder:
         self._argument = argument
         self._hf = loaded.hf_tokenizer
         self._plain = loaded.encode
-        if self._hf is not None:
-            prefix = self._hf.bos_token_id if self._hf.bos_token_id is not None else self._hf.eos_token_id
-        else:
-            bos = getattr(tokenizer, "bos_token_id", None)
-            eos = loaded.eos_token_id[0] if isinstance(loaded.eos_token_id, list) else loaded.eos_token_id
-            prefix = bos if isinstance(bos, int) and not isinstance(bos, bool) else eos
+        prefix = loaded.bos_token_id if loaded.bos_token_id is not None else loaded.first_eos
         self.prefix_token_id: int | None = prefix
         # lm-eval encodes a text that already starts with the prefix token's string without special tokens.
         self._prefix_text = self._hf.decode([prefix]) if self._hf is not None and prefix is not None else None

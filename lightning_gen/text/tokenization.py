@@ -43,6 +43,7 @@ class LoadedTokenizer:
         encode_fn: Text to plain token ids, without adding special tokens.
         decode_fn: Token ids to text, keeping special tokens verbatim.
         eos_token_id: End-of-sequence id(s), or ``None`` when the tokenizer does not define one.
+        bos_token_id: Beginning-of-sequence id, or ``None`` (scoring's prefix token; generation never adds it).
         pad_token_id: Padding id, or ``None``.
         vocab_size: Number of ids the tokenizer can produce (added tokens included), or ``None``.
         hf_tokenizer: The Hugging Face tokenizer behind it, if any (needed for ``stop_strings``).
@@ -58,9 +59,15 @@ class LoadedTokenizer:
     encode_fn: Callable[[str], list[int]] = field(repr=False)
     decode_fn: Callable[[list[int]], str] = field(repr=False)
     eos_token_id: int | list[int] | None = None
+    bos_token_id: int | None = None
     pad_token_id: int | None = None
     vocab_size: int | None = None
     hf_tokenizer: PreTrainedTokenizerBase | None = None
+
+    @property
+    def first_eos(self) -> int | None:
+        """The first of the EOS ids (the one a text ends with), or None."""
+        return self.eos_token_id[0] if isinstance(self.eos_token_id, list) else self.eos_token_id
 
     def encode(self, text: str) -> list[int]:
         """Encodes ``text`` to plain ids (no BOS/EOS added)."""
@@ -156,6 +163,7 @@ def _wrap_hf(hf: PreTrainedTokenizerBase) -> LoadedTokenizer:
         encode_fn=lambda text: list(hf.encode(text, add_special_tokens=False)),
         decode_fn=lambda ids: hf.decode(ids, skip_special_tokens=False),
         eos_token_id=hf.eos_token_id,
+        bos_token_id=hf.bos_token_id,
         pad_token_id=hf.pad_token_id,
         vocab_size=len(hf),
         hf_tokenizer=hf,
@@ -184,6 +192,7 @@ def _wrap_sentencepiece(sp: Any) -> LoadedTokenizer:
         encode_fn=lambda text: list(sp.encode(text)),
         decode_fn=decode,
         eos_token_id=sp.eos_id() if sp.eos_id() >= 0 else None,
+        bos_token_id=sp.bos_id() if sp.bos_id() >= 0 else None,
         pad_token_id=sp.pad_id() if sp.pad_id() >= 0 else None,
         vocab_size=sp.get_piece_size(),
     )
@@ -203,10 +212,12 @@ def _wrap_custom(obj: Any, argument: str) -> LoadedTokenizer:
     if eos is None:
         eos = getattr(obj, "eot_token", None)  # tiktoken's <|endoftext|>
     pad = getattr(obj, "pad_token_id", None)
+    bos = getattr(obj, "bos_token_id", None)  # read only for scoring's prefix: anything but an id is no BOS
     return LoadedTokenizer(
         encode_fn=lambda text: _as_ids(obj.encode(text), f"{argument}.encode(text)"),
         decode_fn=obj.decode,
         eos_token_id=_optional_ids(eos, f"{argument}.eos_token_id"),
+        bos_token_id=bos if isinstance(bos, int) and not isinstance(bos, bool) else None,
         pad_token_id=None if pad is None else _as_id(pad, f"{argument}.pad_token_id"),
         vocab_size=None if vocab_size is None else _as_id(vocab_size, f"{argument}.vocab_size"),
     )

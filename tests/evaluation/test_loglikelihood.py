@@ -110,3 +110,25 @@ def test_requests_must_be_pairs_of_strings(bpe):
         loglikelihood(model, [("a", "b"), ("a",)], tokenizer=bpe)
     with pytest.raises(ValueError, match=r"`requests\[0\]` needs at least one context and one continuation token"):
         loglikelihood(model, [("a", "")], tokenizer=bpe)
+
+
+def test_a_custom_tokenizers_bos_is_the_prefix_token_whether_or_not_it_was_loaded_first():
+    """An empty context is scored after BOS (else the first EOS), also when the tokenizer reaches the encoder already
+    loaded, as `TaskMonitor` hands it over."""
+    from lightning_gen.text.tokenization import load_tokenizer
+
+    class Chars:
+        bos_token_id, eos_token_id = 1, [2, 3]
+
+        def encode(self, text):
+            return [ord(c) for c in text]
+
+        def decode(self, ids):
+            return "".join(map(chr, ids))
+
+    class NoBos(Chars):
+        bos_token_id = True  # not an id
+
+    assert RequestEncoder(Chars()).pair("", "ok") == ([1], [111, 107])
+    assert RequestEncoder(load_tokenizer(Chars())).pair("", "ok") == ([1], [111, 107])
+    assert RequestEncoder(load_tokenizer(NoBos())).pair("", "ok") == ([2], [111, 107])
