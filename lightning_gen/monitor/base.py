@@ -148,7 +148,12 @@ class ScheduledMonitor(pl.Callback):
         try:
             self._run_probe(trainer)
         except Exception as err:
-            if not is_transient(err) or self.on_error == "raise":
+            # Every process gets here together (`run_everywhere` raises a failure everywhere), each with its own
+            # error: train only if every one of them may not come back, or one process trains while another stops.
+            transient = is_transient(err)
+            if strategy.world_size > 1:
+                transient = bool(strategy.reduce_boolean_decision(transient, all=True))
+            if not transient or self.on_error == "raise":
                 raise
             rank_zero_warn(f"{self._label}: the probe round failed with {type(err).__name__}: {err}; it may not "
                            "happen again, so training starts, and the probe runs again before the first round")

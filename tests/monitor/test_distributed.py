@@ -389,3 +389,12 @@ def test_task_monitor_scores_each_item_once_over_the_processes_and_logs_each_tas
         assert [e["index"] for e in choices["examples"]] == list(range(tasks["choices"]))
     lines = (runs / scenario / "tb" / "version_0" / "evaluations.jsonl").read_text().splitlines()
     assert len(lines) == 3 * len(tasks)  # each task once per step, written by rank 0 only
+
+
+def test_a_probe_out_of_memory_on_one_rank_does_not_train_it_alone_when_the_other_rank_stops(runs):
+    """The probe fails everywhere, out of memory on rank 1 only: rank 1 alone would warn and train, and hang at the
+    first gradient all-reduce. Whether to train is decided together, so both stop before step 1."""
+    zero, one = ranks(runs, "probe_oom_on_one_rank")
+    assert zero["error"].startswith("ProbeError") and "with ShapeError" in zero["error"]
+    assert one["error"].startswith("OutOfMemoryError")
+    assert zero["global_step"] == one["global_step"] == 0 and zero["rounds"] == one["rounds"] == {}

@@ -47,9 +47,9 @@ class ScenarioLM(TinyLM):
 
     bias: ``"prompt"``: rows whose prompt starts with a-m end after 2 tokens, the others never end (so ranks with
     different shares finish at different times, and a single process sees the same); ``"rank"``: rank 0's rows
-    end after 2 tokens, the other ranks' never end (lockstep). fail: raise ``ShapeError`` or an out-of-memory
-    error at the end of the ``fail_call``-th sampling forward of the round at ``fail_step``, on ``fail_rank``
-    only (after the forward's own collectives, as an OOM in the logits' processing would). last_only: return the
+    end after 2 tokens, the other ranks' never end (lockstep). fail: raise ``ShapeError`` (``"shape"``) or an
+    out-of-memory error (``"oom"``) at the end of the ``fail_call``-th sampling forward of the round at
+    ``fail_step``, on ``fail_rank`` only, or per rank as a mapping ``{rank: kind}`` (after the forward's own collectives, as an OOM in the logits' processing would). last_only: return the
     last position's logits only (nanoGPT at inference). shard: FSDP2 `fully_shard` in `configure_model` (the
     FSDP1 scenarios wrap it with the strategy's `auto_wrap_policy` instead).
     """
@@ -88,10 +88,11 @@ class ScenarioLM(TinyLM):
                 ends = torch.full((ids.shape[0],), rank == 0 and ids.shape[1] >= 4)
             eos = torch.where(ends, 1e4, -1e4)[:, None]  # (B, 1)
             logits = torch.cat([logits[..., :EOS], logits[..., EOS:EOS + 1] + eos[:, None], logits[..., EOS + 1:]], -1)
-        if self.fail is not None and rank == self.fail_rank and step == self.fail_step:
+        fail = self.fail.get(rank) if isinstance(self.fail, dict) else self.fail if rank == self.fail_rank else None
+        if fail is not None and step == self.fail_step:
             self.counts["calls"] += 1
             if self.counts["calls"] == self.fail_call:
-                if self.fail == "shape":
+                if fail == "shape":
                     raise ShapeError((2, 37), tuple(logits.shape))
                 raise torch.OutOfMemoryError("injected: out of memory while decoding")
         return logits[:, -1:] if self.last_only else logits
@@ -302,8 +303,11 @@ SCENARIOS = {
     **({"deepspeed3_auto": lambda d: fit(d, deepspeed3(), ScenarioLM(bias="prompt", fail="oom", fail_step=2)),
         "deepspeed3_lockstep": lambda d: fit(d, deepspeed3(), ScenarioLM(bias="prompt"), distributed="lockstep")}
        if importlib.util.find_spec("deepspeed") else {}),
-    # rank_zero on a sharded strategy: rejected at setup on every rank (last: it ends a fit with an error).
+    # rank_zero on a sharded strategy: rejected at setup on every rank (late: it ends a fit with an error).
     "fsdp2_rank_zero": lambda d: fit(d, fsdp2(), ScenarioLM(shard=True), distributed="rank_zero"),
+    # The probe fails on both ranks, out of memory on rank 1 only: both stop before step 1 (last: a fit error).
+    "probe_oom_on_one_rank": lambda d: fit(d, ddp(), ScenarioLM(fail={0: "shape", 1: "oom"}, fail_step=0,
+                                                                fail_call=1), distributed="shard"),
 }
 
 
