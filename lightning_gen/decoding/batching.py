@@ -141,8 +141,11 @@ def batching_policy(model: nn.Module, runner: ModelAdapter, rows: Sequence[torch
     # A second prompt as long as the longest (its tokens rolled), so that one length meets itself in a batch.
     pair = [longest, torch.roll(longest, 1)]
     policy: BatchPolicy = "group" if shares_well(pair) else "single"
-    if policy == "group" and runner.supports_attention_mask and len(shorter) < len(longest):
+    can_pad = runner.supports_attention_mask
+    if policy == "group" and can_pad and len(shorter) < len(longest):
         policy = "pad" if shares_well([shorter, longest]) else "group"
+    elif policy == "group" and can_pad:  # rows of one length: padding untried, so asked again for mixed lengths
+        return policy
     _POLICIES.setdefault(model, {})[type(runner)] = policy
     return policy
 

@@ -171,6 +171,16 @@ def test_hf_prompts_are_left_padded_into_one_batch(hf_model):
     assert all(shape[0] in (1, 2, 6) for shape in shapes)  # and the few calls that asked how to batch
 
 
+def test_prompts_of_one_length_first_do_not_keep_a_model_from_padding_later():
+    from lightning_gen.decoding.adapters import resolve_adapter
+    from lightning_gen.decoding.batching import batching_policy
+
+    model = tiny_gpt2(V)  # a model no test asked before
+    runner = resolve_adapter(model)
+    assert batching_policy(model, runner, [torch.tensor([5, 6, 7]), torch.tensor([8, 9, 10])]) == "group"
+    assert batching_policy(model, runner, [torch.tensor([5, 6, 7]), torch.tensor([8, 9])]) == "pad"
+
+
 @pytest.mark.parametrize("batch_size", [None, 4])
 def test_hf_greedy_left_padded_batch_equals_each_prompt_alone(hf_model, batch_size):
     prompts = _prompts()
