@@ -131,7 +131,8 @@ class LmEvalTask(BaseTask):
         Metrics of a filter other than lm-eval's ``none`` are named ``<metric>,<filter>``."""
         return self._aggregate(self._results(scores))
 
-    def record(self, step: int, scores: Mapping[int, Sequence[Score]]) -> dict[str, Any]:
+    def record(self, step: int, scores: Mapping[int, Sequence[Score]],
+               metrics: Mapping[str, float] | None = None) -> dict[str, Any]:
         """The task's record at ``step``: its metrics and, per document, whether it was right (where the task has
         ``acc``; ``correct_norm`` where it has ``acc_norm``), or its bits per byte (``loglikelihood_rolling``)."""
         results = self._results(scores)
@@ -148,7 +149,8 @@ class LmEvalTask(BaseTask):
                 entries.append(example_result(doc_id, correct=bool(values["acc"]), loglikelihoods=lls,
                                               prediction=m.best(lls[:choices]) if choices else None,
                                               correct_norm=bool(values["acc_norm"]) if "acc_norm" in values else None))
-        return task_record(step, self.name, _RECORD_TYPES[self.output_type], self._aggregate(results), entries)
+        metrics = metrics if metrics is not None else self._aggregate(results)
+        return task_record(step, self.name, _RECORD_TYPES[self.output_type], metrics, entries)
 
 
 def load_lm_eval_tasks(

@@ -6,7 +6,7 @@ The life of an evaluation, as a callback drives it (every function here is pure 
     scores = score_tasks(model, tasks, shard=(rank, world_size))                    # every round, on each process
     scores = merge_scores(all_gather_object(scores))                               # every item, once
     metrics = evaluation_metrics(tasks, scores)  # {"next_sentence/acc": ..., "docs/bpb": ..., "core": ...}
-    records = [task.record(step, scores[task.name]) for task in tasks]
+    records = [task.record(step, scores[task.name]) for task in tasks]  # (a task's metrics may be handed in)
 
 An *item* is what is sharded: an example of a choice or language-modelling task, a rolling window of a
 bits-per-byte task (each window belongs to one document), a document of an lm-evaluation-harness task (a
@@ -32,7 +32,7 @@ from lightning_gen.evaluation.specs import TaskSpec, load_task_specs
 from lightning_gen.text.task_records import document_result, example_result, task_record
 
 __all__ = ["BaseTask", "Score", "ScoredTask", "Task", "evaluation_metrics", "load_tasks", "merge_scores",
-           "score_tasks", "token_request"]
+           "named_metrics", "score_tasks", "token_request"]
 
 Score = tuple[float, bool]
 TokenRequest = tuple[tuple[int, ...], tuple[int, ...]]
@@ -53,7 +53,8 @@ class ScoredTask(Protocol):
 
     def metrics(self, scores: Mapping[int, Sequence[Score]]) -> dict[str, float]: ...
 
-    def record(self, step: int, scores: Mapping[int, Sequence[Score]]) -> dict[str, Any]: ...
+    def record(self, step: int, scores: Mapping[int, Sequence[Score]],
+               metrics: Mapping[str, float] | None = None) -> dict[str, Any]: ...
 
 
 class BaseTask:
@@ -121,11 +122,15 @@ class Task(BaseTask):
     def metrics(self, scores: Mapping[int, Sequence[Score]]) -> dict[str, float]:
         """The task's metrics from the scores of all its items: ``acc``, ``acc_norm`` (choice tasks), ``loss``
         (language modelling: nats per continuation token), ``centered``; or ``bpb``."""
-        per_item = self._complete(scores)
+        return self._metrics(self._complete(scores))
+
+    def _metrics(self, per_item: Sequence[Sequence[Score]],
+                 outcomes: Sequence[dict[str, Any]] | None = None) -> dict[str, float]:
         if self.spec.type == "bits_per_byte":
             total = sum(ll for item in per_item for ll, _ in item)
             return {"bpb": m.bits_per_byte(total, sum(document.num_bytes for document in self.sources))}
-        outcomes = [self._outcome(i, item) for i, item in enumerate(per_item)]
+        if outcomes is None:
+            outcomes = [self._outcome(i, item) for i, item in enumerate(per_item)]
         acc = m.mean([float(outcome["correct"]) for outcome in outcomes])
         result = {"acc": acc}
         if self.spec.type == "language_modeling":
@@ -146,9 +151,11 @@ class Task(BaseTask):
         return example_result(example.index, correct=prediction == example.gold, loglikelihoods=lls,
                               prediction=prediction, gold=example.gold, correct_norm=norm == example.gold)
 
-    def record(self, step: int, scores: Mapping[int, Sequence[Score]]) -> dict[str, Any]:
-        """The task's record at ``step`` (`~lightning_gen.text.task_records.task_record`): its metrics, and per
-        example what was right (``bits_per_byte``: per document, its bits per byte)."""
+    def record(self, step: int, scores: Mapping[int, Sequence[Score]],
+               metrics: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The task's record at ``step`` (`~lightning_gen.text.task_records.task_record`): its metrics (``metrics``
+        where the caller has them already from these scores), and per example what was right (``bits_per_byte``:
+        per document, its bits per byte)."""
         per_item = self._complete(scores)
         if self.spec.type == "bits_per_byte":
             totals = [0.0] * len(self.sources)
@@ -156,9 +163,11 @@ class Task(BaseTask):
                 totals[self.source_of[item]] += sum(ll for ll, _ in item_scores)
             entries = [document_result(doc.index, doc.name, m.bits_per_byte(total, doc.num_bytes) if doc.num_bytes
                                        else float("nan")) for doc, total in zip(self.sources, totals)]
+            outcomes = None
         else:
-            entries = [self._outcome(i, item) for i, item in enumerate(per_item)]
-        return task_record(step, self.name, self.spec.type, self.metrics(scores), entries)
+            entries = outcomes = [self._outcome(i, item) for i, item in enumerate(per_item)]
+        metrics = metrics if metrics is not None else self._metrics(per_item, outcomes)
+        return task_record(step, self.name, self.spec.type, metrics, entries)
 
 
 def _tokenized(spec: TaskSpec, encoder: RequestEncoder, context_length: int | None) -> Task:
@@ -308,11 +317,23 @@ def evaluation_metrics(
 ) -> dict[str, float]:
     """Every task's metrics as ``"<task>/<metric>"``, and ``"core"``: the mean centred accuracy of the tasks that
     have one (all but bits per byte)."""
+    return named_metrics({task.name: task.metrics(scores.get(task.name, {})) for task in tasks})
+
+
+def named_metrics(per_task: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Each task's metrics (``{task: {metric: value}}``) as ``"<task>/<metric>"``, and ``"core"``: the mean centred
+    accuracy of the tasks that have one.
+
+    Example::
+
+        >>> named_metrics({"a": {"acc": 0.5, "centered": 0.2}, "b": {"bpb": 1.5}})
+        {'a/acc': 0.5, 'a/centered': 0.2, 'b/bpb': 1.5, 'core': 0.2}
+    """
     result: dict[str, float] = {}
     centred = []
-    for task in tasks:
-        for name, value in task.metrics(scores.get(task.name, {})).items():
-            result[f"{task.name}/{name}"] = value
+    for task, metrics in per_task.items():
+        for name, value in metrics.items():
+            result[f"{task}/{name}"] = value
             if name == "centered":
                 centred.append(value)
     if centred:

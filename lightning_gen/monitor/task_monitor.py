@@ -15,9 +15,9 @@ from lightning_gen.evaluation.specs import TaskSpec, load_task_specs
 from lightning_gen.evaluation.tasks import (
     ScoredTask,
     Task,
-    evaluation_metrics,
     load_tasks,
     merge_scores,
+    named_metrics,
     score_tasks,
 )
 from lightning_gen.monitor.base import ScheduledMonitor
@@ -199,11 +199,12 @@ class TaskMonitor(ScheduledMonitor):
     @override
     def _publish(self, trainer: pl.Trainer, step: int, items: list[Any], seconds: float) -> list[dict[str, Any]]:
         scores = merge_scores(items)
-        metrics = evaluation_metrics(self._loaded, scores)
+        per_task = {task.name: task.metrics(scores.get(task.name, {})) for task in self._loaded}
+        metrics = named_metrics(per_task)
         scalars = {f"{self.tag}/{name}": value for name, value in metrics.items()} | {f"{self.tag}/seconds": seconds}
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
-        records = [task.record(step, scores.get(task.name, {})) for task in self._loaded]
+        records = [task.record(step, scores.get(task.name, {}), per_task[task.name]) for task in self._loaded]
         if self._records_dir is not None:
             os.makedirs(self._records_dir, exist_ok=True)
             if self._headers_written_to != self._records_dir:  # once per run: what each example is
