@@ -20,8 +20,8 @@ from transformers.generation.configuration_utils import GenerationMode
 
 from lightning_gen._checks import check_int, is_int
 
-__all__ = ["ResolvedConfig", "SettledConfig", "eos_id_set", "for_prompt", "generation_fields", "merge_config",
-           "resolve_config", "settle_config", "unknown_field_error", "validate_generation_kwargs"]
+__all__ = ["ResolvedConfig", "SettledConfig", "for_prompt", "generation_fields", "merge_config", "settle_config",
+           "unknown_field_error", "validate_generation_kwargs"]
 
 # `GenerationConfig` stores bookkeeping attributes that are not generation options.
 _NOT_FIELDS = {"transformers_version"}
@@ -174,21 +174,21 @@ def merge_config(
     return cfg
 
 
-def eos_id_set(eos_token_id: Any) -> frozenset[int]:
-    """The EOS ids of a configuration value (None, one id, a list or tuple of ids, or a tensor) as a set.
+def _eos_ids(eos_token_id: Any) -> tuple[int, ...]:
+    """The EOS ids of a configuration value (None, one id, a list or tuple of ids, or a tensor), in order.
 
     Example::
 
-        >>> sorted(eos_id_set((2, 1))), eos_id_set(None), eos_id_set(torch.tensor([3]))
-        ([1, 2], frozenset(), frozenset({3}))
+        >>> _eos_ids((2, 1)), _eos_ids(None), _eos_ids(torch.tensor([3]))
+        ((2, 1), (), (3,))
     """
     if eos_token_id is None:
-        return frozenset()
+        return ()
     if isinstance(eos_token_id, torch.Tensor):
-        return frozenset(int(i) for i in eos_token_id.reshape(-1).tolist())
-    if isinstance(eos_token_id, (list, tuple, set, frozenset)):
-        return frozenset(int(i) for i in eos_token_id)
-    return frozenset([int(eos_token_id)])
+        return tuple(int(i) for i in eos_token_id.reshape(-1).tolist())
+    if isinstance(eos_token_id, (list, tuple)):
+        return tuple(int(i) for i in eos_token_id)
+    return (int(eos_token_id),)
 
 
 @dataclass(frozen=True)
@@ -245,9 +245,7 @@ def settle_config(
     )
     cfg = merge_config(generation_config, kwargs, model_generation_config=model_generation_config)
     _validate_values(cfg)
-    eos = cfg.eos_token_id
-    eos_ids = tuple(int(i) for i in (eos.reshape(-1).tolist() if isinstance(eos, torch.Tensor) else
-                                     eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos]))
+    eos_ids = _eos_ids(cfg.eos_token_id)
     pad = cfg.pad_token_id
     pad_id = int(pad.reshape(-1)[0]) if isinstance(pad, torch.Tensor) else pad if pad is not None else (
         eos_ids[0] if eos_ids else None)
@@ -294,28 +292,3 @@ def for_prompt(
     eos = torch.tensor(settled.eos, dtype=torch.long, device=device) if settled.eos else None
     pad = torch.tensor(settled.pad_id, dtype=torch.long, device=device) if settled.pad_id is not None else None
     return ResolvedConfig(config=cfg, eos=eos, pad=pad)
-
-
-def resolve_config(
-    generation_config: GenerationConfig | None,
-    kwargs: dict[str, Any],
-    *,
-    model_generation_config: GenerationConfig | None,
-    prompt_length: int,
-    max_position_embeddings: int | None,
-    device: torch.device,
-) -> ResolvedConfig:
-    """Merge and validate the configuration for one `generate` call, as HF's `generate` does: `settle_config`, then
-    `for_prompt`.
-
-    Args:
-        generation_config: The base configuration passed by the caller, or None.
-        kwargs: Field overrides passed as keyword arguments.
-        model_generation_config: The model's own defaults (``model.generation_config`` of a transformers model).
-        prompt_length: Length of the (padded) prompt, to turn ``max_new_tokens`` into ``max_length``.
-        max_position_embeddings: HF caps the implicit ``max_length=20`` default by this value.
-        device: Where the special-token tensors live.
-    """
-    settled = settle_config(generation_config, kwargs, model_generation_config=model_generation_config)
-    return for_prompt(settled, prompt_length=prompt_length, max_position_embeddings=max_position_embeddings,
-                      device=device)

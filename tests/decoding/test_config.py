@@ -6,14 +6,14 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from lightning_gen.decoding.config import generation_fields, resolve_config, validate_generation_kwargs
+from lightning_gen.decoding.config import for_prompt, generation_fields, settle_config, validate_generation_kwargs
 
 CPU = torch.device("cpu")
 
 
 def resolve(generation_config=None, model_config=None, prompt_length=4, max_positions=None, **kwargs):
-    return resolve_config(generation_config, kwargs, model_generation_config=model_config,
-                          prompt_length=prompt_length, max_position_embeddings=max_positions, device=CPU)
+    settled = settle_config(generation_config, kwargs, model_generation_config=model_config)
+    return for_prompt(settled, prompt_length=prompt_length, max_position_embeddings=max_positions, device=CPU)
 
 
 # ---------------------------------------------------------------------------------------- generation_fields
@@ -90,7 +90,7 @@ def test_validate_does_not_modify_its_input():
     assert fields == {"do_sample": True}
 
 
-# ---------------------------------------------------------------------------------------- resolve_config
+# ---------------------------------------------------------------------------------------- settle_config, for_prompt
 def test_max_new_tokens_sets_max_length_from_the_prompt():
     assert resolve(prompt_length=7, max_new_tokens=5).config.max_length == 12
 
