@@ -48,9 +48,8 @@ class ScheduledMonitor(pl.Callback):
     ``console``), then its own.
     """
 
-    _on_start: bool
-    _on_end: bool
-    _on_validation: bool
+    #: The names of the subclass's switches for a round at the start, at the end, and at each validation.
+    _when: tuple[str, str, str]
     _use_cache = True
     #: How messages name the monitor and what its rounds do ("GenerationMonitor: sampling at step 4 failed ...").
     _label = "ScheduledMonitor"
@@ -62,7 +61,7 @@ class ScheduledMonitor(pl.Callback):
         console: Any,
     ) -> None:
         """Check the arguments every monitor takes (`check_common`) and store them; ``switches`` are the subclass's
-        named booleans, the first three its start / end / validation switches, each stored under its own name."""
+        named booleans (its `_when` among them), each stored under its own name."""
         self.tokenizer = check_common(tokenizer=tokenizer, schedule=schedule, switches={**switches,
                                       "empty_cache": empty_cache}, model_attr=model_attr, adapter=adapter,
                                       context_length=context_length, tag=tag, on_error=on_error,
@@ -70,12 +69,23 @@ class ScheduledMonitor(pl.Callback):
         check_int("batch_size", batch_size, allow_none=True)
         for name, value in {**schedule, **switches}.items():
             setattr(self, name, value)
-        self._on_start, self._on_end, self._on_validation = list(switches.values())[:3]
         self.model_attr, self.adapter, self.context_length = model_attr, adapter, context_length
         self.batch_size = batch_size
         self.tag, self.on_error, self.distributed = tag, on_error, distributed
         self.empty_cache, self.console = empty_cache, console
         self._init_state()
+
+    @property
+    def _on_start(self) -> bool:
+        return getattr(self, self._when[0])
+
+    @property
+    def _on_end(self) -> bool:
+        return getattr(self, self._when[1])
+
+    @property
+    def _on_validation(self) -> bool:
+        return getattr(self, self._when[2])
 
     def _init_state(self) -> None:
         # Resume state: the last step a round ran at, and the time since the last round (`train_time_interval`).

@@ -122,6 +122,7 @@ class GenerationMonitor(ScheduledMonitor):
 
     _label = "GenerationMonitor"
     _activity = "sampling"
+    _when = ("sample_on_train_start", "sample_on_train_end", "sample_on_validation")
 
     def __init__(
         self,
