@@ -43,6 +43,7 @@ from lightning_gen.decoding.adapters import AdapterName, ModelAdapter, model_dev
 from lightning_gen.decoding.batching import generate_completions
 from lightning_gen.decoding.likelihood import loglikelihood_tokens, scoring_adapter
 from lightning_gen.evaluation.encoding import RequestEncoder
+from lightning_gen.evaluation.loglikelihood import rolling_totals
 from lightning_gen.text.tokenization import load_tokenizer
 
 __all__ = ["LightningGenLM", "LmEvalTask", "load_lm_eval_tasks"]
@@ -110,13 +111,8 @@ class LightningGenLM(LM):
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         """The log-likelihood of each request's whole text, in windows of the context length."""
-        windows = [self._encoder.rolling(request.args[0], self.max_length) for request in requests]
-        scores = self._score([window for text in windows for window in text])
-        totals, start = [], 0
-        for request, text in zip(requests, windows):
-            total = float(sum(score for score, _ in scores[start:start + len(text)]))
-            start += len(text)
-            totals.append(total)
+        totals = rolling_totals(self._encoder, [request.args[0] for request in requests], self.max_length, self._score)
+        for request, total in zip(requests, totals):
             self.cache_hook.add_partial("loglikelihood_rolling", request.args, total)
         return totals
 

@@ -11,7 +11,7 @@ tokenizer (its pad token, its padding side) are left as they were.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -103,13 +103,19 @@ def loglikelihood_rolling(
     if isinstance(texts, str):
         raise TypeError("`texts` must be a sequence of strings, got one string")
     runner, limit = scoring_adapter(model, adapter, context_length=context_length)
-    encoder = RequestEncoder(tokenizer)
+    return rolling_totals(RequestEncoder(tokenizer), texts, limit, lambda pairs: loglikelihood_tokens(
+        model, pairs, batch_size=batch_size, adapter=runner, context_length=limit))
+
+
+def rolling_totals(encoder: RequestEncoder, texts: Sequence[str], limit: int | None,
+                   score: Callable[[list[tuple[list[int], list[int]]]], list[tuple[float, bool]]]) -> list[float]:
+    """Each text's summed log-likelihood over its rolling windows of ``limit`` tokens, every window of every text
+    scored in one call of ``score`` (`loglikelihood_tokens`, bound to a model)."""
     windows = [encoder.rolling(text, limit) for text in texts]
-    flat = [window for text_windows in windows for window in text_windows]
-    scores = loglikelihood_tokens(model, flat, batch_size=batch_size, adapter=runner, context_length=limit)
+    scores = score([window for text_windows in windows for window in text_windows])
     totals, start = [], 0
     for text_windows in windows:
-        totals.append(float(sum(score for score, _ in scores[start:start + len(text_windows)])))
+        totals.append(float(sum(ll for ll, _ in scores[start:start + len(text_windows)])))
         start += len(text_windows)
     return totals
 
