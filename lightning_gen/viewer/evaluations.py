@@ -17,7 +17,7 @@ from typing import Any
 
 from lightning_gen.evaluation.metrics import core
 from lightning_gen.text.task_records import TASK_EXAMPLES_FILE, TASK_RECORDS_FILE, flips
-from lightning_gen.viewer.runs import json_lines
+from lightning_gen.viewer.runs import json_lines, records_files
 
 __all__ = ["Evaluations", "evaluation_files", "read_evaluations"]
 
@@ -74,8 +74,8 @@ class Evaluations:
 
 
 def evaluation_files(logdir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Every run under ``logdir`` that has an evaluations file: run (its directory relative to ``logdir``, ``"."``
-    for ``logdir`` itself) → file.
+    """Every run under ``logdir`` that has an evaluations file: run → file (`records_files` of
+    ``evaluations.jsonl``).
 
     Example::
 
@@ -85,9 +85,7 @@ def evaluation_files(logdir: str | os.PathLike[str]) -> dict[str, Path]:
         >>> {run: path.name for run, path in evaluation_files(root).items()}
         {'a': 'evaluations.jsonl'}
     """
-    root = Path(logdir)
-    return {(path.parent.relative_to(root).as_posix() if path.parent != root else "."): path
-            for path in sorted(root.rglob(TASK_RECORDS_FILE)) if path.is_file()}
+    return records_files(logdir, TASK_RECORDS_FILE)
 
 
 def read_evaluations(path: str | os.PathLike[str]) -> Evaluations:

@@ -132,8 +132,9 @@ def _latest(records: Iterable[Record]) -> list[Record]:
     return [unique[key] for key in sorted(unique)]
 
 
-def records_files(logdir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Every run under ``logdir`` that has a records file: run (its directory relative to ``logdir``) → file.
+def records_files(logdir: str | os.PathLike[str], name: str = RECORDS_FILE) -> dict[str, Path]:
+    """Every run under ``logdir`` that has a records file called ``name`` (the samples', or the evaluations'
+    ``evaluations.jsonl``): run (its directory relative to ``logdir``, ``"."`` for ``logdir`` itself) → file.
 
     Example::
 
@@ -146,7 +147,7 @@ def records_files(logdir: str | os.PathLike[str]) -> dict[str, Path]:
         {'a/version_0': 'a/version_0/samples.jsonl', 'b': 'b/samples.jsonl'}
     """
     root = Path(logdir)
-    return {_run_name(path.parent, root): path for path in sorted(root.rglob(RECORDS_FILE)) if path.is_file()}
+    return {_run_name(path.parent, root): path for path in sorted(root.rglob(name)) if path.is_file()}
 
 
 def read_run(path: str | os.PathLike[str], run: str) -> list[Record]:

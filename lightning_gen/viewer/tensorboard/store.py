@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_gen.text.task_records import TASK_EXAMPLES_FILE
-from lightning_gen.viewer.evaluations import Evaluations, evaluation_files, read_evaluations
+from lightning_gen.text.records import RECORDS_FILE
+from lightning_gen.text.task_records import TASK_EXAMPLES_FILE, TASK_RECORDS_FILE
+from lightning_gen.viewer.evaluations import Evaluations, read_evaluations
 from lightning_gen.viewer.runs import Record, eos_text, read_run, records_files
 from lightning_gen.viewer.tensorboard.shown import compare_json, prompt_json, record_json
 from lightning_gen.viewer.tensorboard.shown_tasks import evaluations_json, flips_json
@@ -52,27 +53,24 @@ class RecordsStore:
         self._cache: dict[Path, tuple[tuple[int, int], list[Record], str | None]] = {}
         self._evaluations: dict[Path, tuple[tuple[tuple[int, int], ...], Evaluations]] = {}
 
-    def _files(self) -> dict[str, Path]:
+    def _files(self, name: str = RECORDS_FILE) -> dict[str, Path]:
+        """The runs' records files called ``name`` (the samples', or ``TASK_RECORDS_FILE``)."""
         if self.logdir is None or not self.logdir.is_dir():
             return {}
-        return records_files(self.logdir)
-
-    def _evaluation_files(self) -> dict[str, Path]:
-        if self.logdir is None or not self.logdir.is_dir():
-            return {}
-        return evaluation_files(self.logdir)
+        return records_files(self.logdir, name)
 
     def has_records(self) -> bool:
         """Whether any run under the logdir has a records file (TensorBoard shows the tab only then)."""
-        return bool(self._files()) or bool(self._evaluation_files())
+        return bool(self._files()) or bool(self._files(TASK_RECORDS_FILE))
 
     def runs(self) -> list[str]:
         """The runs, sorted: those with samples, those with evaluations."""
-        return sorted(self._files().keys() | self._evaluation_files().keys())
+        return sorted(self._files().keys() | self._files(TASK_RECORDS_FILE).keys())
 
     def _check(self, run: str) -> None:
-        if run not in self.runs():
-            raise KeyError(f"`run` must be one of {self.runs()}, got {run!r}")
+        runs = self.runs()
+        if run not in runs:
+            raise KeyError(f"`run` must be one of {runs}, got {run!r}")
 
     def _read(self, run: str) -> tuple[list[Record], str | None]:
         """``run``'s records and the text of its end-of-sequence token (see `eos_text`), read once per change;
@@ -92,7 +90,7 @@ class RecordsStore:
 
     def _read_evaluations(self, run: str) -> Evaluations:
         """``run``'s evaluations and headers, read once per change of either file; none for a run without them."""
-        path = self._evaluation_files().get(run)
+        path = self._files(TASK_RECORDS_FILE).get(run)
         if path is None:
             self._check(run)
             return Evaluations()
