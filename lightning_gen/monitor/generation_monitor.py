@@ -18,9 +18,9 @@ from lightning_gen.monitor._arguments import check_generation, check_processors,
 from lightning_gen.monitor.base import ScheduledMonitor
 from lightning_gen.monitor.console import ConsoleMode, round_line
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
-from lightning_gen.monitor.plan import Plan, Target, describe, settle_plan
+from lightning_gen.monitor.plan import Plan, describe, settle_plan
 from lightning_gen.monitor.probe import ProbeResult, merge_results, probe
-from lightning_gen.monitor.tokenized_prompts import crop_prompts, encode_prompts, prompt_budget, validation_prompts
+from lightning_gen.monitor.tokenized_prompts import crop_prompts, encode_prompts, validation_prompts
 from lightning_gen.monitor.round import sample_round
 from lightning_gen.monitor.sinks import SampleSink, sinks_for
 from lightning_gen.text.prompts import load_prompts
@@ -185,7 +185,7 @@ class GenerationMonitor(ScheduledMonitor):
     def _prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._plan = settle_plan(pl_module, self._target, self._tokenizer, self.generation,
                                  also_greedy=self.also_greedy)
-        budget = self._budget()
+        budget = self._plan.budget()
         self._encoded = encode_prompts(self.prompts, self._tokenizer, max_prompt_tokens=budget)
         if self.prompts_from_data:
             self._encoded = self._encoded + validation_prompts(
@@ -202,12 +202,6 @@ class GenerationMonitor(ScheduledMonitor):
             )
         elif skipped:
             rank_zero_warn(f"GenerationMonitor: {skipped} cannot show text; they get only the scalars")
-
-    def _budget(self, target: Target | None = None) -> int | None:
-        """The most prompt tokens that fit the context of ``target`` (the plan's by default)."""
-        target = target or self._plan.target
-        return prompt_budget(target.context, self._plan.settled.config,
-                             needs_room=target.adapter.needs_room_for_new_tokens)
 
     def _warn_cropped(self, budget: int | None) -> None:
         if self._encoded.cropped:
@@ -228,7 +222,7 @@ class GenerationMonitor(ScheduledMonitor):
         target = self._plan.target
         if found.context is not None and target.context is None:
             target = target.with_context(found.context, "found by probing")
-            budget = self._budget(target)
+            budget = self._plan.budget(target)
             self._encoded = crop_prompts(self._encoded, budget)
             self._warn_cropped(budget)
         self._plan.adapter.vocab_size = found.vocab

@@ -28,6 +28,7 @@ from lightning_gen.decoding.adapters.resolve import protocol_name
 from lightning_gen.decoding.batching import BatchPolicy
 from lightning_gen.decoding.config import SettledConfig, settle_config
 from lightning_gen.monitor.network import Network
+from lightning_gen.monitor.tokenized_prompts import prompt_budget
 from lightning_gen.text.tokenization import LoadedTokenizer, decodable_ids
 
 __all__ = ["Plan", "Target", "describe", "greedy_of", "model_vocab", "settle_plan", "settle_target", "settle_vocab"]
@@ -159,6 +160,11 @@ class Plan:
     @property
     def context(self) -> int | None:
         return self.target.context
+
+    def budget(self, target: Target | None = None) -> int | None:
+        """The most prompt tokens that fit the context of ``target`` (the plan's by default), `prompt_budget`."""
+        target = target or self.target
+        return prompt_budget(target.context, self.settled.config, needs_room=target.adapter.needs_room_for_new_tokens)
 
 
 def settle_plan(

@@ -42,8 +42,7 @@ from lightning_gen.monitor.forward_checks import (
     longest_accepted,
     tiled,
 )
-from lightning_gen.monitor.plan import Plan, Target, model_vocab, settle_vocab
-from lightning_gen.monitor.tokenized_prompts import prompt_budget
+from lightning_gen.monitor.plan import Plan, model_vocab, settle_vocab
 from lightning_gen.monitor.round import call_options, decode_sample, runner_for, score_sample
 from lightning_gen.text.samples import EncodedPrompts
 from lightning_gen.text.tokenization import LoadedTokenizer
@@ -166,10 +165,6 @@ def _full_length(plan: Plan) -> Plan:
     return replace(plan, settled=replace(plan.settled, config=config))
 
 
-def _budget(target: Target, plan: Plan) -> int | None:
-    return prompt_budget(target.context, plan.settled.config, needs_room=target.adapter.needs_room_for_new_tokens)
-
-
 def probe(
     model: nn.Module,
     plan: Plan,
@@ -255,7 +250,7 @@ def _real_shape(model: nn.Module, plan: Plan, encoded: EncodedPrompts, tokenizer
     device = model_device(model, torch.device("cpu"))
     for k, which in dict.fromkeys([(longest, "the longest prompt"), (shortest, "the shortest prompt")]):
         for attempt in range(2):
-            budget = _budget(target, full)
+            budget = full.budget(target)
             ids = encoded.ids[k][-budget:] if budget is not None else encoded.ids[k]
             batch = make_plan([torch.tensor(ids)], runner, full.settled, policy="single", batch_size=1)
             try:
