@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lightning_gen.decoding.adapters import HFAdapter, ModelAdapter, output_logits
+from lightning_gen.decoding.batching import left_pad
 
 if TYPE_CHECKING:
     from lightning_gen.decoding.likelihood import _Row
@@ -72,12 +73,7 @@ def forward(runner: ModelAdapter, rows: Sequence[_Row], device: torch.device) ->
         if not prefixes or prefixes[-1] != prefix:
             prefixes.append(prefix)
         pick.append(len(prefixes) - 1)
-    longest = max(len(p) for p in prefixes)
-    ids = torch.zeros((len(prefixes), longest), dtype=torch.long)  # (G, P) left-padded
-    mask = torch.zeros((len(prefixes), longest), dtype=torch.long)
-    for g, prefix in enumerate(prefixes):
-        ids[g, longest - len(prefix):] = torch.tensor(prefix)
-        mask[g, longest - len(prefix):] = 1
+    ids, mask = left_pad([torch.tensor(prefix) for prefix in prefixes], 0)  # (G, P) left-padded
     ids, mask = ids.to(device), mask.to(device)
     key = _cache_argument(model)
     cache = DynamicCache(config=model.config)

@@ -53,7 +53,7 @@ def plan_batches(lengths: Sequence[int], *, batch_size: int, policy: BatchPolicy
     return [group[i:i + batch_size] for group in groups for i in range(0, len(group), batch_size)]
 
 
-def _left_pad(rows: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack 1-D id tensors into a left-padded batch `(B, T)` and its attention mask `(B, T)`."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -82,7 +82,7 @@ _POLICIES: weakref.WeakKeyDictionary[nn.Module, dict[type, BatchPolicy]] = weakr
 def _greedy_logits(model: nn.Module, runner: ModelAdapter, settled: SettledConfig, rows: Sequence[torch.Tensor],
                    pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy tokens `(B, n)` and raw logits `(B, n, V)` of a few steps of ``rows`` in one call (left-padded)."""
-    ids, mask = _left_pad(rows, pad_id)
+    ids, mask = left_pad(rows, pad_id)
     padded = len({len(r) for r in rows}) > 1
     out = generate_settled(model, ids, settled, runner, attention_mask=mask if padded else None)
     return out.sequences[:, ids.shape[1]:].cpu(), torch.stack(out.logits, dim=1).float().cpu()
@@ -191,7 +191,7 @@ class BatchPlan:
             options: `generate`'s other options (``logits_processor``, ``all_finished`` ...).
         """
         settled = settled or self.settled
-        ids, mask = _left_pad([self.rows[i] for i in batch], settled.pad_id if settled.pad_id is not None else 0)
+        ids, mask = left_pad([self.rows[i] for i in batch], settled.pad_id if settled.pad_id is not None else 0)
         mask_arg = mask if self.policy == "pad" else None
         out = generate_settled(model, ids, settled, self.runner, attention_mask=mask_arg, generator=generator,
                                **options)
