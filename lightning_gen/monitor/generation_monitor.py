@@ -183,8 +183,7 @@ class GenerationMonitor(ScheduledMonitor):
     # ----------------------------------------------------------------- setup: the plan, the prompts, the sinks
     @override
     def _prepare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._plan = settle_plan(pl_module, self._target, self._tokenizer, self.generation,
-                                 also_greedy=self.also_greedy)
+        self._plan = settle_plan(self._target, self._tokenizer, self.generation, also_greedy=self.also_greedy)
         budget = self._plan.budget()
         self._encoded = encode_prompts(self.prompts, self._tokenizer, max_prompt_tokens=budget)
         if self.prompts_from_data:

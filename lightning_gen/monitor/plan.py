@@ -168,7 +168,6 @@ class Plan:
 
 
 def settle_plan(
-    pl_module: nn.Module,
     target: Target,
     tokenizer: LoadedTokenizer,
     generation: dict[str, Any],

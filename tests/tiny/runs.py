@@ -111,7 +111,7 @@ def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = Fal
 
     network = Network(model, model, "model", "model")
     target = settle_target(model, network, adapter=None, use_cache=True, context_length=None)
-    plan = settle_plan(model, target, tokenizer, generation, also_greedy=also_greedy)
+    plan = settle_plan(target, tokenizer, generation, also_greedy=also_greedy)
     vocab = vocab if vocab is not None else tokenizer.vocab_size
     plan.adapter.vocab_size = vocab
     return replace(plan, vocab=vocab, score=score)
