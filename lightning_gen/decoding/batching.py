@@ -247,7 +247,7 @@ def plan_completions(
     model_config = getattr(model, "generation_config", None)
     own = model_config if isinstance(model_config, GenerationConfig) else None
     settled = settle_config(generation_config, dict(kwargs or {}), model_generation_config=own)
-    runner = resolve_adapter(model, adapter, use_cache=settled.config.use_cache is not False,
+    runner = resolve_adapter(model, adapter, use_cache=settled.use_cache,
                              context_length=context_length)
     if policy is None:
         pad_id = settled.pad_id if settled.pad_id is not None else 0

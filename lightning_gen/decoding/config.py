@@ -209,6 +209,12 @@ class SettledConfig:
     pad_id: int | None
 
     @property
+    def use_cache(self) -> bool:
+        """Whether calls keep a KV cache: unless ``use_cache`` is False (None leaves it to the model, whose default
+        is to cache, as in HF's ``generate``)."""
+        return self.config.use_cache is not False
+
+    @property
     def eos_ids(self) -> frozenset[int]:
         """The EOS ids as a set (completions are cut after the first of them)."""
         return frozenset(self.eos)

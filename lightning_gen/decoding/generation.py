@@ -147,7 +147,7 @@ def generate(
     gen_defaults = getattr(model, "generation_config", None)
     settled = settle_config(generation_config, kwargs,
                             model_generation_config=gen_defaults if isinstance(gen_defaults, GenerationConfig) else None)
-    runner = resolve_adapter(model, adapter, use_cache=bool(settled.config.use_cache), context_length=context_length)
+    runner = resolve_adapter(model, adapter, use_cache=settled.use_cache, context_length=context_length)
     return generate_settled(model, input_ids, settled, runner, attention_mask=attention_mask,
                             logits_processor=logits_processor, stopping_criteria=stopping_criteria,
                             generator=generator, tokenizer=tokenizer, vocab_size=vocab_size, all_finished=all_finished,

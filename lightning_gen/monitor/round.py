@@ -22,7 +22,7 @@ __all__ = ["batches_of", "call_options", "decode_sample", "runner_for", "sample_
 
 def runner_for(model: nn.Module, plan: Plan) -> ModelAdapter:
     """The plan's adapter for ``model`` (see `Target.runner_for`), within its vocabulary."""
-    return plan.target.runner_for(model, use_cache=plan.settled.config.use_cache is not False, vocab=plan.vocab)
+    return plan.target.runner_for(model, use_cache=plan.settled.use_cache, vocab=plan.vocab)
 
 
 def batches_of(model: nn.Module, plan: Plan, encoded: EncodedPrompts, *, batch_size: int | None) -> BatchPlan:

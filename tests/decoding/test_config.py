@@ -142,3 +142,10 @@ def test_resolve_rejects_unknown_kwargs_and_wrong_config_type():
         resolve(max_tokens=3)
     with pytest.raises(TypeError, match="`generation_config`.*dict"):
         resolve({"max_new_tokens": 3})
+
+
+@pytest.mark.parametrize(("use_cache", "cached"), [(None, True), (True, True), (False, False)])
+def test_use_cache_none_leaves_the_cache_on_as_hf_does(use_cache, cached):
+    """HF hands ``use_cache=None`` to the model, whose default caches: `generate`, `generate_completions` and the
+    monitor's rounds all read this one answer."""
+    assert settle_config(None, {"use_cache": use_cache}).use_cache is cached
