@@ -43,6 +43,7 @@ class Example:
         gold: The index of the right request (0 for ``language_modeling``, which has one).
         lengths: What ``acc_norm`` divides each request's log-likelihood by, lm-eval's choice lengths in
             characters: each choice (``multiple_choice``), each context option (``schema``), the continuation.
+        fewshot: The few-shot prefix every context starts with (the solved examples; empty without).
     """
 
     index: int
@@ -50,6 +51,7 @@ class Example:
     requests: tuple[tuple[str, str], ...]
     gold: int
     lengths: tuple[int, ...]
+    fewshot: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def read_examples(spec: TaskSpec) -> list[Example]:
         prefix = "".join(f"{context}{delimiter}{target}{spec.fewshot_delimiter}" for context, target in solved)
         requests = tuple((prefix + context, delimiter + target) for context, target in item.pairs)
         lengths = tuple(len(target if spec.type != "schema" else context) for context, target in item.pairs)
-        examples.append(Example(index, item.line, requests, item.gold, lengths))
+        examples.append(Example(index, item.line, requests, item.gold, lengths, fewshot=prefix))
     return examples
 
 

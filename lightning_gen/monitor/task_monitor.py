@@ -232,8 +232,7 @@ def _headers(tasks: list[ScoredTask]) -> list[dict[str, Any]]:
             entries = [document_header(document.index, document.name) for document in task.sources]
         else:
             entries = [example_header(example.index, example.requests, task_type=spec.type, gold=example.gold,
-                                      num_fewshot=spec.num_fewshot, fewshot_delimiter=spec.fewshot_delimiter)
-                       for example in task.sources]
+                                      fewshot=example.fewshot) for example in task.sources]
         headers.append(task_header(task.name, spec.type, entries, num_fewshot=spec.num_fewshot))
     return headers
 

@@ -24,8 +24,8 @@ headers existed has none, and its examples are shown by index. A header, one JSO
      "examples": [{"index": 0, "context": "The optional argument defaults to -1, so that",
                    "choices": [" the last item is removed.", " it is returned unchanged."], "gold": 0}, ...]}
 
-The context is what the model sees before the continuation, without the few-shot prefix where it can be told
-apart (`fewshot_split`; else the whole context, and ``"fewshot_included": true``); the continuations are as
+The context is what the model sees before the continuation, without the few-shot prefix (runs written before
+that knew the prefix may hold the whole context, with ``"fewshot_included": true``); the continuations are as
 scored, the delimiter included. Per type: ``multiple_choice`` ``{"index", "context", "choices", "gold"}`` (a
 record's ``prediction`` indexes ``choices``); ``schema`` ``{"index", "contexts", "continuation", "gold"}``
 (``prediction`` indexes ``contexts``); ``language_modeling`` ``{"index", "context", "continuation"}``;
@@ -34,7 +34,7 @@ again: the last one of a task is the one in force. For example::
 
     >>> header = task_header("colors", "multiple_choice", [
     ...     example_header(0, [("Q: sky? A: blue\\n\\nQ: grass? A:", " green"), ("Q: sky? A: blue\\n\\nQ: grass? A:",
-    ...                    " red")], task_type="multiple_choice", gold=0, num_fewshot=1)], num_fewshot=1)
+    ...                    " red")], task_type="multiple_choice", gold=0, fewshot="Q: sky? A: blue\\n\\n")], num_fewshot=1)
     >>> header["examples"]
     [{'index': 0, 'context': 'Q: grass? A:', 'choices': [' green', ' red'], 'gold': 0}]
 """
@@ -52,7 +52,6 @@ __all__ = [
     "document_result",
     "example_header",
     "example_result",
-    "fewshot_split",
     "flips",
     "task_header",
     "task_record",
@@ -146,47 +145,25 @@ def flips(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list
 
 
 # ----------------------------------------------------------------- the headers: what each example is
-def fewshot_split(context: str, num_fewshot: int, delimiter: str) -> tuple[str, str] | None:
-    """A context as its few-shot prefix and the question, where the two can be told apart; None where not.
-
-    The prefix is ``num_fewshot`` solved examples, each ended by ``delimiter``. They can be told apart from the
-    question when the context holds ``delimiter`` exactly ``num_fewshot`` times: then each ends one example, and
-    the question is what follows the last. A solved example or a question that holds the delimiter itself makes
-    the split a guess, and no guess is made.
-
-    Example::
-
-        >>> fewshot_split("2+2= 4\\n\\n3+3=", 1, "\\n\\n")
-        ('2+2= 4\\n\\n', '3+3=')
-        >>> fewshot_split("3+3=", 0, "\\n\\n"), fewshot_split("a\\n\\nb\\n\\nc", 1, "\\n\\n")
-        (('', '3+3='), None)
-    """
-    if num_fewshot == 0:
-        return "", context
-    if not delimiter or context.count(delimiter) != num_fewshot:
-        return None
-    cut = context.rindex(delimiter) + len(delimiter)
-    return context[:cut], context[cut:]
-
-
 def example_header(
     index: int,
     requests: Sequence[tuple[str, str]],
     *,
     task_type: str,
     gold: int = 0,
-    num_fewshot: int = 0,
-    fewshot_delimiter: str = "\n\n",
+    fewshot: str = "",
 ) -> dict[str, Any]:
     """What one example is, for a viewer: its question and its choices, from its ``(context, continuation)``
-    requests as the model sees them (the few-shot prefix taken off the contexts where `fewshot_split` can).
+    requests as the model sees them, the few-shot prefix taken off the contexts.
 
     Args:
         task_type: ``multiple_choice`` (one context, a continuation per choice), ``schema`` (a context per option,
             one continuation) or ``language_modeling`` (one request).
+        fewshot: The few-shot prefix every context starts with (`~lightning_gen.evaluation.formats.Example`'s).
 
     Raises:
-        ValueError: ``task_type`` is none of those, or ``requests`` do not have its shape.
+        ValueError: ``task_type`` is none of those, ``requests`` do not have its shape, or a context does not start
+            with ``fewshot``.
 
     Example::
 
@@ -197,9 +174,9 @@ def example_header(
     """
     if not requests:
         raise ValueError(f"`requests` of example {index} must hold at least one request, got none")
-    splits = [fewshot_split(context, num_fewshot, fewshot_delimiter) for context, _ in requests]
-    told = all(split is not None for split in splits)
-    contexts = [split[1] for split in splits] if told else [context for context, _ in requests]  # type: ignore[index]
+    if not all(context.startswith(fewshot) for context, _ in requests):
+        raise ValueError(f"every context of example {index} must start with its `fewshot` prefix {fewshot!r}")
+    contexts = [context[len(fewshot):] for context, _ in requests]
     continuations = [continuation for _, continuation in requests]
     entry: dict[str, Any] = {"index": int(index)}
     if task_type == "multiple_choice" and len(set(contexts)) == 1:
@@ -212,8 +189,6 @@ def example_header(
         raise ValueError(f"`task_type` must be multiple_choice (one context), schema (one continuation) or "
                          f"language_modeling (one request) for requests of that shape, got {task_type!r} for "
                          f"{len(requests)} request(s) of example {index}")
-    if not told:
-        entry["fewshot_included"] = True
     return entry
 
 
