@@ -32,9 +32,10 @@ record's ``prediction`` indexes ``choices``); ``schema`` ``{"index", "contexts",
 ``bits_per_byte`` ``{"index", "name"}``, a document. A run resumed into the same directory writes its headers
 again: the last one of a task is the one in force. For example::
 
+    >>> shot, question = "Q: sky? A: blue\\n\\n", "Q: grass? A:"
     >>> header = task_header("colors", "multiple_choice", [
-    ...     example_header(0, [("Q: sky? A: blue\\n\\nQ: grass? A:", " green"), ("Q: sky? A: blue\\n\\nQ: grass? A:",
-    ...                    " red")], task_type="multiple_choice", gold=0, fewshot="Q: sky? A: blue\\n\\n")], num_fewshot=1)
+    ...     example_header(0, [(shot + question, " green"), (shot + question, " red")], task_type="multiple_choice",
+    ...                    gold=0, fewshot=shot)], num_fewshot=1)
     >>> header["examples"]
     [{'index': 0, 'context': 'Q: grass? A:', 'choices': [' green', ' red'], 'gold': 0}]
 """
