@@ -3,6 +3,7 @@ nothing contacts a server."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -32,3 +33,26 @@ def wandb_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_CONSOLE", "off")
     yield tmp_path
     wandb.finish()
+
+
+class Lines(logging.Handler):
+    """Every message that reaches Lightning's logger, as the user's console gets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def console() -> Lines:
+    """The monitors' console lines, read where they are written: Lightning's logger. Not ``caplog``: Lightning's
+    logger stops propagating to the root logger when it is imported before the root has a handler, and only pytest 9.2+
+    attaches ``caplog`` to such loggers."""
+    lines = Lines()
+    lightning = logging.getLogger("lightning.pytorch")
+    lightning.addHandler(lines)
+    yield lines
+    lightning.removeHandler(lines)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shlex
 
@@ -19,27 +18,7 @@ GEN = {"max_new_tokens": 5, "do_sample": True}
 ROUND = re.compile(r"GenerationMonitor: step (\d+): 2 samples, ([0-9.]+) s, ([0-9.]+) tok/s")
 
 
-class Lines(logging.Handler):
-    """Every message that reaches Lightning's logger, as the user's console gets it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def console():
-    lines = Lines()
-    lightning = logging.getLogger("lightning.pytorch")
-    lightning.addHandler(lines)
-    yield lines
-    lightning.removeHandler(lines)
-
-
-def ours(lines: Lines) -> list[str]:
+def ours(lines) -> list[str]:
     """The round lines and the end-of-training lines (the monitor says other things, at setup for one)."""
     return [m for m in lines.messages if re.match(r"GenerationMonitor: (step \d+:|\d+ rounds? of )", m)]
 

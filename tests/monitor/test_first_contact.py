@@ -8,7 +8,6 @@ back and said.
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import pytest
@@ -31,14 +30,14 @@ from lightning_gen.monitor.probe import ProbeError
 
 PROMPTS = ["Once upon a time", "The cat"]
 
-def _fit(tmp_path, module, caplog, **monitor_args):
+def _fit(tmp_path, module, console, **monitor_args):
     monitor = GenerationMonitor(PROMPTS, every_n_train_steps=2, **monitor_args)
     run = trainer(tmp_path, [monitor], max_steps=4)
-    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run.fit(module)
     warned = [str(w.message) for w in caught if "GenerationMonitor" in str(w.message)]
-    lines = [r.getMessage() for r in caplog.records if "GenerationMonitor: sampling" in r.getMessage()]
+    lines = [m for m in console.messages if "GenerationMonitor: sampling" in m]
     return monitor, run, warned, lines
 
 
@@ -47,9 +46,9 @@ def _samples(run) -> dict[int, str]:
 
 
 # ------------------------------------------------------------------------------------------------ found by probing
-def test_a_users_own_gpt_gets_its_context_found_by_probing_and_samples_every_round(tmp_path, caplog):
+def test_a_users_own_gpt_gets_its_context_found_by_probing_and_samples_every_round(tmp_path, console):
     """64 new tokens after a prompt overrun its 64 positions: the probe finds 64 and the rounds crop to it."""
-    monitor, run, warned, lines = _fit(tmp_path, Module(), caplog)
+    monitor, run, warned, lines = _fit(tmp_path, Module(), console)
     assert warned == []
     assert sorted(_samples(run)) == [0, 2, 4]
     assert "context 64 (found by probing)" in lines[0] and "vocabulary 67 (the model's 67 logits)" in lines[0]
@@ -57,7 +56,7 @@ def test_a_users_own_gpt_gets_its_context_found_by_probing_and_samples_every_rou
 
 
 @pytest.mark.parametrize("tokenizer", ["meta.pkl", "tiktoken"])
-def test_a_tokenizer_that_says_less_than_the_logits_samples_only_ids_it_decodes(tmp_path, caplog, tokenizer):
+def test_a_tokenizer_that_says_less_than_the_logits_samples_only_ids_it_decodes(tmp_path, console, tokenizer):
     """nanoGPT's meta.pkl lambdas (no size) on 128 logits, or tiktoken (`n_vocab` only) on padded logits."""
     if tokenizer == "tiktoken":
         pytest.importorskip("tiktoken")
@@ -66,7 +65,7 @@ def test_a_tokenizer_that_says_less_than_the_logits_samples_only_ids_it_decodes(
     else:
         tok, logits, decodable = meta_pkl_tokenizer(), 128, len(SYMBOLS)
         how = "the ids the tokenizer's `decode` accepts, found by probing"
-    monitor, run, warned, lines = _fit(tmp_path, Module(GPT(logits, block=128), tok, vocab=logits), caplog,
+    monitor, run, warned, lines = _fit(tmp_path, Module(GPT(logits, block=128), tok, vocab=logits), console,
                                        generation={"max_new_tokens": 48, "do_sample": True, "top_k": 0})
     assert warned == []
     assert sorted(_samples(run)) == [0, 2, 4]
@@ -167,9 +166,9 @@ def test_a_failing_scoring_forward_in_the_probe_is_a_probe_error_not_a_run_witho
     assert run.global_step == 0
 
 
-def test_a_failing_scoring_forward_in_a_round_loses_that_round_only(tmp_path, caplog):
+def test_a_failing_scoring_forward_in_a_round_loses_that_round_only(tmp_path, console):
     FlakyScoring.failures = []
-    monitor, run, warned, _ = _fit(tmp_path, Module(), caplog, adapter=FlakyScoring, context_length=64)
+    monitor, run, warned, _ = _fit(tmp_path, Module(), console, adapter=FlakyScoring, context_length=64)
     assert warned == []
     FlakyScoring.failures = [True]  # the next scoring forward fails, once
     monitor.last_round_step = None
@@ -179,24 +178,24 @@ def test_a_failing_scoring_forward_in_a_round_loses_that_round_only(tmp_path, ca
     assert monitor._plan.score and all("mean_logprob" in s.metrics for s in samples)  # still scored
 
 
-def test_last_position_logits_are_not_scored_decided_by_their_shape(tmp_path, caplog):
+def test_last_position_logits_are_not_scored_decided_by_their_shape(tmp_path, console):
     class LastOnly(GPT):
         def forward(self, idx):
             logits = super().forward(idx)
             return logits if self.training else logits[:, -1:]  # (B, 1, V): nanoGPT at inference
 
-    monitor, run, warned, lines = _fit(tmp_path, Module(LastOnly()), caplog, context_length=64)
+    monitor, run, warned, lines = _fit(tmp_path, Module(LastOnly()), console, context_length=64)
     assert warned == ["GenerationMonitor: samples are not scored (mean log-prob, reference loss): the model returns "
                       "logits for the last position only (nanoGPT-style); the other scalars are still logged"]
     assert sorted(_samples(run)) == [0, 2, 4]
 
 
 # ------------------------------------------------------------------------------------------------ one plan, kept
-def test_a_round_settles_nothing_again(tmp_path, caplog, monkeypatch):
+def test_a_round_settles_nothing_again(tmp_path, console, monkeypatch):
     """The configuration is merged and validated once per run, at setup: no round or batch does it again."""
     import lightning_gen.decoding.config as config
 
-    monitor, run, _, _ = _fit(tmp_path, Module(), caplog, batch_size=1, also_greedy=True)
+    monitor, run, _, _ = _fit(tmp_path, Module(), console, batch_size=1, also_greedy=True)
     merges = []
     original = config.merge_config
     monkeypatch.setattr(config, "merge_config", lambda *a, **k: merges.append(1) or original(*a, **k))
@@ -217,9 +216,9 @@ class WritesIntoItsBuffer(GPT):
         return super().forward(idx)
 
 
-def test_a_buffer_written_in_place_while_sampling_is_put_back_and_named_once(tmp_path, caplog):
+def test_a_buffer_written_in_place_while_sampling_is_put_back_and_named_once(tmp_path, console):
     module = Module(WritesIntoItsBuffer())
-    monitor, run, warned, _ = _fit(tmp_path, module, caplog, context_length=64)
+    monitor, run, warned, _ = _fit(tmp_path, module, console, context_length=64)
     assert warned == ["GenerationMonitor: sampling writes into the buffers ['seen'] of `pl_module.model`; their values "
                       "are put back after every round"]
     assert float(module.model.seen) == 0.0  # after the probe and every round

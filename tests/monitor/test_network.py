@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from types import SimpleNamespace
 
@@ -137,14 +136,13 @@ def _round(tmp_path, prompt="hello world", **monitor_args):
     return module, monitor, monitor.sample_now(trainer(tmp_path / "again", [monitor], max_steps=1), step=1)
 
 
-def test_adapter_by_import_path_drives_the_recurrent_state(tmp_path, caplog):
-    with caplog.at_level(logging.INFO):
-        module, monitor, samples = _round(tmp_path, adapter="tiny.StateAdapter")
+def test_adapter_by_import_path_drives_the_recurrent_state(tmp_path, console):
+    module, monitor, samples = _round(tmp_path, adapter="tiny.StateAdapter")
     assert isinstance(monitor._plan.adapter, StateAdapter) and monitor._plan.adapter.model is module.model
     prompt = torch.tensor([CharTokenizer().encode("hello world")])
     expected = recurrent_generate(module.model.eval(), prompt, 12)[0, prompt.shape[1]:].tolist()
     assert samples[0].completion_ids == expected
-    lines = [r.getMessage() for r in caplog.records if "GenerationMonitor: sampling" in r.getMessage()]
+    lines = [m for m in console.messages if "GenerationMonitor: sampling" in m]
     assert lines == ["GenerationMonitor: sampling `pl_module.model` (RecurrentLM, StateAdapter protocol); context "
                      "unknown, vocabulary 37 (the model's 37 logits); prompts batched by length; scored"]
 

@@ -8,7 +8,6 @@ in tests/evaluation), logged to TensorBoard at every scheduled step and written 
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from pathlib import Path
 
@@ -65,10 +64,9 @@ def _fit(tmp_path, callbacks, module=None, **kwargs):
     return module, run, [str(w.message) for w in caught if "Monitor" in str(w.message)]
 
 
-def test_metrics_are_logged_at_every_scheduled_step_and_each_example_is_recorded(tmp_path, task_list, caplog):
+def test_metrics_are_logged_at_every_scheduled_step_and_each_example_is_recorded(tmp_path, task_list, console):
     monitor = TaskMonitor(str(task_list), every_n_train_steps=2)
-    with caplog.at_level(logging.INFO):
-        module, run, warned = _fit(tmp_path, [monitor])
+    module, run, warned = _fit(tmp_path, [monitor])
     assert warned == []
     scalars = _scalars(run.logger.log_dir)
     for name in ("choices/acc", "choices/acc_norm", "choices/centered", "schema/acc", "ending/acc", "ending/loss",
@@ -80,7 +78,7 @@ def test_metrics_are_logged_at_every_scheduled_step_and_each_example_is_recorded
     last = {r["task"]: r for r in records if r["step"] == 4}
     assert [e["index"] for e in last["choices"]["examples"]] == list(range(8))
     assert last["choices"]["metrics"]["acc"] == pytest.approx(scalars["eval/choices/acc"][4])
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TaskMonitor")]
+    lines = [m for m in console.messages if m.startswith("TaskMonitor")]
     assert "context 64 (found by probing)" in lines[0] and "tasks choices (8), schema (8)" in lines[0]
     assert lines[-2].startswith("TaskMonitor: step 4: choices acc ")
     log_dir = run.logger.log_dir
