@@ -93,9 +93,11 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None, out: torch.Tens
     untouched, where it cannot promise that (multinomial then draws, or raises its error).
 
     Args:
-        probs: The probabilities, each row a distribution or NaN throughout (softmax's outputs).
+        probs: The probabilities, each row a distribution or NaN throughout (softmax's outputs); with
+            ``candidates``, those tokens' probabilities `(B, k)` (every other token's is 0).
         generator: The random generator, or None for torch's default one.
-        out: float64 storage of ``probs``' shape for the uniforms, which a caller can reuse from step to step.
+        out: float64 storage `(B, V)` for the uniforms, which a caller can reuse from step to step; required with
+            ``candidates`` (its shape gives ``V``).
         candidates: `(B, k)` indices outside which every probability is 0 (a top-k's), when known: the tokens
             that can win are then those, found without a pass over the whole rows.
     """
@@ -103,7 +105,9 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None, out: torch.Tens
         return None
     gen = generator if generator is not None else torch.default_generator
     state = gen.get_state()
-    if out is None or out.shape != probs.shape:
+    if candidates is not None and out is None:
+        raise ValueError("draw: `out`, float64 storage of the whole rows' shape (B, V), is required with `candidates`")
+    if candidates is None and (out is None or out.shape != probs.shape):
         out = torch.empty(probs.shape, dtype=torch.float64)
     tokens = _tokens(probs, out.uniform_(generator=gen), candidates)  # exponential_'s uniforms, in its order
     if tokens is None:
@@ -115,11 +119,11 @@ def _tokens(probs: torch.Tensor, u: torch.Tensor, candidates: torch.Tensor | Non
     """multinomial's tokens `(B,)` for the uniforms ``u`` `(B, V)`, or None (see `draw`)."""
     if candidates is None:
         found = _could_win(probs, u)
-    elif bool(u.numpy().min() > 0):  # u == 0 outside the candidates: multinomial's 0 / 0 is a NaN that argmax picks
-        found = torch.arange(probs.shape[0]).repeat_interleave(candidates.shape[1]), candidates.reshape(-1)
-    else:
-        found = None
-    return None if found is None else _winner(probs, u, *found)
+        return None if found is None else _winner(probs[found], u, *found)
+    if not bool(u.numpy().min() > 0):  # u == 0 outside the candidates: multinomial's 0 / 0 is a NaN that argmax picks
+        return None
+    rows = torch.arange(candidates.shape[0]).repeat_interleave(candidates.shape[1])
+    return _winner(probs.reshape(-1), u, rows, candidates.reshape(-1))
 
 
 def _could_win(probs: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -136,18 +140,18 @@ def _could_win(probs: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torc
     return (upper >= (reached * _SLACK).float()).nonzero(as_tuple=True)  # row-major: ascending per row
 
 
-def _winner(probs: torch.Tensor, u: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor | None:
+def _winner(p: torch.Tensor, u: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor | None:
     """``argmax(probs / q)`` `(B,)` for ``q = float32(-log1p(-u))``, as multinomial computes it (the first index among
-    equal ratios), over the tokens ``(rows, cols)`` that can win; None where a logarithm could round differently in
-    libm or a probability is NaN."""
+    equal ratios), over the tokens ``(rows, cols)`` that can win, whose probabilities are ``p``; None where a logarithm
+    could round differently in libm or a probability is NaN."""
     exact = torch.log1p(u[rows, cols].neg()).neg_()  # float64
     q = exact.float()
     if bool(((exact * (1 + WINDOW)).float() != q).any() | ((exact * (1 - WINDOW)).float() != q).any()):
         return None  # a logarithm libm might round to another float32
-    ratio = probs[rows, cols] / q  # float32, as multinomial divides
+    ratio = p / q  # float32, as multinomial divides
     if not bool(ratio.isfinite().all()):
         return None
-    batch, vocab = probs.shape
+    batch, vocab = u.shape
     best = torch.full((batch,), -math.inf).scatter_reduce(0, rows, ratio, "amax")
     win = ratio == best[rows]
     return torch.full((batch,), vocab).scatter_reduce(0, rows[win], cols[win], "amin")

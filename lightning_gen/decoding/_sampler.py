@@ -1,23 +1,28 @@
 """`Sampler`: HF's sampling step (processors, softmax, ``torch.multinomial``), the same tokens and generator state,
 by shorter routes where they pay.
 
-On the CPU, at 8 x 50257 scores, HF's step spends its time in three places, none of which decides anything a
-shorter computation cannot decide identically:
+On the CPU, at 8 x 50257 scores, HF's step spends its time in places none of which decides anything a shorter
+computation cannot decide identically:
 
 * ``torch.multinomial`` turns one uniform per entry into an exponential with scalar libm (8 ms): `_draws.draw`
   takes a logarithm only where a token can still win, or only at a top-k's candidates.
 * ``TopPLogitsWarper`` sorts the scores with their int64 indices (30 ms), though its cut depends only on the sorted
-  *values*: `_top_p` takes them from numpy's values-only sort (8 ms), or, right after a top-k, builds them from the
-  ``k`` values that top-k kept (no sort at all).
-* ``TopKLogitsWarper`` finds the k-th value, compares and masks (1 ms); `_top_k` gets the values and indices it
-  keeps from one ``topk(k + 1)`` (0.6 ms), which a top-p after it and the draw then reuse.
+  *values*: `_warpers.top_p` takes them from numpy's values-only sort (8 ms).
+* After a top-k, every score but its ``k`` is -inf, yet each warper after it, and the softmax before the draw, pass
+  over the whole rows again (top-p, min-p: 2 ms each). `_warpers.top_k` keeps the ``k`` values and indices of one
+  ``topk(k + 1)`` (0.6 ms), applying a temperature before it to those alone; the top-p, min-p and temperature after
+  it change only those values (`_on_candidates`), and the softmaxes they and the draw need come from the ``k``
+  values alone, bit for bit (`_compact.softmax_at`). The whole rows are built only for another processor.
+* ``RepetitionPenaltyLogitsProcessor`` copies the rows twice to change a few entries: `_warpers.repetition_penalty`
+  writes them in place.
 
 A `Sampler` chooses its route once, at its first step, from the processors, the device and the size:
 
 * **plain**: HF's list and ``torch.multinomial``, exactly: the shortcuts switched off, a processor that is not one
   of transformers' own classes (`_KNOWN`), fewer than `_MIN_NUMEL` scores (there multinomial costs no more than the
   shortcuts), or a torch whose kernels do not draw as `_draws.emulated` expects.
-* **exact** (CPU): HF's processors, with top-k and top-p by the functions below, then `_draws.draw`.
+* **exact** (CPU): HF's processors, with the repetition penalty, temperature, top-k, top-p and min-p by the
+  functions of `_warpers`, then `_draws.draw`.
 * **sync-free** (off the CPU): HF's processors, then multinomial's draw without the checks that wait for the
   device; `finish` checks every step's rows once, after the last step.
 
@@ -38,16 +43,18 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
 import torch
 from transformers.generation import logits_process as lp
 
+from lightning_gen.decoding import _compact as compact
 from lightning_gen.decoding import _draws as draws
+from lightning_gen.decoding import _warpers as warpers
 
 __all__ = ["ENABLED", "Sampler", "SamplerStats", "plain_sample", "stats"]
 
@@ -69,7 +76,6 @@ _KNOWN = frozenset({
 # still hold every token that can be drawn.
 _MASKING = frozenset({lp.TopKLogitsWarper, lp.TopPLogitsWarper, lp.MinPLogitsWarper, lp.TypicalLogitsWarper,
                       lp.EpsilonLogitsWarper, lp.EtaLogitsWarper, lp.TemperatureLogitsWarper, lp.LogitNormalization})
-_NEG_INF = float("-inf")
 # Below this many scores (batch x vocabulary) the exact route's fixed cost (some twenty small operations) is more
 # than multinomial's logarithms cost: 8 x 1024 scores take 0.27 ms either way (top-k 50 or a temperature).
 _MIN_NUMEL = 8192
@@ -240,84 +246,83 @@ class Sampler:
 
     def _exact(self, input_ids: torch.Tensor, scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         stats.exact += 1
-        kept = candidates = None  # what a top-k has just kept, and the indices outside which nothing can be drawn
-        for processor in self.chain:
-            out, shortcut = None, type(processor) in (lp.TopKLogitsWarper, lp.TopPLogitsWarper)
-            if shortcut and processor.filter_value == _NEG_INF and scores.dtype == torch.float32:
-                if type(processor) is lp.TopKLogitsWarper:
-                    out, kept = _top_k(processor, scores)
-                    candidates = None if kept is None else kept[1]
-                else:
-                    out, kept = _top_p(processor, scores, kept), None  # right after a top-k, no sort
-            else:
-                kept = None
-            if out is None:
-                stats.warper_fallbacks += shortcut
-                out = processor(input_ids, scores)
-            if type(processor) not in _MASKING or getattr(processor, "filter_value", _NEG_INF) != _NEG_INF:
+        vocab = scores.shape[1]
+        kept = None  # after a top-k: its (values, indices) `(B, k)`, the only finite scores; `scores` is not built
+        descending = False  # `kept` is as the top-k returned it (values descending), what a top-p right after reads
+        candidates = None  # the indices outside which nothing can be drawn, when `scores` is built
+        divisor = None  # a temperature the top-k right after it applies to the values it keeps
+        for position, processor in enumerate(self.chain):
+            if kept is not None:
+                step = _on_candidates(processor, kept, descending, vocab)
+                descending = False
+                if step is not None:
+                    kept = step
+                    continue
+                scores, candidates, kept = compact.materialize(*kept, vocab), kept[1], None
+            if type(processor) is lp.TemperatureLogitsWarper and _top_k_shortcut(self.chain, position + 1, scores):
+                divisor = processor.temperature
+                continue
+            if _top_k_shortcut(self.chain, position, scores):
+                kept = warpers.top_k(processor, scores, divisor)
+                if kept is not None:
+                    descending, divisor = True, None
+                    continue
+                stats.warper_fallbacks += 1
+            if divisor is not None:  # the top-k could not decide: the temperature first, as HF applies it
+                scores, divisor = self.chain[position - 1](input_ids, scores), None
+            out = None
+            if type(processor) is lp.TopPLogitsWarper and processor.filter_value == -math.inf \
+                    and scores.dtype == torch.float32:
+                out = warpers.top_p(processor, scores)
+                stats.warper_fallbacks += out is None
+            elif type(processor) is lp.RepetitionPenaltyLogitsProcessor:
+                out = warpers.repetition_penalty(processor, input_ids, scores)
+            scores = out if out is not None else processor(input_ids, scores)
+            if type(processor) not in _MASKING or getattr(processor, "filter_value", -math.inf) != -math.inf:
                 candidates = None  # it may have given a score outside them a probability
-            scores = out
-        probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
-        if self._uniforms is None or self._uniforms.shape != probs.shape:
-            self._uniforms = torch.empty(probs.shape, dtype=torch.float64)
-        self._held = (scores, probs)
-        tokens = draws.draw(probs, generator, self._uniforms, candidates)
+        if self._uniforms is None or self._uniforms.shape != (scores.shape[0], vocab):
+            self._uniforms = torch.empty((scores.shape[0], vocab), dtype=torch.float64)
+        if kept is not None:  # HF's probabilities of the candidates; every other token's is 0
+            self._held = None
+            tokens = draws.draw(compact.softmax_at(*kept, vocab), generator, self._uniforms, kept[1])
+            scores = compact.materialize(*kept, vocab) if tokens is None else scores
+        else:
+            probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
+            self._held = (scores, probs)
+            at = probs if candidates is None else probs.gather(1, candidates)
+            tokens = draws.draw(at, generator, self._uniforms, candidates)
         if tokens is None:
             stats.draw_fallbacks += 1
+            probs = torch.softmax(scores, dim=-1)
             tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
         return tokens
 
 
-def _top_k(warper: lp.TopKLogitsWarper, scores: torch.Tensor) -> tuple[torch.Tensor | None, Any]:
-    """HF's top-k output `(B, V)` and what it keeps: the values, descending, and their indices, `(B, k)` each;
-    ``(None, None)`` where one ``topk(k + 1)`` cannot promise that output: the (k+1)-th value equal to the k-th (HF
-    keeps both), a row with NaN, +inf or nothing finite, or ``k`` covering the whole row."""
-    batch, vocab = scores.shape
-    k = warper.top_k  # HF's constructor made it at least `min_tokens_to_keep`
-    if k >= vocab:
-        return None, None
-    values, indices = scores.topk(k + 1, dim=-1)  # (B, k + 1), descending
-    # A row's sum is NaN when the row holds a NaN, whichever end topk sorts it to.
-    unique = (values[:, k - 1] > values[:, k]) & values[:, 0].isfinite() & ~scores.sum(dim=-1).isnan()
-    if not bool(unique.all()):
-        return None, None
-    values, indices = values[:, :k], indices[:, :k]
-    return scores.new_full((batch, vocab), _NEG_INF).scatter_(1, indices, values), (values, indices)
+def _top_k_shortcut(chain: tuple[Any, ...], position: int, scores: torch.Tensor) -> bool:
+    """Whether ``chain[position]`` is a top-k that `_warpers.top_k` may decide on ``scores``."""
+    if position >= len(chain) or type(chain[position]) is not lp.TopKLogitsWarper:
+        return False
+    return chain[position].filter_value == -math.inf and scores.dtype == torch.float32
 
 
-def _top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor,
-           kept: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
-    """HF's top-p output `(B, V)` without its sort of values and indices; None where the sorted values cannot tell
-    which of the tokens HF removes (equal values on both sides of its cut), or a row holds NaN, +inf or nothing finite.
-
-    HF sorts the scores ascending and removes the prefix whose cumulative probability is at most ``1 - top_p``. The
-    cumulative probabilities are the softmax and cumsum of the sorted *values*, which numpy's values-only sort
-    returns as torch.sort does (equal values are equal bytes; ``-0.0`` and ``0.0`` may trade places and give the same
-    ``exp``), and which, for the output of a top-k that ``kept`` `(values, indices)` (`_top_k`'s), are
-    ``[-inf] * (V - k)`` followed by those values ascending. The same tensor through the same kernels gives HF's
-    cumulative probabilities, bit for bit; HF then removes every score below the smallest one it keeps.
-    """
-    batch, vocab = scores.shape
-    if kept is None:
-        ascending = torch.from_numpy(np.sort(scores.detach().numpy(), axis=-1))  # (B, V): torch.sort's values
+def _on_candidates(processor: Any, kept: tuple[torch.Tensor, torch.Tensor], descending: bool,
+                   vocab: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """HF's ``processor`` on rows that are -inf outside the candidates ``kept``, as the candidates' new values; None
+    where it needs the whole rows (another processor, or what its shortcut cannot decide)."""
+    values, indices = kept
+    kind = type(processor)
+    if kind is lp.TemperatureLogitsWarper:
+        return values / processor.temperature, indices
+    if getattr(processor, "filter_value", None) != -math.inf:
+        return None
+    if kind is lp.TopPLogitsWarper and descending:
+        out = warpers.top_p_kept(processor, values, vocab)
+    elif kind is lp.MinPLogitsWarper and processor.min_tokens_to_keep == 1:
+        out = warpers.min_p_kept(processor, values, indices, vocab)
     else:
-        ascending = scores.new_full((batch, vocab), _NEG_INF)
-        ascending[:, vocab - kept[0].shape[1]:] = kept[0].flip(-1)
-    if not bool(ascending[:, -1].isfinite().all()):  # NaN sorts last; +inf, or a row all -inf, makes softmax NaN
         return None
-    cumulative = ascending.softmax(dim=-1).cumsum_(dim=-1)  # in place: a fresh tensor per step costs page faults
-    remove = cumulative <= (1 - warper.top_p)  # a prefix: the cumulative sum of probabilities never decreases
-    remove[..., -warper.min_tokens_to_keep:] = False
-    cut = remove.sum(dim=-1, keepdim=True)  # (B, 1): how many HF removes, at most V - 1
-    lowest_kept = ascending.gather(1, cut)
-    highest_removed = ascending.gather(1, (cut - 1).clamp_(min=0))
-    if bool(((cut > 0) & (highest_removed == lowest_kept)).any()):  # torch.sort's order of equal values decides
-        return None
-    if kept is None:
-        return scores.masked_fill(scores < lowest_kept, _NEG_INF)
-    values, indices = kept  # outside them `scores` is -inf already: rebuilt from the k values, no pass over V
-    return scores.new_full((batch, vocab), _NEG_INF).scatter_(1, indices, values.masked_fill(values < lowest_kept,
-                                                                                             _NEG_INF))
+    stats.warper_fallbacks += out is None
+    return None if out is None else (out, indices)
 
 
 def _default_generator(device: torch.device) -> torch.Generator:

@@ -62,9 +62,10 @@ def test_equal_ratios_go_to_the_lowest_index_as_argmax_does():
     probs = torch.softmax(torch.tensor([[0.0, 2.0, 1.0, 2.0, 0.5]]), dim=-1)
     u = torch.tensor([[0.5, 0.01, 0.3, 0.01, 0.9]], dtype=torch.float64)  # tokens 1 and 3 tie exactly
     q = torch.log1p(u.neg()).neg().float()
-    assert int(draws._winner(probs, u, *draws._could_win(probs, u))[0]) == 1 == int((probs / q).argmax(dim=-1)[0])
+    found = draws._could_win(probs, u)
+    assert int(draws._winner(probs[found], u, *found)[0]) == 1 == int((probs / q).argmax(dim=-1)[0])
     everywhere = torch.zeros(5, dtype=torch.long), torch.tensor([4, 3, 2, 1, 0])  # candidates in any order
-    assert int(draws._winner(probs, u, *everywhere)[0]) == 1
+    assert int(draws._winner(probs[everywhere], u, *everywhere)[0]) == 1
 
 
 def top_k_rows(seed: int, k: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,8 +81,11 @@ def test_a_draw_among_top_k_candidates_is_multinomial_s():
         probs, candidates = top_k_rows(seed, k=[1, 5, 50][seed % 3])
         generator = torch.Generator().manual_seed(seed)
         tokens, state = _multinomial(probs, seed)
-        assert torch.equal(draws.draw(probs, generator, candidates=candidates), tokens)
+        out = torch.empty(probs.shape, dtype=torch.float64)
+        assert torch.equal(draws.draw(probs.gather(1, candidates), generator, out, candidates), tokens)
         assert torch.equal(generator.get_state(), state)
+    with pytest.raises(ValueError, match=r"`out`, float64 storage of the whole rows' shape \(B, V\), is required"):
+        draws.draw(probs.gather(1, candidates), generator, candidates=candidates)
 
 
 @pytest.mark.parametrize("candidates", [False, True], ids=["whole rows", "candidates"])
@@ -89,12 +93,16 @@ def test_a_draw_among_top_k_candidates_is_multinomial_s():
 def test_what_multinomial_alone_decides_is_handed_back(bad, candidates):
     probs, indices = top_k_rows(0)
     u = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=torch.Generator().manual_seed(1))
-    assert draws._tokens(probs, u, indices if candidates else None) is not None
+
+    def tokens():
+        return draws._tokens(probs.gather(1, indices), u, indices) if candidates else draws._tokens(probs, u, None)
+
+    assert tokens() is not None
     if bad == "zero uniform":
         u[1, int(probs[1].argmin())] = 0.0  # q == 0 where p == 0: multinomial's 0 / 0 is a NaN that argmax picks
     else:
         probs[2] = math.nan  # softmax of a row with NaN: multinomial raises
-    assert draws._tokens(probs, u, indices if candidates else None) is None
+    assert tokens() is None
 
 
 def test_an_invalid_row_leaves_the_generator_untouched():

@@ -25,7 +25,9 @@ from transformers import GPT2LMHeadModel, LogitsProcessor
 from transformers.generation import logits_process as lp
 
 from lightning_gen import generate
+from lightning_gen.decoding import _compact as compact
 from lightning_gen.decoding import _sampler
+from lightning_gen.decoding import _warpers as warpers
 from lightning_gen.decoding._sampler import Sampler, plain_sample
 
 V = 1000
@@ -170,17 +172,47 @@ def test_top_k_is_hf_s_warper_bit_for_bit_or_hands_back(k):
         if seed % 10 == 9:
             scores[0, seed % scores.shape[1]] = [math.nan, math.inf][seed % 2]
         warper = lp.TopKLogitsWarper(k, min_tokens_to_keep=1 + seed % 7 // 6)
-        out, kept = _sampler._top_k(warper, scores)
-        if out is None:
+        temperature = [None, 0.7, 1.3][seed % 3]
+        kept = warpers.top_k(warper, scores, temperature)
+        expected = warper(IDS, scores if temperature is None else scores / temperature)
+        if kept is None:
             declined += 1
             continue
         decided += 1
-        assert torch.equal(_bits(out), _bits(warper(IDS, scores))), seed
         values, indices = kept
-        assert torch.equal(values, scores.topk(warper.top_k, dim=-1).values)
-        assert torch.equal(values, out.gather(1, indices))
+        assert torch.equal(_bits(compact.materialize(values, indices, scores.shape[1])), _bits(expected)), seed
+        assert torch.equal(values, expected.topk(warper.top_k, dim=-1).values)
     assert decided > 15, "design: most cases k does not cover are decided by one topk"
     assert declined > 5, "design: ties at the cut, NaN and inf are handed back"
+
+
+def test_a_temperature_that_makes_values_equal_at_the_cut_hands_the_top_k_back():
+    scores = torch.tensor([[3.0, 1.7000001668930054, 1.700000286102295, 1.0]])  # distinct, until divided by 0.8
+    assert scores[0, 1] != scores[0, 2] and (scores[0, 1] / 0.8) == (scores[0, 2] / 0.8)
+    assert warpers.top_k(lp.TopKLogitsWarper(1), scores, 0.8) is not None
+    assert warpers.top_k(lp.TopKLogitsWarper(2), scores) is not None
+    assert warpers.top_k(lp.TopKLogitsWarper(2), scores, 0.8) is None  # HF's top-k keeps three of the quotients
+    chain = lp.LogitsProcessorList([lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(2)])
+    check_same(chain, scores, 0)
+    assert _sampler.stats.warper_fallbacks == 1
+
+
+def test_repetition_penalty_is_hf_s_bytes_written_in_place_or_hands_back():
+    scores = random_scores(0)  # both signs, rows at different scales
+    ids = torch.randint(0, V, (6, 40), generator=torch.Generator().manual_seed(0))
+    ids[:, 5:9] = ids[:, :4]  # repeats: each reads the score before the penalty
+    for penalty in (1.3, 0.7):
+        processor = lp.RepetitionPenaltyLogitsProcessor(penalty)
+        expected, mine = processor(ids, scores.clone()), scores.clone()
+        assert warpers.repetition_penalty(processor, ids, mine) is mine
+        assert torch.equal(_bits(mine), _bits(expected))
+    beyond = ids.clone()
+    beyond[2, 3] = V + 5  # an embedding wider than the scores: HF drops those ids
+    assert warpers.repetition_penalty(processor, beyond, scores.clone()) is None
+    skips = lp.RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=4)
+    assert warpers.repetition_penalty(skips, ids, scores.clone()) is None
+    for chain in ([processor, lp.TopKLogitsWarper(20)], [skips, lp.TopKLogitsWarper(20)]):
+        check_same(lp.LogitsProcessorList(chain), scores, 0, ids=beyond)
 
 
 def test_top_p_is_hf_s_warper_bit_for_bit_or_hands_back():
@@ -189,7 +221,7 @@ def test_top_p_is_hf_s_warper_bit_for_bit_or_hands_back():
         scores = hard_scores(seed)
         top_p = [0.05, 0.3, 0.9, 0.999, 1.0][seed % 5]
         warper = lp.TopPLogitsWarper(top_p, min_tokens_to_keep=[1, 1, 2, 7][seed % 4])
-        out = _sampler._top_p(warper, scores)
+        out = warpers.top_p(warper, scores)
         if out is None:
             declined += 1
             continue
@@ -204,15 +236,26 @@ def test_top_p_right_after_top_k_needs_no_sort_and_is_hf_s_bytes():
     for seed in range(200):
         scores = hard_scores(seed)
         top_k = lp.TopKLogitsWarper([1, 3, 20, 45][seed % 4])
-        out, kept = _sampler._top_k(top_k, scores)
-        if out is None:
+        kept = warpers.top_k(top_k, scores)
+        if kept is None:
             continue
         warper = lp.TopPLogitsWarper([0.05, 0.3, 0.9, 0.999, 1.0][seed % 5], min_tokens_to_keep=[1, 2, 7][seed % 3])
-        got = _sampler._top_p(warper, out, kept)
-        if got is not None:
+        values = warpers.top_p_kept(warper, kept[0], scores.shape[1])
+        if values is not None:
             decided += 1
+            got = compact.materialize(values, kept[1], scores.shape[1])
             assert torch.equal(_bits(got), _bits(warper(IDS, top_k(IDS, scores)))), seed
     assert decided > 60
+
+
+def test_min_p_on_a_top_k_s_candidates_is_hf_s_bytes():
+    for seed in range(60):
+        scores = torch.randn(4, 50257, generator=torch.Generator().manual_seed(seed)) * [0.05, 1.0, 6.0][seed % 3]
+        top_k = lp.TopKLogitsWarper([1, 5, 50][seed % 3])
+        values, indices = warpers.top_k(top_k, scores)
+        warper = lp.MinPLogitsWarper([0.01, 0.1, 0.5, 1.0][seed % 4])
+        got = compact.materialize(warpers.min_p_kept(warper, values, indices, 50257), indices, 50257)
+        assert torch.equal(_bits(got), _bits(warper(IDS, top_k(IDS, scores)))), seed
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "all_masked"])
@@ -222,14 +265,14 @@ def test_a_row_top_p_cannot_decide_is_handed_back(bad):
         scores[1] = -math.inf
     else:
         scores[1, 17] = math.nan if bad == "nan" else math.inf
-    assert _sampler._top_p(lp.TopPLogitsWarper(0.8), scores) is None
-    assert _sampler._top_p(lp.TopPLogitsWarper(0.5), torch.zeros(1, 1000)) is None  # every value ties at the cut
+    assert warpers.top_p(lp.TopPLogitsWarper(0.8), scores) is None
+    assert warpers.top_p(lp.TopPLogitsWarper(0.5), torch.zeros(1, 1000)) is None  # every value ties at the cut
 
 
 def test_top_p_of_a_vocabulary_cut_is_hf_s_bytes():
     scores = torch.randn(2, 1200, generator=torch.Generator().manual_seed(3))[:, :1000]  # as `vocab_size=` slices
     warper = lp.TopPLogitsWarper(0.9)
-    assert torch.equal(_bits(_sampler._top_p(warper, scores)), _bits(warper(IDS, scores)))
+    assert torch.equal(_bits(warpers.top_p(warper, scores)), _bits(warper(IDS, scores)))
 
 
 # ------------------------------------------------------------------------------------------ the exact route
