@@ -224,7 +224,6 @@ class GenerationMonitor(ScheduledMonitor):
             budget = self._plan.budget(target)
             self._encoded = crop_prompts(self._encoded, budget)
             self._warn_cropped(budget)
-        self._plan.adapter.vocab_size = found.vocab
         self._plan = replace(self._plan, target=target, vocab=found.vocab, vocab_source=found.vocab_source,
                              policy=found.policy, score=found.score, why_not_scored=found.why_not_scored,
                              watched=frozenset(found.written))

@@ -56,14 +56,12 @@ class Target:
         self.adapter.context_length = context
         return replace(self, context=context, context_source=source)
 
-    def runner_for(self, model: nn.Module, *, use_cache: bool = True, vocab: int | None = None) -> ModelAdapter:
+    def runner_for(self, model: nn.Module, *, use_cache: bool = True) -> ModelAdapter:
         """The adapter for ``model``: the target's for the network; a sharded round that calls another module
-        (FSDP1's root, to gather) gets that module's own, within the target's context and ``vocab``."""
+        (FSDP1's root, to gather) gets that module's own, within the target's context."""
         if model is self.network.called:
             return self.adapter
-        runner = resolve_adapter(model, None, use_cache=use_cache, context_length=self.context)
-        runner.vocab_size = vocab
-        return runner
+        return resolve_adapter(model, None, use_cache=use_cache, context_length=self.context)
 
 
 def _advertised(network: Network, pl_module: Any, find: Any) -> tuple[int, str] | None:

@@ -206,7 +206,6 @@ def probe(
             raise ProbeError(str(err)) from err
         check_vocabulary(vocab, source, encoded, plan.settled.config)
         _check_processors(round_options.get("logits_processors") or (), encoded, logits, vocab)
-        runner.vocab_size = plan.adapter.vocab_size = vocab
         plan = replace(plan, vocab=vocab, vocab_source=source)
         found, completion, one = _real_shape(model, plan, encoded, tokenizer, runner, round_options)
         try:

@@ -21,8 +21,8 @@ __all__ = ["batches_of", "call_options", "decode_sample", "runner_for", "sample_
 
 
 def runner_for(model: nn.Module, plan: Plan) -> ModelAdapter:
-    """The plan's adapter for ``model`` (see `Target.runner_for`), within its vocabulary."""
-    return plan.target.runner_for(model, use_cache=plan.settled.use_cache, vocab=plan.vocab)
+    """The plan's adapter for ``model`` (see `Target.runner_for`); `call_options` gives its calls the vocabulary."""
+    return plan.target.runner_for(model, use_cache=plan.settled.use_cache)
 
 
 def batches_of(model: nn.Module, plan: Plan, encoded: EncodedPrompts, *, batch_size: int | None) -> BatchPlan:

@@ -149,7 +149,7 @@ def test_adapter_by_import_path_drives_the_recurrent_state(tmp_path, console):
 
 def test_vocab_size_on_the_monitor_overrides_the_discovered_one(tmp_path):
     _, monitor, samples = _round(tmp_path, prompt="abcd", vocab_size=5)  # ids 0 ... 3
-    assert monitor._plan.adapter.vocab_size == 5
+    assert monitor._plan.vocab == 5 and monitor._plan.vocab_source == "`vocab_size`"
     assert all(token < 5 for token in samples[0].completion_ids)
 
 

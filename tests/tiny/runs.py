@@ -113,7 +113,6 @@ def plan_for(model: nn.Module, tokenizer, generation: dict, *, score: bool = Fal
     target = settle_target(model, network, adapter=None, use_cache=True, context_length=None)
     plan = settle_plan(target, tokenizer, generation, also_greedy=also_greedy)
     vocab = vocab if vocab is not None else tokenizer.vocab_size
-    plan.adapter.vocab_size = vocab
     return replace(plan, vocab=vocab, score=score)
 
 
