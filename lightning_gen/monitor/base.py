@@ -51,6 +51,8 @@ class ScheduledMonitor(pl.Callback):
     #: The names of the subclass's switches for a round at the start, at the end, and at each validation.
     _when: tuple[str, str, str]
     _use_cache = True
+    #: Compile the decode step (`GenerationMonitor`'s switch ``compile`` sets it; a scoring round decodes nothing).
+    compile = False
     #: How messages name the monitor and what its rounds do ("GenerationMonitor: sampling at step 4 failed ...").
     _label = "ScheduledMonitor"
     _activity = "the round"
@@ -137,7 +139,7 @@ class ScheduledMonitor(pl.Callback):
         self._mode = choose_mode(trainer.strategy, self.distributed, can_gather=True)
         self._tokenizer = find_tokenizer(self.tokenizer, trainer, pl_module)
         self._target = settle_target(pl_module, network, adapter=self.adapter, use_cache=self._use_cache,
-                                     context_length=self.context_length, compile=getattr(self, "compile", False))
+                                     context_length=self.context_length, compile=self.compile)
         self._probed = False
         self._rounds = 0
         self._records_dir = run_log_dir(trainer)  # on every rank: the path is broadcast from rank 0
