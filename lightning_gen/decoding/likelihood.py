@@ -39,7 +39,7 @@ from lightning_gen.decoding.adapters import (
     resolve_adapter,
 )
 from lightning_gen.decoding.generation import eval_mode
-from lightning_gen.decoding.scoring import LastPositionOnlyError
+from lightning_gen.decoding.scoring import LastPositionOnlyError, check_scorable
 
 __all__ = ["BATCH_TOKENS", "context_window", "loglikelihood_tokens", "scoring_adapter"]
 
@@ -269,10 +269,7 @@ def _score(logits: torch.Tensor, base: list[int], rows: list[_Row], windows: Seq
             tokens += targets[request]
             owners += [len(requests)] * scored
             requests.append(request)
-    vocab = logits.shape[-1]
-    if max(tokens) >= vocab or min(tokens) < 0:
-        raise ValueError(f"token ids must be in [0, {vocab}) to be scored against logits of vocabulary {vocab}, got "
-                         f"{sorted({t for t in tokens if not 0 <= t < vocab})[:5]}")
+    check_scorable(tokens, logits.shape[-1])
     device = logits.device
     chosen = logits[torch.tensor(positions, device=device)]  # (M, V): one row per scored token
     chosen = chosen.to(torch.promote_types(chosen.dtype, torch.float32))  # half precision is summed in float32

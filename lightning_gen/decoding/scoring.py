@@ -17,7 +17,7 @@ from lightning_gen.decoding.adapters import (
     resolve_adapter,
 )
 
-__all__ = ["LastPositionOnlyError", "token_logprobs"]
+__all__ = ["LastPositionOnlyError", "check_scorable", "token_logprobs"]
 
 
 class LastPositionOnlyError(ValueError):
@@ -95,11 +95,16 @@ def token_logprobs(
                 f"position, shape {tuple(logits.shape)}; pass a callable that returns logits for every position"
             )
         raise ValueError(f"the model's logits must have shape (1, {length}, V), got {tuple(logits.shape)}")
+    check_scorable(ids[-scored:], logits.shape[-1])
     targets = torch.tensor(ids[-scored:], dtype=torch.long, device=logits.device)  # (N,)
-    vocab = logits.shape[-1]
-    if int(targets.max()) >= vocab or int(targets.min()) < 0:
-        raise ValueError(f"token ids must be in [0, {vocab}) to be scored against logits of vocabulary {vocab}, "
-                         f"got {sorted(set(t for t in ids[-scored:] if not 0 <= t < vocab))[:5]}")
     # Position t predicts token t + 1: the last `scored` positions predict the last `scored` tokens.
     logprobs = torch.log_softmax(logits[0, -scored:].float(), dim=-1)  # (N, V)
     return logprobs.gather(-1, targets[:, None]).squeeze(-1).cpu()  # (N,)
+
+
+def check_scorable(targets: Sequence[int], vocab: int) -> None:
+    """Raise ``ValueError`` naming the first target ids outside ``[0, vocab)``, the logits' vocabulary."""
+    if targets and (min(targets) < 0 or max(targets) >= vocab):
+        bad = sorted({t for t in targets if not 0 <= t < vocab})
+        raise ValueError(f"token ids must be in [0, {vocab}) to be scored against logits of vocabulary {vocab}, "
+                         f"got {bad[:5]}")
