@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["CliError"]
+import os
+from pathlib import Path
+
+__all__ = ["CliError", "existing_logdir"]
 
 
 class CliError(Exception):
@@ -11,3 +14,15 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+def existing_logdir(logdir: str | os.PathLike[str]) -> Path:
+    """``logdir`` as a path, which must exist.
+
+    Raises:
+        CliError: It does not (code 2), naming it as the user wrote it.
+    """
+    root = Path(logdir)
+    if not root.exists():
+        raise CliError(f"LOGDIR {str(logdir)!r} does not exist", code=2)
+    return root

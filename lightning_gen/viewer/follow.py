@@ -16,7 +16,7 @@ from typing import TextIO
 from rich.console import Console
 
 from lightning_gen.text.visible import one_line
-from lightning_gen.viewer._errors import CliError
+from lightning_gen.viewer._errors import CliError, existing_logdir
 from lightning_gen.viewer._terminal import Row, heading, render, samples_table
 from lightning_gen.viewer.runs import Record, eos_text, load_records
 
@@ -74,9 +74,7 @@ def follow(logdir: str | os.PathLike[str], *, tag: str, prompts: Sequence[int] |
     Raises:
         CliError: ``logdir`` does not exist (code 2).
     """
-    root = Path(logdir)
-    if not root.exists():
-        raise CliError(f"LOGDIR {str(logdir)!r} does not exist", code=2)
+    root = existing_logdir(logdir)
     shown: set[tuple[str, int]] = set()
     started = waiting = False
     last_stamp = None

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from lightning_gen.text.records import RECORDS_FILE, parse_prompt_tag, prompt_tag, tag_width
 from lightning_gen.text.rendering import parse_sample_markdown
 from lightning_gen.text.visible import split_eos
-from lightning_gen.viewer._errors import CliError
+from lightning_gen.viewer._errors import CliError, existing_logdir
 
 __all__ = [
     "Record",
@@ -166,9 +166,7 @@ def load_records(logdir: str | os.PathLike[str], tag: str = "samples") -> list[R
     Raises:
         CliError: ``logdir`` does not exist (code 2); nothing was logged under ``tag`` (code 1).
     """
-    root = Path(logdir)
-    if not root.exists():
-        raise CliError(f"LOGDIR {str(logdir)!r} does not exist", code=2)
+    root = existing_logdir(logdir)
     base = root.parent if root.is_file() else root
     if root.is_file():
         jsonl, events = ([root], []) if root.suffix == ".jsonl" else ([], [root])

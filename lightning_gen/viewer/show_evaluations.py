@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from lightning_gen.text.task_records import TASK_RECORDS_FILE
-from lightning_gen.viewer._errors import CliError
+from lightning_gen.viewer._errors import CliError, existing_logdir
 from lightning_gen.viewer._terminal import heading, render
 from lightning_gen.viewer.evaluations import Evaluations, evaluation_files, read_evaluations
 
@@ -29,9 +28,7 @@ def load_evaluations(logdir: str | os.PathLike[str]) -> dict[str, Evaluations]:
     Raises:
         CliError: ``logdir`` does not exist (code 2); no run under it has evaluations (code 1).
     """
-    root = Path(logdir)
-    if not root.exists():
-        raise CliError(f"LOGDIR {str(logdir)!r} does not exist", code=2)
+    root = existing_logdir(logdir)
     if root.is_file():
         path = root if root.name == TASK_RECORDS_FILE else root.parent / TASK_RECORDS_FILE
         files = {".": path} if path.is_file() else {}
