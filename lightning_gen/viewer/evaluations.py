@@ -39,16 +39,19 @@ class Evaluations:
     """One run's evaluations: per task its records by step, and its header where the run wrote one.
 
     Attributes:
-        tasks: The tasks' names, in the order the run first wrote them.
         types: Per task, its type (``multiple_choice``, ``schema``, ``language_modeling``, ``bits_per_byte``).
         records: Per task, its record at each evaluated step.
         headers: Per task with a header, what each of its examples is, by index.
     """
 
-    tasks: list[str] = field(default_factory=list)
     types: dict[str, str] = field(default_factory=dict)
     records: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     headers: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks' names, in the order the run first wrote them."""
+        return list(self.records)
 
     @property
     def steps(self) -> list[int]:
@@ -108,9 +111,7 @@ def read_evaluations(path: str | os.PathLike[str]) -> Evaluations:
     out = Evaluations()
     for record in _lines(path, ("step", "task")):
         task = str(record["task"])
-        if task not in out.records:
-            out.tasks.append(task)
-            out.records[task] = {}
+        out.records.setdefault(task, {})
         out.types[task] = str(record.get("type", ""))
         out.records[task][int(record["step"])] = record
     for header in _lines(path.parent / TASK_EXAMPLES_FILE, ("task", "examples")):

@@ -70,7 +70,7 @@ def render_evaluations(runs: Mapping[str, Evaluations], *, width: int, steps: Se
     Example::
 
         >>> from lightning_gen.text.task_records import example_result, task_record
-        >>> run = Evaluations(["t"], {"t": "schema"}, {"t": {s: task_record(s, "t", "schema", {"acc": a}, [
+        >>> run = Evaluations({"t": "schema"}, {"t": {s: task_record(s, "t", "schema", {"acc": a}, [
         ...     example_result(i, correct=c, loglikelihoods=[]) for i, c in enumerate(right)])
         ...     for s, a, right in ((0, 0.5, [True, False]), (100, 0.5, [False, True]))}})
         >>> print(render_evaluations({"tb": run}, width=40))

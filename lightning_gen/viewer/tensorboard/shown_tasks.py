@@ -41,7 +41,7 @@ def evaluations_json(evaluations: Evaluations) -> dict[str, Any]:
     Example::
 
         >>> from lightning_gen.viewer.evaluations import Evaluations
-        >>> run = Evaluations(["t"], {"t": "schema"}, {"t": {5: {"metrics": {"acc": 1.0, "centered": 1.0},
+        >>> run = Evaluations({"t": "schema"}, {"t": {5: {"metrics": {"acc": 1.0, "centered": 1.0},
         ...                                                     "examples": [{"index": 0, "correct": True}]}}})
         >>> evaluations_json(run)  # doctest: +NORMALIZE_WHITESPACE
         {'steps': [5], 'core': [{'step': 5, 'metrics': {'core': 1.0}}],
