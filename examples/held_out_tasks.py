@@ -51,9 +51,8 @@ def held_out_text(*, corpus: str | None = None, val_fraction: float = 0.05) -> s
     return data.tokenizer.decode(data.val_data.data.tolist())
 
 
-def held_out_paragraphs(*, corpus: str | None = None, val_fraction: float = 0.05) -> list[str]:
-    """The held-out paragraphs, in order."""
-    text = held_out_text(corpus=corpus, val_fraction=val_fraction)
+def held_out_paragraphs(text: str) -> list[str]:
+    """The paragraphs of the held-out ``text`` (`held_out_text`), in order."""
     return [paragraph for paragraph in text.split(CharTokenizer.eos_token) if paragraph.strip()]
 
 
@@ -76,9 +75,8 @@ def _cuts(paragraph: str, words: int | None, at: tuple[float, ...]) -> list[tupl
     return out
 
 
-def _questions(words: int | None, at: tuple[float, ...], corpus: str | None,
-               val_fraction: float) -> list[tuple[int, str, str]]:
-    paragraphs = held_out_paragraphs(corpus=corpus, val_fraction=val_fraction)
+def _questions(text: str, words: int | None, at: tuple[float, ...]) -> list[tuple[int, str, str]]:
+    paragraphs = held_out_paragraphs(text)
     return [(p, query, rest) for p, paragraph in enumerate(paragraphs) for query, rest in _cuts(paragraph, words, at)]
 
 
@@ -89,11 +87,11 @@ def _row(query: str, truth: str, others: list[str], rng: random.Random) -> dict:
     return {"query": query, "choices": choices, "gold": gold}
 
 
-def next_sentence_rows(*, corpus: str | None = None, val_fraction: float = 0.05, seed: int = 0) -> list[dict]:
-    """``{"query", "choices", "gold"}``: the rest of the sentence among the rests of other paragraphs' sentences
+def next_sentence_rows(text: str, *, seed: int = 0) -> list[dict]:
+    """``{"query", "choices", "gold"}`` from the held-out ``text``: the rest of the sentence among the rests of other paragraphs' sentences
     whose length is within a factor 1.5 of it (so that summed log-probabilities are not decided by length)."""
     rng = random.Random(seed)
-    found = _questions(None, (0.5,), corpus, val_fraction)
+    found = _questions(text, None, (0.5,))
     rows = []
     for p, query, rest in found:
         similar = sorted({other for q, _, other in found if q != p and other != rest
@@ -103,12 +101,12 @@ def next_sentence_rows(*, corpus: str | None = None, val_fraction: float = 0.05,
     return rows
 
 
-def word_order_rows(*, corpus: str | None = None, val_fraction: float = 0.05, seed: int = 0) -> list[dict]:
-    """``{"query", "choices", "gold"}``: the sentence's next words in their order among three other orders of the
+def word_order_rows(text: str, *, seed: int = 0) -> list[dict]:
+    """``{"query", "choices", "gold"}`` from the held-out ``text``: the sentence's next words in their order among three other orders of the
     same words (same characters, so ``acc`` and ``acc_norm`` agree)."""
     rng = random.Random(seed)
     rows = []
-    for _, query, rest in _questions(ORDER_WORDS, (1 / 3, 2 / 3), corpus, val_fraction):
+    for _, query, rest in _questions(text, ORDER_WORDS, (1 / 3, 2 / 3)):
         # The words move; the white space between them (a line break and an indentation, say) stays where it is.
         words, gaps = re.split(r"\s+", rest), re.findall(r"\s+", rest)
         orders = set()
@@ -124,10 +122,11 @@ def word_order_rows(*, corpus: str | None = None, val_fraction: float = 0.05, se
 def main(folder: str = str(Path(__file__).with_name("tasks"))) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("word_order", word_order_rows()), ("next_sentence", next_sentence_rows())):
+    text = held_out_text()
+    for name, rows in (("word_order", word_order_rows(text)), ("next_sentence", next_sentence_rows(text))):
         (out / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         print(f"{len(rows)} questions written to {out / name}.jsonl")
-    (out / "held_out.txt").write_text(held_out_text().replace(CharTokenizer.eos_token, "\n\n"), encoding="utf-8")
+    (out / "held_out.txt").write_text(text.replace(CharTokenizer.eos_token, "\n\n"), encoding="utf-8")
 
 
 if __name__ == "__main__":

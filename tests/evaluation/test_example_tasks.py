@@ -22,13 +22,18 @@ TASKS = EXAMPLES / "tasks"
 
 
 @pytest.fixture(scope="module")
-def rows():
-    return {"next_sentence": next_sentence_rows(), "word_order": word_order_rows()}
+def text():
+    return held_out_text()
 
 
-def test_questions_come_from_the_held_out_text_and_are_the_same_every_time(rows):
-    assert rows == {"next_sentence": next_sentence_rows(), "word_order": word_order_rows()}
-    held_out = held_out_paragraphs()
+@pytest.fixture(scope="module")
+def rows(text):
+    return {"next_sentence": next_sentence_rows(text), "word_order": word_order_rows(text)}
+
+
+def test_questions_come_from_the_held_out_text_and_are_the_same_every_time(rows, text):
+    assert rows == {"next_sentence": next_sentence_rows(text), "word_order": word_order_rows(text)}
+    held_out = held_out_paragraphs(text)
     assert default_corpus().rstrip().endswith(held_out[-1].rstrip())  # the corpus' last paragraphs, never trained on
     for name, task_rows in rows.items():
         assert len(task_rows) >= 90 and {row["gold"] for row in task_rows} == {0, 1, 2, 3}
@@ -44,12 +49,11 @@ def test_questions_come_from_the_held_out_text_and_are_the_same_every_time(rows)
 
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the files were made from Python 3.11's pydoc topics")
-def test_the_committed_files_are_what_the_script_writes(rows):
+def test_the_committed_files_are_what_the_script_writes(rows, text):
     for name, task_rows in rows.items():
         lines = (TASKS / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
         assert [json.loads(line) for line in lines] == task_rows
-    assert (TASKS / "held_out.txt").read_text(encoding="utf-8") == held_out_text().replace(
-        CharTokenizer.eos_token, "\n\n")
+    assert (TASKS / "held_out.txt").read_text(encoding="utf-8") == text.replace(CharTokenizer.eos_token, "\n\n")
 
 
 def test_the_task_list_loads_for_the_example():
