@@ -97,13 +97,19 @@ def tiled(ids: list[int], length: int) -> list[int]:
     return list(itertools.islice(itertools.cycle(ids), length))
 
 
-def first_forward(model: nn.Module, runner: ModelAdapter, ids: list[int], *, named: str, hint: str) -> torch.Tensor:
-    """Stage 1: the logits of ``ids`` (a few tokens of one input, ``named`` in errors: "`prompts[0]` 'ab'"), checked.
+def first_forward(model: nn.Module, runner: ModelAdapter, ids: list[int], *, named: str, activity: str,
+                  network: str) -> torch.Tensor:
+    """Stage 1: the logits of one input's ``ids`` (``named`` in errors: "`prompts[0]` 'ab'"), tiled or cut to between
+    two tokens (so that whether the model returns every position shows) and eight (a length any model takes),
+    checked.
 
     Raises:
-        ProbeError: Not logits (with ``hint``, which names ``model_attr``), NaN or inf, ids the forward refuses while
-            it runs on id 0, or a forward that fails on any ids.
+        ProbeError: Not logits (naming what the monitor was ``activity`` (``"sampling"``), the ``network``, and
+            ``model_attr``), NaN or inf, ids the forward refuses while it runs on id 0, or a forward that fails on
+            any ids.
     """
+    ids = tiled(ids, min(max(2, len(ids)), 8))
+    hint = f"{activity} `{network}`; if that is not the network that maps ids to logits, set `model_attr`"
     try:
         output = _forward(model, runner, ids)
     except (PeerFailed, torch.OutOfMemoryError):

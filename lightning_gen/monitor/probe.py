@@ -36,12 +36,7 @@ from lightning_gen.decoding.adapters import ModelAdapter, model_device, watched_
 from lightning_gen.decoding.adapters.resolve import protocol_name
 from lightning_gen.decoding.batching import BatchPolicy, batching_policy, make_plan
 from lightning_gen.monitor._failures import PeerFailed
-from lightning_gen.monitor.forward_checks import (
-    ProbeError,
-    first_forward,
-    longest_accepted,
-    tiled,
-)
+from lightning_gen.monitor.forward_checks import ProbeError, first_forward, longest_accepted
 from lightning_gen.monitor.plan import Plan, model_vocab, settle_vocab
 from lightning_gen.monitor.round import call_options, decode_sample, runner_for, score_sample
 from lightning_gen.text.samples import EncodedPrompts
@@ -136,12 +131,11 @@ def check_vocabulary(vocab: int, source: str, encoded: EncodedPrompts, config: G
                              f"({source})")
 
 
-def _first_prompt(model: nn.Module, runner: ModelAdapter, encoded: EncodedPrompts, hint: str) -> torch.Tensor:
-    """`first_forward` of the shortest prompt of at least two tokens (to see whether every position is returned),
-    cut to eight: a length the model surely takes."""
+def _first_prompt(model: nn.Module, runner: ModelAdapter, encoded: EncodedPrompts, network: str) -> torch.Tensor:
+    """`first_forward` of the shortest prompt of at least two tokens (to see whether every position is returned)."""
     k = min(range(len(encoded.ids)), key=lambda i: (len(encoded.ids[i]) < 2, len(encoded.ids[i])))
-    ids = tiled(encoded.ids[k], min(max(2, len(encoded.ids[k])), 8))
-    return first_forward(model, runner, ids, named=f"`prompts[{k}]` {encoded.prompts[k].text!r}", hint=hint)
+    return first_forward(model, runner, encoded.ids[k], named=f"`prompts[{k}]` {encoded.prompts[k].text!r}",
+                         activity="sampling", network=network)
 
 
 def _check_processors(processors: Sequence[Any], encoded: EncodedPrompts, logits: torch.Tensor, vocab: int) -> None:
@@ -191,13 +185,12 @@ def probe(
         torch.OutOfMemoryError: Running out of memory, which the caller may take as transient.
     """
     network = plan.target.network
-    hint = (f"sampling `{network.name}`; if that is not the network that maps ids to logits, set `model_attr`")
     runner = runner_for(model, plan)
     advertised = model_vocab(network, pl_module)
     with watched_state(model) as changes:
         if advertised is not None and vocab_size is None:  # known before any forward: the clearest error
             check_vocabulary(*advertised, encoded, plan.settled.config)
-        logits = _first_prompt(model, runner, encoded, hint)
+        logits = _first_prompt(model, runner, encoded, network.name)
         every_position = logits.dim() == 3 and logits.shape[1] > 1
         try:
             vocab, source = settle_vocab(logits=logits.shape[-1], model=advertised,

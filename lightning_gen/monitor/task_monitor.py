@@ -23,7 +23,7 @@ from lightning_gen.evaluation.tasks import (
 from lightning_gen.monitor.base import ScheduledMonitor
 from lightning_gen.monitor.console import ConsoleMode
 from lightning_gen.monitor.distributed import DistributedMode, LockstepVote
-from lightning_gen.monitor.forward_checks import ProbeError, first_forward, longest_accepted, tiled
+from lightning_gen.monitor.forward_checks import ProbeError, first_forward, longest_accepted
 from lightning_gen.text.task_records import (
     TASK_EXAMPLES_FILE,
     TASK_RECORDS_FILE,
@@ -152,15 +152,12 @@ class TaskMonitor(ScheduledMonitor):
         """Logits for every position, and the longest request the model takes: a context found by probing where
         none is known (the tasks are then tokenized again, cut to it)."""
         runner = self._target.runner_for(model)
-        hint = (f"scoring `{self._target.network.name}`; if that is not the network that maps ids to logits, set "
-                "`model_attr`")
         first = next(((task.name, requests[0]) for task in self._loaded for requests in task.items if requests), None)
         if first is None:
             raise ProbeError("`tasks` hold no request to score")
         name, (context, continuation) = first
-        ids = list(context + continuation)
-        logits = first_forward(model, runner, tiled(ids, min(max(2, len(ids)), 8)), named=f"task {name!r}",
-                               hint=hint)
+        logits = first_forward(model, runner, list(context + continuation), named=f"task {name!r}",
+                               activity="scoring", network=self._target.network.name)
         if logits.dim() != 3 or logits.shape[1] < 2:
             raise ProbeError(f"the model returns logits for the last position only, shape {tuple(logits.shape)}; "
                              "scoring a continuation needs every position's (pass an `adapter` whose "
