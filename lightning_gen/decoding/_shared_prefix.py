@@ -11,9 +11,8 @@ one CPU thread) this scores 2.3 times as many requests per second as feeding eve
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,23 +25,16 @@ if TYPE_CHECKING:
 __all__ = ["applies", "forward", "groups", "width"]
 
 
-def _cache_argument(model: Any) -> str | None:
-    """The forward's keyword for the cache, when it takes a mask, positions and a cache; else None."""
-    params = inspect.signature(model.forward).parameters
-    if not {"attention_mask", "position_ids"} <= set(params):
-        return None
-    # transformers renamed `past_key_values` to `cache` during 5.x; remote code may keep the old name.
-    return "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
-
-
 def applies(runner: ModelAdapter) -> bool:
-    """Whether ``runner`` drives a transformers model whose default cache is a `DynamicCache` it can be given."""
+    """Whether ``runner`` drives a transformers model whose default cache is a `DynamicCache` it can be given (its
+    forward takes a mask, positions and a cache)."""
     if not isinstance(runner, HFAdapter) or not runner.use_cache:
         return False
     model = runner.model
     dynamic = getattr(model, "_supports_default_dynamic_cache", None)
     encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
-    return callable(dynamic) and bool(dynamic()) and not encoder_decoder and _cache_argument(model) is not None
+    return (callable(dynamic) and bool(dynamic()) and not encoder_decoder
+            and {"attention_mask", "position_ids", runner.cache_argument} <= runner.forward_parameters)
 
 
 def groups(rows: Sequence[_Row]) -> tuple[list[list[int]], list[int]]:
@@ -60,7 +52,7 @@ def width(rows: Sequence[_Row], group: Sequence[int]) -> int:
     return max(len(rows[index].ids) for index in group)
 
 
-def forward(runner: ModelAdapter, rows: Sequence[_Row], device: torch.device) -> tuple[torch.Tensor, list[int]]:
+def forward(runner: HFAdapter, rows: Sequence[_Row], device: torch.device) -> tuple[torch.Tensor, list[int]]:
     """Logits `(R * C, V)` for positions ``row.start`` on of every row, and each row's offset (position p of row r
     is at ``base[r] + p``). Rows of one prefix come together, as `groups` made them."""
     from transformers import DynamicCache
@@ -75,9 +67,9 @@ def forward(runner: ModelAdapter, rows: Sequence[_Row], device: torch.device) ->
         pick.append(len(prefixes) - 1)
     ids, mask = left_pad([torch.tensor(prefix) for prefix in prefixes], 0)  # (G, P) left-padded
     ids, mask = ids.to(device), mask.to(device)
-    key = _cache_argument(model)
+    key = runner.cache_argument
     cache = DynamicCache(config=model.config)
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in runner.forward_parameters else {}
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate counts positions under left padding
     model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{key: cache}, **extra)
     index = torch.tensor(pick, device=device)

@@ -44,9 +44,12 @@ class HFAdapter(ModelAdapter):
         self.generation_config: Any = None  # set by `generate` to the resolved configuration
         self._kwargs: dict[str, Any] = {}
         self._step: GenericStep | None = None  # the generic decode step, where it applies
+        #: The keyword arguments the model's forward takes.
+        self.forward_parameters = frozenset(inspect.signature(model.forward).parameters)
         # Remote code written before transformers renamed `past_key_values` to `cache` (during 5.x) takes the old name.
-        params = inspect.signature(model.forward).parameters
-        self._cache_key = "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
+        params = self.forward_parameters
+        #: The forward's keyword for the cache.
+        self.cache_argument = "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
         self._generative = callable(getattr(model, "prepare_inputs_for_generation", None)) and callable(
             getattr(model, "_update_model_kwargs_for_generation", None))
 
@@ -81,7 +84,7 @@ class HFAdapter(ModelAdapter):
         from transformers.generation.configuration_utils import GenerationMode
 
         model = self.model
-        params = set(inspect.signature(model.forward).parameters)
+        params = self.forward_parameters
         config = self._config(max_length)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -134,10 +137,10 @@ class HFAdapter(ModelAdapter):
             outputs = compiled(**inputs, return_dict=True)
             # Under CUDA graphs the next replay overwrites the output: keep a copy of the logits.
             return _Outputs(logits=outputs.logits.clone(), cache=_cache_of(outputs))
-        if self._cache_key == "cache":
+        if self.cache_argument == "cache":
             return self.model(**inputs, return_dict=True)
         if "cache" in inputs:
-            inputs[self._cache_key] = inputs.pop("cache")
+            inputs[self.cache_argument] = inputs.pop("cache")
         outputs = self.model(**inputs, return_dict=True)  # remote code's own output: a dict, a tuple ...
         return _Outputs(logits=output_logits(outputs), cache=_cache_of(outputs))
 
