@@ -63,7 +63,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleave, machine, median, timed  # noqa: E402
 
 from lightning_gen import generate  # noqa: E402
-from lightning_gen.decoding import _compact as compact  # noqa: E402
 from lightning_gen.decoding import _draws as draws  # noqa: E402
 from lightning_gen.decoding import _sampler as sampler  # noqa: E402
 from lightning_gen.decoding import _warpers as warpers  # noqa: E402
@@ -76,8 +75,6 @@ WITHOUT = {
     "draw": (draws, "draw", None),  # multinomial draws
     "top-p": (warpers, "top_p", None),  # HF's top-p sorts values and indices
     "top-k": (warpers, "top_k", None),  # HF's top-k, and every processor after it over the whole rows
-    "compact": (compact, "compaction_exact", False),  # after a top-k, the softmaxes over the whole rows
-    "repetition-penalty": (warpers, "repetition_penalty", None),  # HF's, copying the rows twice
 }
 
 
@@ -263,16 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default=None, help="run the rows whose name contains this text")
     parser.add_argument("--quick", action="store_true", help="four small rows, one round each (a smoke run)")
-    parser.add_argument("--without", choices=sorted(WITHOUT), default=None,
-                        help="hand this shortcut back to HF's code, to measure what it gains")
+    parser.add_argument("--without", choices=sorted(WITHOUT), action="append", default=[],
+                        help="hand this shortcut back to HF's code, to measure what it gains (repeatable)")
     args = parser.parse_args(argv)
-    if args.without is not None:
-        module, name, answer = WITHOUT[args.without]
-        setattr(module, name, lambda *_args, **_kwargs: answer)
+    for without in args.without:
+        module, name, answer = WITHOUT[without]
+        setattr(module, name, lambda *_args, _answer=answer, **_kwargs: _answer)
     torch.set_num_threads(args.threads)
     cases = QUICK if args.quick else [c for c in CASES if args.only is None or args.only in c.name]
     repeats = 1 if args.quick else args.repeats
-    print(f"machine: {machine()}" + (f" | without {args.without}" if args.without else ""))
+    print(f"machine: {machine()}" + "".join(f" | without {without}" for without in args.without))
     print(f"{repeats} rounds after one warm-up, the three calls taking turns at every forward call: median CPU ms of "
           "each call's thread; ratios are medians of each round's CPU-time ratio (in parentheses: of the time each "
           "call held the core)")

@@ -8,21 +8,19 @@ computation cannot decide identically:
   takes a logarithm only where a token can still win, or only at a top-k's candidates.
 * ``TopPLogitsWarper`` sorts the scores with their int64 indices (30 ms), though its cut depends only on the sorted
   *values*: `_warpers.top_p` takes them from numpy's values-only sort (8 ms).
-* After a top-k, every score but its ``k`` is -inf, yet each warper after it, and the softmax before the draw, pass
-  over the whole rows again (top-p, min-p: 2 ms each). `_warpers.top_k` keeps the ``k`` values and indices of one
-  ``topk(k + 1)`` (0.6 ms), applying a temperature before it to those alone; the top-p, min-p and temperature after
-  it change only those values (`_on_candidates`), and the softmaxes they and the draw need come from the ``k``
-  values alone, bit for bit (`_compact.softmax_at`). The whole rows are built only for another processor.
-* ``RepetitionPenaltyLogitsProcessor`` copies the rows twice to change a few entries: `_warpers.repetition_penalty`
-  writes them in place.
+* After a top-k, every score but its ``k`` is -inf, yet each warper after it masks and copies the whole rows again
+  (top-p, min-p: 2 ms each), and the draw looks at every entry. `_warpers.top_k` keeps the ``k`` values and indices
+  of one ``topk(k + 1)`` (0.6 ms), applying a temperature before it to those alone; the top-p, min-p and
+  temperature after it change only those values (`_on_candidates`), and the draw looks at those ``k`` tokens alone.
+  The whole rows are built for the softmaxes (HF's, so that their sums are HF's) and for another processor.
 
 A `Sampler` chooses its route once, at its first step, from the processors, the device and the size:
 
 * **plain**: HF's list and ``torch.multinomial``, exactly: the shortcuts switched off, a processor that is not one
   of transformers' own classes (`_KNOWN`), fewer than `_MIN_NUMEL` scores (there multinomial costs no more than the
   shortcuts), or a torch whose kernels do not draw as `_draws.emulated` expects.
-* **exact** (CPU): HF's processors, with the repetition penalty, temperature, top-k, top-p and min-p by the
-  functions of `_warpers`, then `_draws.draw`.
+* **exact** (CPU): HF's processors, with temperature, top-k, top-p and min-p by the functions of `_warpers`, then
+  `_draws.draw`.
 * **sync-free** (off the CPU): HF's processors, then multinomial's draw without the checks that wait for the
   device; `finish` checks every step's rows once, after the last step.
 
@@ -52,7 +50,6 @@ from typing import Any
 import torch
 from transformers.generation import logits_process as lp
 
-from lightning_gen.decoding import _compact as compact
 from lightning_gen.decoding import _draws as draws
 from lightning_gen.decoding import _warpers as warpers
 
@@ -258,7 +255,7 @@ class Sampler:
                 if step is not None:
                     kept = step
                     continue
-                scores, candidates, kept = compact.materialize(*kept, vocab), kept[1], None
+                scores, candidates, kept = warpers.materialize(*kept, vocab), kept[1], None
             if type(processor) is lp.TemperatureLogitsWarper and _top_k_shortcut(self.chain, position + 1, scores):
                 divisor = processor.temperature
                 continue
@@ -275,8 +272,6 @@ class Sampler:
                     and scores.dtype == torch.float32:
                 out = warpers.top_p(processor, scores)
                 stats.warper_fallbacks += out is None
-            elif type(processor) is lp.RepetitionPenaltyLogitsProcessor:
-                out = warpers.repetition_penalty(processor, input_ids, scores)
             scores = out if out is not None else processor(input_ids, scores)
             if type(processor) not in _MASKING or getattr(processor, "filter_value", -math.inf) != -math.inf:
                 candidates = None  # it may have given a score outside them a probability
@@ -284,8 +279,8 @@ class Sampler:
             self._uniforms = torch.empty((scores.shape[0], vocab), dtype=torch.float64)
         if kept is not None:  # HF's probabilities of the candidates; every other token's is 0
             self._held = None
-            tokens = draws.draw(compact.softmax_at(*kept, vocab), generator, self._uniforms, kept[1])
-            scores = compact.materialize(*kept, vocab) if tokens is None else scores
+            tokens = draws.draw(warpers.softmax_at(*kept, vocab), generator, self._uniforms, kept[1])
+            scores = warpers.materialize(*kept, vocab) if tokens is None else scores
         else:
             probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
             self._held = (scores, probs)

@@ -1,9 +1,9 @@
 """HF's logits processors by shorter computations, bit for bit: each returns what HF's own would, or None where it
 cannot promise that (HF's own then runs).
 
-The repetition penalty is written into the scores; the top-k keeps its ``k`` values and indices (a temperature
-before it applied to those alone); a top-p or min-p after that top-k works on those ``k`` (`_compact.softmax_at`
-takes their softmax); a top-p without a top-k takes its sorted values from numpy's values-only sort.
+The top-k keeps its ``k`` values and indices (a temperature before it applied to those alone); a top-p or min-p
+after that top-k changes those ``k`` values alone; a top-p without a top-k takes its sorted values from numpy's
+values-only sort.
 
 Example::
 
@@ -23,22 +23,17 @@ import numpy as np
 import torch
 from transformers.generation import logits_process as lp
 
-from lightning_gen.decoding import _compact as compact
-
-__all__ = ["min_p_kept", "repetition_penalty", "top_k", "top_p", "top_p_kept"]
+__all__ = ["materialize", "min_p_kept", "softmax_at", "top_k", "top_p", "top_p_kept"]
 
 
-def repetition_penalty(processor: lp.RepetitionPenaltyLogitsProcessor, input_ids: torch.Tensor,
-                       scores: torch.Tensor) -> torch.Tensor | None:
-    """HF's repetition penalty written into ``scores`` (HF pads a copy by one column for ids beyond the scores,
-    scatters into another and slices it: two copies of the rows, for the few entries it changes); None where it
-    would do more than that: a ``prompt_ignore_length``, or ids beyond the scores."""
-    if getattr(processor, "prompt_ignore_length", None) is not None or input_ids.dim() != 2 or \
-            bool((input_ids >= scores.shape[1]).any()):
-        return None
-    score = scores.gather(1, input_ids)  # every repeat of an id reads the score before the penalty, as in HF
-    score = torch.where(score < 0, score * processor.penalty, score / processor.penalty)
-    return scores.scatter_(1, input_ids, score)
+def materialize(values: torch.Tensor, indices: torch.Tensor, vocab: int) -> torch.Tensor:
+    """The whole rows `(B, V)`: ``values`` `(B, k)` at ``indices``, -inf everywhere else."""
+    return values.new_full((values.shape[0], vocab), -math.inf).scatter_(1, indices, values)
+
+
+def softmax_at(values: torch.Tensor, indices: torch.Tensor, vocab: int) -> torch.Tensor:
+    """HF's softmax of the rows `materialize` builds, at ``indices`` `(B, k)`: every other entry's is 0."""
+    return materialize(values, indices, vocab).softmax(dim=-1).gather(1, indices)
 
 
 def top_k(warper: lp.TopKLogitsWarper, scores: torch.Tensor,
@@ -83,16 +78,15 @@ def top_p(warper: lp.TopPLogitsWarper, scores: torch.Tensor) -> torch.Tensor | N
 
 
 def top_p_kept(warper: lp.TopPLogitsWarper, values: torch.Tensor, vocab: int) -> torch.Tensor | None:
-    """`top_p` on the output of a top-k that kept ``values`` `(B, k)`, descending: HF's sorted row is
-    ``[-inf] * (V - k)`` followed by them ascending, whose softmax `compact.softmax_at` takes from the k alone and
-    whose cumulative sum is 0 until them (a float64 running sum, as torch's CPU cumsum keeps). The kept values after
-    the cut, or None."""
+    """`top_p` on the output of a top-k that kept ``values`` `(B, k)`, descending, without a sort: HF's sorted row is
+    ``[-inf] * (V - k)`` followed by them ascending, whose cumulative probability is 0 until them (torch's CPU cumsum
+    adds in order), so that it is summed over those ``k`` alone. The kept values after the cut, or None."""
     batch, k = values.shape
     if warper.min_tokens_to_keep > k:
         return None
     ascending = values.flip(-1)
     at = torch.arange(vocab - k, vocab).expand(batch, k)
-    lowest_kept = _lowest_kept(warper, ascending, compact.softmax_at(ascending, at, vocab).cumsum_(dim=-1))
+    lowest_kept = _lowest_kept(warper, ascending, softmax_at(ascending, at, vocab).cumsum_(dim=-1))
     return None if lowest_kept is None else values.masked_fill(values < lowest_kept, -math.inf)
 
 
@@ -112,8 +106,8 @@ def _lowest_kept(warper: lp.TopPLogitsWarper, ascending: torch.Tensor,
 
 def min_p_kept(warper: lp.MinPLogitsWarper, values: torch.Tensor, indices: torch.Tensor,
                vocab: int) -> torch.Tensor:
-    """HF's min-p on rows that are -inf outside ``indices``, as their new ``values``: its softmax from the candidates
-    alone (`compact.softmax_at`), the same threshold and comparison. HF's ``topk(probs, 1)`` keeps the most likely
-    token, which the threshold never removes (``min_p <= 1``)."""
-    probs = compact.softmax_at(values, indices, vocab)
+    """HF's min-p on rows that are -inf outside ``indices``, as their new ``values``: its softmax, threshold and
+    comparison at those alone. HF's ``topk(probs, 1)`` keeps the most likely token, which the threshold never removes
+    (``min_p <= 1``)."""
+    probs = softmax_at(values, indices, vocab)
     return values.masked_fill(probs < warper.min_p * probs.amax(dim=-1, keepdim=True), -math.inf)

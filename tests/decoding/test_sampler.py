@@ -25,7 +25,6 @@ from transformers import GPT2LMHeadModel, LogitsProcessor
 from transformers.generation import logits_process as lp
 
 from lightning_gen import generate
-from lightning_gen.decoding import _compact as compact
 from lightning_gen.decoding import _sampler
 from lightning_gen.decoding import _warpers as warpers
 from lightning_gen.decoding._sampler import Sampler, plain_sample
@@ -180,7 +179,7 @@ def test_top_k_is_hf_s_warper_bit_for_bit_or_hands_back(k):
             continue
         decided += 1
         values, indices = kept
-        assert torch.equal(_bits(compact.materialize(values, indices, scores.shape[1])), _bits(expected)), seed
+        assert torch.equal(_bits(warpers.materialize(values, indices, scores.shape[1])), _bits(expected)), seed
         assert torch.equal(values, expected.topk(warper.top_k, dim=-1).values)
     assert decided > 15, "design: most cases k does not cover are decided by one topk"
     assert declined > 5, "design: ties at the cut, NaN and inf are handed back"
@@ -195,24 +194,6 @@ def test_a_temperature_that_makes_values_equal_at_the_cut_hands_the_top_k_back()
     chain = lp.LogitsProcessorList([lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(2)])
     check_same(chain, scores, 0)
     assert _sampler.stats.warper_fallbacks == 1
-
-
-def test_repetition_penalty_is_hf_s_bytes_written_in_place_or_hands_back():
-    scores = random_scores(0)  # both signs, rows at different scales
-    ids = torch.randint(0, V, (6, 40), generator=torch.Generator().manual_seed(0))
-    ids[:, 5:9] = ids[:, :4]  # repeats: each reads the score before the penalty
-    for penalty in (1.3, 0.7):
-        processor = lp.RepetitionPenaltyLogitsProcessor(penalty)
-        expected, mine = processor(ids, scores.clone()), scores.clone()
-        assert warpers.repetition_penalty(processor, ids, mine) is mine
-        assert torch.equal(_bits(mine), _bits(expected))
-    beyond = ids.clone()
-    beyond[2, 3] = V + 5  # an embedding wider than the scores: HF drops those ids
-    assert warpers.repetition_penalty(processor, beyond, scores.clone()) is None
-    skips = lp.RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=4)
-    assert warpers.repetition_penalty(skips, ids, scores.clone()) is None
-    for chain in ([processor, lp.TopKLogitsWarper(20)], [skips, lp.TopKLogitsWarper(20)]):
-        check_same(lp.LogitsProcessorList(chain), scores, 0, ids=beyond)
 
 
 def test_top_p_is_hf_s_warper_bit_for_bit_or_hands_back():
@@ -243,7 +224,7 @@ def test_top_p_right_after_top_k_needs_no_sort_and_is_hf_s_bytes():
         values = warpers.top_p_kept(warper, kept[0], scores.shape[1])
         if values is not None:
             decided += 1
-            got = compact.materialize(values, kept[1], scores.shape[1])
+            got = warpers.materialize(values, kept[1], scores.shape[1])
             assert torch.equal(_bits(got), _bits(warper(IDS, top_k(IDS, scores)))), seed
     assert decided > 60
 
@@ -254,7 +235,7 @@ def test_min_p_on_a_top_k_s_candidates_is_hf_s_bytes():
         top_k = lp.TopKLogitsWarper([1, 5, 50][seed % 3])
         values, indices = warpers.top_k(top_k, scores)
         warper = lp.MinPLogitsWarper([0.01, 0.1, 0.5, 1.0][seed % 4])
-        got = compact.materialize(warpers.min_p_kept(warper, values, indices, 50257), indices, 50257)
+        got = warpers.materialize(warpers.min_p_kept(warper, values, indices, 50257), indices, 50257)
         assert torch.equal(_bits(got), _bits(warper(IDS, top_k(IDS, scores)))), seed
 
 
