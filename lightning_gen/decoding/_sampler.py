@@ -280,7 +280,8 @@ class Sampler:
         if kept is not None:  # HF's probabilities of the candidates; every other token's is 0
             self._held = None
             tokens = draws.draw(warpers.softmax_at(*kept, vocab), generator, self._uniforms, kept[1])
-            scores = warpers.materialize(*kept, vocab) if tokens is None else scores
+            if tokens is None:
+                probs = torch.softmax(warpers.materialize(*kept, vocab), dim=-1)
         else:
             probs = torch.softmax(scores, dim=-1)  # (B, V), HF's probabilities
             self._held = (scores, probs)
@@ -288,7 +289,6 @@ class Sampler:
             tokens = draws.draw(at, generator, self._uniforms, candidates)
         if tokens is None:
             stats.draw_fallbacks += 1
-            probs = torch.softmax(scores, dim=-1)
             tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
         return tokens
 

@@ -267,6 +267,18 @@ def test_random_scores_give_hf_s_tokens_without_a_hand_back(name):
     assert _sampler.stats.draw_fallbacks == 0
 
 
+@pytest.mark.parametrize("name", ["bench", "five", "top_k"])
+def test_a_draw_handed_back_after_a_top_k_is_multinomial_s_over_hf_s_whole_rows(name, monkeypatch):
+    """Where the exact draw cannot promise a token (a logarithm near a rounding boundary, a uniform of 0), the step
+    that kept only the top-k's candidates builds HF's whole rows for multinomial."""
+    from lightning_gen.decoding import _draws
+
+    monkeypatch.setattr(_draws, "_tokens", lambda *args: None)
+    for seed in range(4):
+        check_same(CHAINS[name], random_scores(seed), seed)
+    assert _sampler.stats.exact == 4 and _sampler.stats.draw_fallbacks == 4 and _sampler.stats.warper_fallbacks == 0
+
+
 def test_random_chains_on_hard_scores():
     """A fuzz over chains (penalty, temperature, top-k incl. >= V, top-p incl. 1.0, min-p, typical, eta,
     normalization, several min_tokens_to_keep) and score kinds (ties, grids, mostly -inf, flat, one dominant token,
