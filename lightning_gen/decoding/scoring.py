@@ -103,7 +103,8 @@ def token_logprobs(
 
 
 def check_scorable(targets: Sequence[int], vocab: int) -> None:
-    """Raise ``ValueError`` naming the first target ids outside ``[0, vocab)``, the logits' vocabulary."""
+    """Raise ``ValueError`` where a target id lies outside ``[0, vocab)``, the logits' vocabulary, naming the five
+    smallest such ids."""
     if targets and (min(targets) < 0 or max(targets) >= vocab):
         bad = sorted({t for t in targets if not 0 <= t < vocab})
         raise ValueError(f"token ids must be in [0, {vocab}) to be scored against logits of vocabulary {vocab}, "
