@@ -56,6 +56,8 @@ class ScheduledMonitor(pl.Callback):
     #: How messages name the monitor and what its rounds do ("GenerationMonitor: sampling at step 4 failed ...").
     _label = "ScheduledMonitor"
     _activity = "the round"
+    #: Its rounds are evaluations (`TaskMonitor`'s): the end lines name its records and views (`end_lines`).
+    _evaluates = False
 
     def _configure(
         self, *, tokenizer: Any, schedule: dict[str, Any], switches: dict[str, bool], model_attr: Any, adapter: Any,
@@ -226,7 +228,7 @@ class ScheduledMonitor(pl.Callback):
             self._maybe_run(trainer)
         if self._rounds:
             lines = end_lines(self._rounds, self._records_dir, trainer.loggers, tag=self.tag,
-                              evaluations=self._activity == "evaluation")
+                              evaluations=self._evaluates)
             self._say("\n".join(lines), trainer)
 
     # ----------------------------------------------------------------- one round

@@ -106,6 +106,7 @@ class TaskMonitor(ScheduledMonitor):
 
     _label = "TaskMonitor"
     _activity = "evaluation"
+    _evaluates = True
     _when = ("evaluate_on_train_start", "evaluate_on_train_end", "evaluate_on_validation")
 
     def __init__(
