@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gpt_fast import RMSNorm
+from .gpt_fast import RMSNorm, apply_rotary_emb
 
 
 class _TuneKVCache(nn.Module):
@@ -61,13 +61,7 @@ class _TuneRoPE(nn.Module):
     def forward(self, x: torch.Tensor, *, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         seq_len = x.size(1)  # x: [b, s, n_h, h_d]
         rope_cache = self.cache[:seq_len] if input_pos is None else self.cache[input_pos]
-        xshaped = x.float().reshape(*x.shape[:-1], -1, 2)
-        rope_cache = rope_cache.view(-1, xshaped.size(1), 1, xshaped.size(3), 2)
-        x_out = torch.stack([
-            xshaped[..., 0] * rope_cache[..., 0] - xshaped[..., 1] * rope_cache[..., 1],
-            xshaped[..., 1] * rope_cache[..., 0] + xshaped[..., 0] * rope_cache[..., 1],
-        ], -1)
-        return x_out.flatten(3).type_as(x)
+        return apply_rotary_emb(x, rope_cache)  # torchtune's rotation is gpt-fast's arithmetic
 
 
 class _TuneAttention(nn.Module):
