@@ -31,7 +31,7 @@ from transformers import GenerationConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, machine, median
-from matrix import CASES, build, forwards, inputs
+from matrix import CASES, Case, build, forwards, inputs
 
 from lightning_gen import generate
 from lightning_gen.decoding._sampler import Sampler
@@ -40,10 +40,11 @@ from lightning_gen.decoding.processors import build_logits_processors
 TARGET = 1.3
 
 
-def measure(case, model: torch.nn.Module, repeats: int) -> dict[str, float]:
+def measure(case: Case, model: torch.nn.Module, repeats: int) -> dict[str, float]:
     """Median milliseconds of the four timed calls (see the module docstring) for ``case``."""
     ids, mask = inputs(case, model.config.vocab_size)
     options = dict(case.options, max_new_tokens=case.new, pad_token_id=0)
+    options.pop("eos_token_id", None)  # where rows end (matrix.py's "frequent" token) moves no per-step cost
     tokens = generate(model, ids, attention_mask=mask, generator=torch.Generator().manual_seed(0), **options)
     steps = tokens.shape[1] - case.prompt
     upto = case.prompt + steps // 2  # scores from the middle of the call

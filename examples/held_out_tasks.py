@@ -88,8 +88,9 @@ def _row(query: str, truth: str, others: list[str], rng: random.Random) -> dict:
 
 
 def next_sentence_rows(text: str, *, seed: int = 0) -> list[dict]:
-    """``{"query", "choices", "gold"}`` from the held-out ``text``: the rest of the sentence among the rests of other paragraphs' sentences
-    whose length is within a factor 1.5 of it (so that summed log-probabilities are not decided by length)."""
+    """``{"query", "choices", "gold"}`` from the held-out ``text``: the rest of the sentence among the rests of other
+    paragraphs' sentences whose length is within a factor 1.5 of it (so that summed log-probabilities are not decided
+    by length)."""
     rng = random.Random(seed)
     found = _questions(text, None, (0.5,))
     rows = []
@@ -102,8 +103,8 @@ def next_sentence_rows(text: str, *, seed: int = 0) -> list[dict]:
 
 
 def word_order_rows(text: str, *, seed: int = 0) -> list[dict]:
-    """``{"query", "choices", "gold"}`` from the held-out ``text``: the sentence's next words in their order among three other orders of the
-    same words (same characters, so ``acc`` and ``acc_norm`` agree)."""
+    """``{"query", "choices", "gold"}`` from the held-out ``text``: the sentence's next words in their order among
+    three other orders of the same words (same characters, so ``acc`` and ``acc_norm`` agree)."""
     rng = random.Random(seed)
     rows = []
     for _, query, rest in _questions(text, ORDER_WORDS, (1 / 3, 2 / 3)):

@@ -49,9 +49,10 @@ class ScenarioLM(TinyLM):
     different shares finish at different times, and a single process sees the same); ``"rank"``: rank 0's rows
     end after 2 tokens, the other ranks' never end (lockstep). fail: raise ``ShapeError`` (``"shape"``) or an
     out-of-memory error (``"oom"``) at the end of the ``fail_call``-th sampling forward of the round at
-    ``fail_step``, on ``fail_rank`` only, or per rank as a mapping ``{rank: kind}`` (after the forward's own collectives, as an OOM in the logits' processing would). last_only: return the
-    last position's logits only (nanoGPT at inference). shard: FSDP2 `fully_shard` in `configure_model` (the
-    FSDP1 scenarios wrap it with the strategy's `auto_wrap_policy` instead).
+    ``fail_step``, on ``fail_rank`` only, or per rank as a mapping ``{rank: kind}`` (after the forward's own
+    collectives, as an OOM in the logits' processing would). last_only: return the last position's logits only
+    (nanoGPT at inference). shard: FSDP2 `fully_shard` in `configure_model` (the FSDP1 scenarios wrap it with the
+    strategy's `auto_wrap_policy` instead).
     """
 
     def __init__(self, *, bias=None, fail=None, fail_rank=1, fail_step=2, fail_call=3, last_only=False, shard=False):
